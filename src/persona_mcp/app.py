@@ -1,0 +1,88 @@
+"""The composition root: builds every service from the settings and owns their lifetime."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from typing import Any
+
+from persona_mcp.clock import Clock, SystemClock
+from persona_mcp.config import Settings
+from persona_mcp.conversation.engine import ConversationEngine
+from persona_mcp.llm import LLMProvider, build_provider
+from persona_mcp.operations import Registry, build_registry
+from persona_mcp.personas.service import PersonaService
+from persona_mcp.sessions import SessionService
+from persona_mcp.store.db import Database
+
+log = logging.getLogger(__name__)
+
+DEFAULT_USER = "default"
+
+
+class App:
+    """Everything a door needs: services, the registry, counters."""
+
+    def __init__(
+        self, settings: Settings, clock: Clock | None = None, llm: LLMProvider | None = None
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.db = Database(settings.db_path)
+        self.personas = PersonaService(self.db, self.clock)
+        self.sessions = SessionService(self.db, self.clock, self.personas)
+        self.llm = llm or build_provider(settings, self.clock)
+        self.conversations = ConversationEngine(
+            self.db, self.clock, settings, self.personas, self.llm
+        )
+        self.registry: Registry = build_registry()
+        self.started_at = self.clock.now()
+        self.connections = 0
+
+    async def start(self) -> None:
+        await self.db.open()
+        await self.personas.load()
+        await self.personas.ensure_user(DEFAULT_USER)
+        log.info("database ready at %s", self.settings.db_path)
+
+    async def close(self) -> None:
+        await self.conversations.drain()
+        await self.llm.aclose()
+        await self.db.close()
+
+    # -- figures for system.status --------------------------------------------------
+
+    async def counts(self, user_id: str) -> dict[str, int]:
+        def read(conn: sqlite3.Connection) -> dict[str, int]:
+            def one(sql: str) -> int:
+                return int(conn.execute(sql, (user_id,)).fetchone()[0])
+
+            return {
+                "personas": one("SELECT count(*) FROM personas WHERE user_id = ?"),
+                "conversations": one("SELECT count(*) FROM conversations WHERE user_id = ?"),
+                "messages": one(
+                    """SELECT count(*) FROM messages JOIN conversations c
+                       ON c.id = messages.conversation_id WHERE c.user_id = ?"""
+                ),
+            }
+
+        return await self.db.read(read)
+
+    async def memory_count(self, user_id: str, persona_id: str) -> int:
+        return 0
+
+    def embedder_status(self) -> dict[str, Any]:
+        return {"provider": self.settings.embedding_provider, "ready": False}
+
+    def background_status(self) -> dict[str, Any]:
+        return {"enabled": self.settings.background_processing}
+
+    def storage_status(self) -> dict[str, Any]:
+        path = self.settings.db_path
+        sizes = {
+            suffix or "db": os.path.getsize(f"{path}{suffix}")
+            for suffix in ("", "-wal")
+            if os.path.exists(f"{path}{suffix}")
+        }
+        return {"path": str(path), "bytes": sum(sizes.values()), "files": sizes}

@@ -1,0 +1,118 @@
+"""The command line: parses arguments, builds settings, then calls into the services."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from persona_mcp import __version__
+from persona_mcp.config import Settings, load_settings
+
+log = logging.getLogger("persona_mcp")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="where the database lives (PERSONA_MCP_DATA_DIR)")
+    parser.add_argument("--debug", action="store_const", const=True, help="verbose logging")
+    parser.add_argument("--env-file", default=".env", help="settings file (default: .env)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="persona-mcp",
+        description="Local-first persona and memory server (WebSocket JSON-RPC and MCP).",
+    )
+    parser.add_argument("--version", action="version", version=f"persona-mcp {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run the server: WebSocket JSON-RPC and MCP over HTTP at /mcp"
+    )
+    _common(serve)
+    serve.add_argument("--host", help="bind address (SERVER_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (SERVER_PORT, default 8000)")
+    serve.add_argument(
+        "--llm", choices=["auto", "ollama", "openai", "offline"], help="LLM provider (LLM_PROVIDER)"
+    )
+    serve.add_argument(
+        "--allow-remote",
+        action="store_const",
+        const=True,
+        help="permit binding to a non-loopback address",
+    )
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        "data_dir": args.data_dir,
+        "debug_mode": args.debug,
+        "server_host": getattr(args, "host", None),
+        "server_port": getattr(args, "port", None),
+        "llm_provider": getattr(args, "llm", None),
+        "allow_remote": getattr(args, "allow_remote", None),
+    }
+    return load_settings(env_file=args.env_file, **overrides)
+
+
+def _logging(settings: Settings) -> None:
+    # Logs always go to stderr: stdout may carry a protocol (stdio).
+    logging.basicConfig(
+        level=logging.DEBUG if settings.debug_mode else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from persona_mcp.transports.asgi import create_asgi
+
+    if not settings.is_loopback and not settings.allow_remote:
+        print(
+            f"refusing to bind to {settings.server_host}: the server has no authentication "
+            "yet. Pass --allow-remote (ALLOW_REMOTE=true) if you really mean it.",
+            file=sys.stderr,
+        )
+        return 2
+    config = uvicorn.Config(
+        create_asgi(settings),
+        host=settings.server_host,
+        port=settings.server_port,
+        ws="websockets-sansio",
+        ws_max_size=settings.max_message_bytes,
+        ws_per_message_deflate=False,
+        lifespan="on",
+        log_level="debug" if settings.debug_mode else "info",
+        access_log=settings.debug_mode,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    log.info(
+        "persona-mcp %s on ws://%s:%s/mcp (data: %s)",
+        __version__,
+        settings.server_host,
+        settings.server_port,
+        settings.db_path,
+    )
+    asyncio.run(server.serve())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        print(f"invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    _logging(settings)
+    if args.command == "serve":
+        return serve(settings)
+    raise AssertionError(args.command)

@@ -1,0 +1,146 @@
+"""Settings: command-line flags, then environment (and `.env`), then defaults.
+
+One immutable object built once by the CLI (or a test) and handed to the composition
+root. Nothing here reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LLMProviderName = Literal["auto", "ollama", "openai", "offline"]
+EmbeddingProviderName = Literal["minilm", "ollama", "openai", "none"]
+
+
+def _env(*names: str) -> AliasChoices:
+    """Accept the field name (for flags and code) and the seed's environment names."""
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Field names double as lower-case environment names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+        case_sensitive=False,
+    )
+
+    # Server
+    server_host: str = Field("127.0.0.1", validation_alias=_env("server_host", "SERVER_HOST"))
+    server_port: int = Field(
+        8000, ge=0, le=65535, validation_alias=_env("server_port", "SERVER_PORT")
+    )
+    debug_mode: bool = Field(False, validation_alias=_env("debug_mode", "DEBUG_MODE"))
+    allow_remote: bool = Field(
+        False,
+        validation_alias=_env("allow_remote", "ALLOW_REMOTE"),
+        description="Permit binding to a non-loopback address.",
+    )
+    max_message_bytes: int = Field(
+        1024 * 1024, ge=1024, validation_alias=_env("max_message_bytes", "MAX_MESSAGE_BYTES")
+    )
+    max_content_bytes: int = Field(
+        32 * 1024, ge=16, validation_alias=_env("max_content_bytes", "MAX_CONTENT_BYTES")
+    )
+
+    # Storage
+    data_dir: Path = Field(Path("data"), validation_alias=_env("data_dir", "PERSONA_MCP_DATA_DIR"))
+    database_path: Path | None = Field(
+        None, validation_alias=_env("database_path", "DATABASE_PATH")
+    )
+
+    # LLM
+    llm_provider: LLMProviderName = Field(
+        "auto", validation_alias=_env("llm_provider", "LLM_PROVIDER")
+    )
+    ollama_host: str = Field(
+        "http://localhost:11434", validation_alias=_env("ollama_host", "OLLAMA_HOST")
+    )
+    default_model: str = Field(
+        "llama3.1:8b", validation_alias=_env("default_model", "DEFAULT_MODEL")
+    )
+    openai_base_url: str | None = Field(
+        None, validation_alias=_env("openai_base_url", "OPENAI_BASE_URL")
+    )
+    openai_api_key: str | None = Field(
+        None, validation_alias=_env("openai_api_key", "OPENAI_API_KEY")
+    )
+    llm_timeout_seconds: float = Field(
+        120.0, gt=0, validation_alias=_env("llm_timeout_seconds", "LLM_TIMEOUT_SECONDS")
+    )
+    llm_probe_ttl_seconds: float = Field(
+        5.0, ge=0, validation_alias=_env("llm_probe_ttl_seconds", "LLM_PROBE_TTL_SECONDS")
+    )
+
+    # Embeddings
+    embedding_provider: EmbeddingProviderName = Field(
+        "minilm", validation_alias=_env("embedding_provider", "EMBEDDING_PROVIDER")
+    )
+    embedding_model: str | None = Field(
+        None, validation_alias=_env("embedding_model", "EMBEDDING_MODEL")
+    )
+
+    # Conversation
+    context_messages: int = Field(
+        20, ge=2, validation_alias=_env("context_messages", "MAX_CONTEXT_MESSAGES")
+    )
+    summary_threshold: int = Field(
+        50, ge=4, validation_alias=_env("summary_threshold", "CONTEXT_SUMMARY_THRESHOLD")
+    )
+    session_timeout_hours: float = Field(
+        24.0, gt=0, validation_alias=_env("session_timeout_hours", "SESSION_TIMEOUT_HOURS")
+    )
+
+    # Memory lifecycle
+    max_memories_per_persona: int = Field(
+        1000, ge=10, validation_alias=_env("max_memories_per_persona", "MAX_MEMORIES_PER_PERSONA")
+    )
+    pruning_threshold: int = Field(
+        900, ge=10, validation_alias=_env("pruning_threshold", "PRUNING_THRESHOLD")
+    )
+    decay_interval_hours: float = Field(
+        6.0, gt=0, validation_alias=_env("decay_interval_hours", "DECAY_INTERVAL_HOURS")
+    )
+    background_processing: bool = Field(
+        True, validation_alias=_env("background_processing", "BACKGROUND_PROCESSING")
+    )
+
+    @field_validator("ollama_host", "openai_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.pruning_threshold >= self.max_memories_per_persona:
+            raise ValueError("PRUNING_THRESHOLD must be below MAX_MEMORIES_PER_PERSONA")
+        if self.llm_provider == "openai" and not self.openai_base_url:
+            raise ValueError("LLM_PROVIDER=openai needs OPENAI_BASE_URL")
+        if self.embedding_provider == "openai" and not self.openai_base_url:
+            raise ValueError("EMBEDDING_PROVIDER=openai needs OPENAI_BASE_URL")
+        return self
+
+    @property
+    def db_path(self) -> Path:
+        """Where the SQLite file lives: DATABASE_PATH, else `<data_dir>/persona_memory.db`."""
+        return self.database_path or self.data_dir / "persona_memory.db"
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.server_host in {"127.0.0.1", "localhost", "::1"} or self.server_host.startswith(
+            "127."
+        )
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+    """Build settings; `overrides` are flags (None means 'not given' and is dropped)."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(_env_file=env_file, **given)

@@ -1,0 +1,71 @@
+"""Errors the services raise, each mapped to one JSON-RPC error code.
+
+    PersonaMCPError            -32603  internal (message never carries internals)
+    ├── InvalidParams          -32602  bad input; `data.errors` names each bad field
+    ├── NotFound               -32001  no such persona, memory, conversation, ...
+    ├── Conflict               -32002  e.g. a persona name already taken
+    ├── Forbidden              -32003  unauthorized or not the caller's data
+    ├── RateLimited            -32004
+    └── Unavailable            -32005  a provider (LLM, embedder) cannot serve now
+
+Protocol-level codes (-32700 parse error, -32600 invalid request, -32601 method not
+found) belong to the JSON-RPC door and are listed here so every code lives in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+NOT_FOUND = -32001
+CONFLICT = -32002
+FORBIDDEN = -32003
+RATE_LIMITED = -32004
+UNAVAILABLE = -32005
+
+
+class PersonaMCPError(Exception):
+    """Base of every error the services raise on purpose."""
+
+    code = INTERNAL_ERROR
+
+    def __init__(self, message: str, data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+class InvalidParams(PersonaMCPError):
+    code = INVALID_PARAMS
+
+    @classmethod
+    def field(cls, field: str, message: str) -> InvalidParams:
+        """One bad field, in the same `data` shape as a validation failure."""
+        return cls(
+            f"Invalid params: {field}: {message}",
+            {"errors": [{"field": field, "message": message, "type": "value_error"}]},
+        )
+
+
+class NotFound(PersonaMCPError):
+    code = NOT_FOUND
+
+
+class Conflict(PersonaMCPError):
+    code = CONFLICT
+
+
+class Forbidden(PersonaMCPError):
+    code = FORBIDDEN
+
+
+class RateLimited(PersonaMCPError):
+    code = RATE_LIMITED
+
+
+class Unavailable(PersonaMCPError):
+    code = UNAVAILABLE

@@ -1,0 +1,35 @@
+"""Language-model providers behind one Protocol, built from the settings."""
+
+from __future__ import annotations
+
+from persona_mcp.clock import Clock
+from persona_mcp.config import Settings
+from persona_mcp.llm.auto import AutoProvider
+from persona_mcp.llm.base import LLMProvider
+from persona_mcp.llm.offline import OfflineProvider
+from persona_mcp.llm.ollama import OllamaProvider
+from persona_mcp.llm.openai_compat import OpenAICompatProvider
+
+
+def build_provider(settings: Settings, clock: Clock) -> LLMProvider:
+    """The provider LLM_PROVIDER names; `auto` adds Ollama in front of the offline one."""
+    name = settings.llm_provider
+    if name == "offline":
+        return OfflineProvider()
+    if name == "openai":
+        assert settings.openai_base_url  # checked by Settings
+        return OpenAICompatProvider(
+            settings.openai_base_url,
+            settings.default_model,
+            api_key=settings.openai_api_key,
+            timeout=settings.llm_timeout_seconds,
+        )
+    ollama = OllamaProvider(
+        settings.ollama_host, settings.default_model, timeout=settings.llm_timeout_seconds
+    )
+    if name == "ollama":
+        return ollama
+    return AutoProvider(ollama, OfflineProvider(), clock, ttl=settings.llm_probe_ttl_seconds)
+
+
+__all__ = ["LLMProvider", "build_provider"]

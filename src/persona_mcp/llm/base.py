@@ -1,0 +1,79 @@
+"""The one interface every language-model provider implements."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+OnDelta = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # system | user | assistant
+    content: str
+
+
+@dataclass(frozen=True)
+class ResponderContext:
+    """What the offline responder draws on; real LLMs see the same through `messages`."""
+
+    persona_name: str
+    description: str
+    personality_traits: list[str]
+    user_message: str
+    history: list[ChatMessage] = field(default_factory=list)
+    memories: list[str] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)
+    response_type: str = "continue"
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: list[ChatMessage]
+    model: str | None = None
+    context: ResponderContext | None = None
+    temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    text: str
+    model: str
+    provider: str
+    tokens_used: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    size: int | None = None
+    modified_at: str | None = None
+    family: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderHealth:
+    provider: str
+    available: bool
+    detail: str
+    address: str | None = None
+
+
+class LLMProvider(Protocol):
+    name: str
+
+    async def generate(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResult:
+        """Answer the conversation; with `on_delta`, stream text pieces as they arrive."""
+        ...
+
+    async def list_models(self) -> list[ModelInfo]: ...
+
+    async def health(self) -> ProviderHealth: ...
+
+    async def resolve(self) -> LLMProvider:
+        """The provider that would serve a request now (itself, except for `auto`)."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,149 @@
+"""Any OpenAI-compatible server: /chat/completions (SSE when streamed) and /models."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from persona_mcp.errors import Unavailable
+from persona_mcp.llm.base import (
+    ChatRequest,
+    ChatResult,
+    LLMProvider,
+    ModelInfo,
+    OnDelta,
+    ProviderHealth,
+)
+from persona_mcp.llm.ollama import _error_text
+
+
+class OpenAICompatProvider:
+    name = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        default_model: str,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.default_model = default_model
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=3.0),
+            transport=transport,
+            trust_env=False,
+        )
+
+    def _check(self, response: httpx.Response, model: str) -> None:
+        if response.status_code == 404:
+            raise Unavailable(
+                f"The OpenAI-compatible server has no model {model!r}: {_error_text(response)}",
+                {"provider": self.name, "model": model},
+            )
+        if response.status_code in (401, 403):
+            raise Unavailable(
+                "The OpenAI-compatible server refused the API key (set OPENAI_API_KEY)",
+                {"provider": self.name, "status": response.status_code},
+            )
+        if response.status_code >= 400:
+            raise Unavailable(
+                f"The OpenAI-compatible server answered HTTP {response.status_code}: "
+                f"{_error_text(response)}",
+                {"provider": self.name, "status": response.status_code},
+            )
+
+    async def generate(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResult:
+        model = request.model or self.default_model
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": on_delta is not None,
+        }
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if on_delta is not None:
+            body["stream_options"] = {"include_usage": True}
+        try:
+            if on_delta is None:
+                response = await self._client.post("/chat/completions", json=body)
+                self._check(response, model)
+                data = response.json()
+                choice = (data.get("choices") or [{}])[0]
+                return ChatResult(
+                    text=(choice.get("message") or {}).get("content") or "",
+                    model=data.get("model", model),
+                    provider=self.name,
+                    tokens_used=int((data.get("usage") or {}).get("total_tokens", 0)),
+                )
+            parts: list[str] = []
+            used = 0
+            answered_model = model
+            async with self._client.stream("POST", "/chat/completions", json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    self._check(response, model)
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        break
+                    chunk = json.loads(payload)
+                    answered_model = chunk.get("model", answered_model)
+                    if chunk.get("usage"):
+                        used = int(chunk["usage"].get("total_tokens", 0))
+                    for choice in chunk.get("choices") or []:
+                        piece = (choice.get("delta") or {}).get("content") or ""
+                        if piece:
+                            parts.append(piece)
+                            await on_delta(piece)
+            return ChatResult(
+                text="".join(parts), model=answered_model, provider=self.name, tokens_used=used
+            )
+        except httpx.TimeoutException as exc:
+            raise Unavailable(
+                f"The OpenAI-compatible server did not answer in time ({type(exc).__name__})",
+                {"provider": self.name, "address": self.base_url},
+            ) from exc
+        except httpx.TransportError as exc:
+            raise Unavailable(
+                f"The OpenAI-compatible server at {self.base_url} is not reachable "
+                f"({type(exc).__name__})",
+                {"provider": self.name, "address": self.base_url},
+            ) from exc
+
+    async def list_models(self) -> list[ModelInfo]:
+        try:
+            response = await self._client.get("/models", timeout=5.0)
+        except httpx.TransportError as exc:
+            raise Unavailable(
+                f"The OpenAI-compatible server at {self.base_url} is not reachable",
+                {"provider": self.name},
+            ) from exc
+        self._check(response, "")
+        return [ModelInfo(name=m.get("id", "")) for m in response.json().get("data", [])]
+
+    async def health(self) -> ProviderHealth:
+        try:
+            response = await self._client.get("/models", timeout=2.0)
+        except httpx.TransportError as exc:
+            return ProviderHealth(
+                self.name, False, f"not reachable ({type(exc).__name__})", self.base_url
+            )
+        ok = response.status_code == 200
+        return ProviderHealth(
+            self.name, ok, "ok" if ok else f"HTTP {response.status_code}", self.base_url
+        )
+
+    async def resolve(self) -> LLMProvider:
+        return self
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

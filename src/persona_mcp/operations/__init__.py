@@ -1,0 +1,13 @@
+"""Every operation the server offers, gathered into the one registry."""
+
+from __future__ import annotations
+
+from persona_mcp.operations import conversation, personas, system
+from persona_mcp.operations.registry import CallContext, Operation, Registry
+
+
+def build_registry() -> Registry:
+    return Registry([personas.ops, conversation.ops, system.ops])
+
+
+__all__ = ["CallContext", "Operation", "Registry", "build_registry"]

@@ -1,0 +1,165 @@
+"""The one operation registry every door serves.
+
+An operation is declared once, by decorating its handler: the name, the description,
+the annotations; the params and result models come from the handler's type hints.
+Doors look operations up here and call `Registry.call`, which validates the params,
+runs the handler and returns the result as JSON-ready data.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from persona_mcp.errors import InvalidParams
+
+if TYPE_CHECKING:
+    from persona_mcp.app import App
+    from persona_mcp.sessions import Session
+
+Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class Params(BaseModel):
+    """Base of every params model: unknown fields are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class Result(BaseModel):
+    """Base of every result model."""
+
+
+@dataclass
+class CallContext:
+    app: App
+    session: Session
+    notify: Notify | None = None
+    request_id: Any = None
+
+
+Handler = Callable[[CallContext, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    description: str
+    params: type[Params]
+    result: type[Result]
+    handler: Handler
+    read_only: bool = False
+    destructive: bool = False
+    idempotent: bool = False
+    open_world: bool = False
+    aliases: tuple[str, ...] = ()
+    title: str | None = None
+
+
+@dataclass
+class OperationSet:
+    """Operations of one domain module, collected by decorating their handlers."""
+
+    operations: list[Operation] = field(default_factory=list)
+
+    def __call__(
+        self,
+        name: str,
+        *,
+        read_only: bool = False,
+        destructive: bool = False,
+        idempotent: bool = False,
+        open_world: bool = False,
+        aliases: tuple[str, ...] = (),
+        title: str | None = None,
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            hints = typing.get_type_hints(handler)
+            params, result = hints["params"], hints["return"]
+            doc = (handler.__doc__ or "").strip()
+            if not doc:
+                raise TypeError(f"operation {name} needs a docstring: it is the description")
+            self.operations.append(
+                Operation(
+                    name=name,
+                    description=" ".join(doc.split()),
+                    params=params,
+                    result=result,
+                    handler=handler,
+                    read_only=read_only,
+                    destructive=destructive,
+                    idempotent=idempotent or read_only,
+                    open_world=open_world,
+                    aliases=aliases,
+                    title=title,
+                )
+            )
+            return handler
+
+        return register
+
+
+def validation_data(exc: ValidationError) -> dict[str, Any]:
+    """`data` for -32602: one entry per bad field, named by its dotted path."""
+    return {
+        "errors": [
+            {
+                "field": ".".join(str(p) for p in err["loc"]) or "params",
+                "message": err["msg"],
+                "type": err["type"],
+            }
+            for err in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
+    }
+
+
+class Registry:
+    def __init__(self, sets: Iterable[OperationSet]) -> None:
+        self._ops: dict[str, Operation] = {}
+        self._aliases: dict[str, Operation] = {}
+        for op_set in sets:
+            for op in op_set.operations:
+                for name in (op.name, *op.aliases):
+                    if name in self._ops or name in self._aliases:
+                        raise ValueError(f"operation {name} is declared twice")
+                self._ops[op.name] = op
+                for alias in op.aliases:
+                    self._aliases[alias] = op
+
+    def __iter__(self) -> typing.Iterator[Operation]:
+        return iter(self._ops.values())
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def get(self, name: str) -> Operation | None:
+        return self._ops.get(name) or self._aliases.get(name)
+
+    def parse(self, op: Operation, params: Any) -> Params:
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise InvalidParams(
+                "Invalid params: params must be an object (named parameters)",
+                {
+                    "errors": [
+                        {"field": "params", "message": "must be an object", "type": "dict_type"}
+                    ]
+                },
+            )
+        try:
+            return op.params.model_validate(params)
+        except ValidationError as exc:
+            data = validation_data(exc)
+            fields = ", ".join(e["field"] for e in data["errors"])
+            raise InvalidParams(f"Invalid params: {fields}", data) from exc
+
+    async def call(self, op: Operation, params: Any, ctx: CallContext) -> dict[str, Any]:
+        parsed = self.parse(op, params)
+        result = await op.handler(ctx, parsed)
+        dumped: dict[str, Any] = result.model_dump(mode="json")
+        return dumped

@@ -1,0 +1,61 @@
+"""How much a text touches a persona's topic preferences (0-1)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+_WORD = re.compile(r"[a-z][a-z']+")
+
+# Words that signal a topic without naming it; keys are the stems of topic names.
+_RELATED: dict[str, tuple[str, ...]] = {
+    "music": ("song", "sing", "lute", "melod", "tune", "ballad", "guitar", "piano", "concert"),
+    "stor": ("tale", "legend", "myth", "fable", "narrat", "saga"),
+    "travel": ("journey", "voyage", "trip", "road", "wander", "explor", "abroad"),
+    "poetry": ("poem", "verse", "rhyme", "sonnet", "lyric", "poet"),
+    "emotion": ("feel", "sad", "happy", "love", "fear", "anger", "joy", "grief", "lonely"),
+    "people": ("friend", "family", "person", "neighbour", "neighbor", "stranger"),
+    "nature": ("forest", "sea", "river", "mountain", "tree", "bird", "flower", "ocean"),
+    "history": ("ancient", "empire", "century", "war", "medieval", "king", "queen", "past"),
+    "mathematic": ("math", "equation", "number", "proof", "theorem", "algebra", "geometr"),
+    "science": ("experiment", "physic", "chemi", "biolog", "hypothes", "research", "theory"),
+    "book": ("read", "library", "novel", "author", "manuscript", "archive"),
+    "language": ("grammar", "word", "linguist", "dialect", "translat", "vocabular"),
+    "philosophy": ("ethic", "meaning", "truth", "moral", "reason", "existence"),
+    "technology": ("computer", "software", "machine", "code", "program", "robot", "ai"),
+    "gossip": ("rumou", "rumor", "scandal", "heard that"),
+}
+
+NEUTRAL_INTEREST = 0.4
+
+
+def stem(word: str) -> str:
+    """A deliberately small stemmer: enough to meet 'stories' and 'story' at 'stor'."""
+    for suffix in ("ies", "ied", "ing", "es", "s", "y", "al", "ics", "ic"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def _signals(topic: str) -> tuple[str, ...]:
+    key = stem(topic.lower())
+    return (key, *_RELATED.get(key, ()))
+
+
+def topic_interest(text: str, preferences: Mapping[str, float]) -> tuple[float, list[str]]:
+    """The strongest matching preference and the topics matched; neutral when none match."""
+    if not preferences:
+        return NEUTRAL_INTEREST, []
+    lowered = text.lower()
+    words = {stem(w) for w in _WORD.findall(lowered)}
+    matched: list[tuple[float, str]] = []
+    for topic, weight in preferences.items():
+        for signal in _signals(topic):
+            phrase = " " in signal
+            if (phrase and signal in lowered) or any(w.startswith(signal) for w in words):
+                matched.append((float(weight), topic))
+                break
+    if not matched:
+        return NEUTRAL_INTEREST, []
+    matched.sort(reverse=True)
+    return max(0.0, min(1.0, matched[0][0])), [topic for _, topic in matched]

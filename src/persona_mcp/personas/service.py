@@ -1,0 +1,277 @@
+"""Personas: create, change, delete, resolve by id or name, and their interaction state.
+
+SQLite is the record. The service keeps a write-through copy of the (small) persona and
+state tables so that reads such as `persona.list` need no database round trip; the copy
+is loaded at start and changed only after the database has committed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from dataclasses import replace
+
+from persona_mcp.clock import Clock, to_datetime
+from persona_mcp.errors import Conflict, InvalidParams, NotFound
+from persona_mcp.models.persona import InteractionState, Persona
+from persona_mcp.personas import state as rules
+from persona_mcp.personas.defaults import DEFAULT_PERSONAS
+from persona_mcp.store import personas as repo
+from persona_mcp.store.db import Database
+from persona_mcp.store.personas import PersonaRow, StateRow
+
+
+class PersonaService:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+        self._by_id: dict[str, PersonaRow] = {}
+        self._states: dict[tuple[str, str], StateRow] = {}
+        self._seeded: set[str] = set()
+        self._active: dict[str, str | None] = {}
+
+    async def load(self) -> None:
+        def read(
+            conn: sqlite3.Connection,
+        ) -> tuple[list[PersonaRow], list[StateRow], list[sqlite3.Row]]:
+            users = conn.execute("SELECT * FROM user_state").fetchall()
+            return repo.load_personas(conn), repo.load_states(conn), users
+
+        personas, states, users = await self._db.read(read)
+        self._by_id = {p.id: p for p in personas}
+        self._states = {(s.persona_id, s.user_id): s for s in states}
+        self._seeded = {u["user_id"] for u in users if u["seeded_at"] is not None}
+        self._active = {u["user_id"]: u["active_persona_id"] for u in users}
+
+    # -- users ---------------------------------------------------------------------
+
+    async def ensure_user(self, user_id: str) -> None:
+        """Give a user their own Aria and Kira the first time they are seen."""
+        if user_id in self._seeded:
+            return
+        now = self._clock.now()
+        rows = [
+            PersonaRow(
+                id=str(uuid.uuid4()),
+                user_id=user_id,
+                name=seed.name,
+                description=seed.description,
+                personality_traits=list(seed.personality_traits),
+                backstory=seed.backstory,
+                topic_preferences=dict(seed.topic_preferences),
+                model=None,
+                builtin=True,
+                rest_energy=seed.social_energy,
+                rest_time=seed.available_time,
+                rest_priority=seed.current_priority,
+                created_at=now + i * 1e-6,
+                updated_at=now,
+            )
+            for i, seed in enumerate(DEFAULT_PERSONAS)
+        ]
+
+        def write(conn: sqlite3.Connection) -> list[PersonaRow]:
+            existing = repo.user_state(conn, user_id)
+            if existing and existing["seeded_at"] is not None:
+                return []  # another task seeded first
+            for row in rows:
+                if not conn.execute(
+                    "SELECT 1 FROM personas WHERE user_id = ? AND lower(name) = lower(?)",
+                    (user_id, row.name),
+                ).fetchone():
+                    repo.insert_persona(conn, row)
+            repo.set_user_state(conn, user_id, now, seeded=True)
+            return rows
+
+        created = await self._db.write(write)
+        for row in created:
+            self._by_id[row.id] = row
+        self._seeded.add(user_id)
+        self._active.setdefault(user_id, None)
+
+    def active_for_user(self, user_id: str) -> str | None:
+        """The persona this user last switched to (any door), if it still exists."""
+        pid = self._active.get(user_id)
+        return pid if pid in self._by_id else None
+
+    def write_active(self, conn: sqlite3.Connection, user_id: str, persona_id: str) -> None:
+        """Remember the user's active persona (inside the caller's transaction)."""
+        repo.set_user_state(conn, user_id, self._clock.now(), active_persona_id=persona_id)
+
+    def active_committed(self, user_id: str, persona_id: str) -> None:
+        self._active[user_id] = persona_id
+
+    # -- reading -------------------------------------------------------------------
+
+    def visible(self, user_id: str) -> list[PersonaRow]:
+        return sorted(
+            (p for p in self._by_id.values() if p.user_id == user_id),
+            key=lambda p: (not p.builtin, p.created_at),
+        )
+
+    def resolve(self, user_id: str, ref: str) -> PersonaRow:
+        """A persona of this user by id, or by name (case-insensitive)."""
+        row = self._by_id.get(ref)
+        if row is not None and row.user_id == user_id:
+            return row
+        wanted = ref.strip().lower()
+        for p in self._by_id.values():
+            if p.user_id == user_id and p.name.lower() == wanted:
+                return p
+        raise NotFound(f"No persona with id or name {ref!r}", {"persona_id": ref})
+
+    def default_for(self, user_id: str) -> PersonaRow:
+        """The persona used when a caller names none and has not switched."""
+        active = self.active_for_user(user_id)
+        if active is not None:
+            return self._by_id[active]
+        personas = self.visible(user_id)
+        if not personas:
+            raise NotFound("This user has no personas; create one with persona.create")
+        return personas[0]
+
+    def state(self, persona: PersonaRow, user_id: str) -> rules.StateValues:
+        """The interaction state now, recovery since the last exchange included."""
+        stored = self._states.get((persona.id, user_id))
+        values = rules.StateValues(
+            social_energy=stored.social_energy if stored else persona.rest_energy,
+            available_time=stored.available_time if stored else persona.rest_time,
+            interaction_fatigue=stored.interaction_fatigue if stored else 0.0,
+            current_priority=stored.current_priority if stored else persona.rest_priority,
+            last_interaction=stored.last_interaction if stored else None,
+            rest_energy=persona.rest_energy,
+            rest_time=persona.rest_time,
+        )
+        return rules.recovered(values, self._clock.now())
+
+    def mood(self, persona: PersonaRow, user_id: str) -> str:
+        stored = self._states.get((persona.id, user_id))
+        current = self.state(persona, user_id)
+        # A stored mood reflects the last exchange's tone; rest may have lifted tiredness.
+        base = rules.mood(current)
+        if (
+            stored
+            and base in {"cheerful", "content"}
+            and stored.mood in {"concerned", "thoughtful"}
+        ):
+            return stored.mood
+        return base
+
+    def to_model(self, persona: PersonaRow, user_id: str) -> Persona:
+        s = self.state(persona, user_id)
+        return Persona(
+            id=persona.id,
+            name=persona.name,
+            description=persona.description,
+            personality_traits=persona.personality_traits,
+            backstory=persona.backstory,
+            topic_preferences=persona.topic_preferences,
+            model=persona.model,
+            builtin=persona.builtin,
+            created_at=to_datetime(persona.created_at),
+            updated_at=to_datetime(persona.updated_at),
+            interaction_state=InteractionState(
+                social_energy=round(s.social_energy, 2),
+                available_time=round(s.available_time, 2),
+                interaction_fatigue=round(s.interaction_fatigue, 2),
+                current_priority=s.current_priority,
+                last_interaction=to_datetime(s.last_interaction),
+            ),
+            mood=self.mood(persona, user_id),
+        )
+
+    # -- changing ------------------------------------------------------------------
+
+    def _check_name(self, user_id: str, name: str, exclude: str | None = None) -> str:
+        name = name.strip()
+        if not name:
+            raise InvalidParams.field("name", "must not be empty")
+        for p in self._by_id.values():
+            if p.user_id == user_id and p.id != exclude and p.name.lower() == name.lower():
+                raise Conflict(f"A persona named {name!r} already exists", {"persona_id": p.id})
+        return name
+
+    async def create(
+        self,
+        user_id: str,
+        *,
+        name: str,
+        description: str,
+        personality_traits: list[str],
+        backstory: str,
+        topic_preferences: dict[str, float],
+        model: str | None,
+        social_energy: float = 80.0,
+        available_time: float = 90.0,
+    ) -> PersonaRow:
+        now = self._clock.now()
+        row = PersonaRow(
+            id=str(uuid.uuid4()),
+            user_id=user_id,
+            name=self._check_name(user_id, name),
+            description=description,
+            personality_traits=personality_traits,
+            backstory=backstory,
+            topic_preferences=topic_preferences,
+            model=model,
+            builtin=False,
+            rest_energy=social_energy,
+            rest_time=available_time,
+            rest_priority="normal",
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            await self._db.write(lambda conn: repo.insert_persona(conn, row))
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"A persona named {row.name!r} already exists") from exc
+        self._by_id[row.id] = row
+        return row
+
+    async def update(self, user_id: str, ref: str, **changes: object) -> PersonaRow:
+        current = self.resolve(user_id, ref)
+        if "name" in changes:
+            changes["name"] = self._check_name(user_id, str(changes["name"]), exclude=current.id)
+        updated = replace(current, **changes, updated_at=self._clock.now())  # type: ignore[arg-type]
+        try:
+            await self._db.write(lambda conn: repo.update_persona(conn, updated))
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"A persona named {updated.name!r} already exists") from exc
+        self._by_id[updated.id] = updated
+        return updated
+
+    async def delete(self, user_id: str, ref: str) -> PersonaRow:
+        row = self.resolve(user_id, ref)
+        await self._db.write(lambda conn: repo.delete_persona(conn, row.id))
+        self._by_id.pop(row.id, None)
+        for key in [k for k in self._states if k[0] == row.id]:
+            del self._states[key]
+        for uid, pid in list(self._active.items()):
+            if pid == row.id:
+                self._active[uid] = None
+        return row
+
+    def exchange_state(
+        self, persona: PersonaRow, user_id: str, message: str, interest: float, valence: float
+    ) -> StateRow:
+        """The state row an exchange leaves behind (written by the caller's transaction)."""
+        now = self._clock.now()
+        after = rules.after_exchange(self.state(persona, user_id), message, interest, now)
+        return StateRow(
+            persona_id=persona.id,
+            user_id=user_id,
+            social_energy=after.social_energy,
+            available_time=after.available_time,
+            interaction_fatigue=after.interaction_fatigue,
+            current_priority=after.current_priority,
+            last_interaction=after.last_interaction,
+            mood=rules.mood(after, valence),
+        )
+
+    def write_state(self, conn: sqlite3.Connection, row: StateRow) -> None:
+        repo.upsert_state(conn, row, self._clock.now())
+
+    def state_committed(self, row: StateRow) -> None:
+        """Call after the transaction holding `write_state` has committed."""
+        if row.persona_id in self._by_id:
+            self._states[(row.persona_id, row.user_id)] = row

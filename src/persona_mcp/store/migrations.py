@@ -1,0 +1,138 @@
+"""Named, ordered schema migrations.
+
+Each migration is a function registered in order; `_migrations` records which ones ran,
+so a database of any age is brought up to date on open. Never edit a migration that has
+shipped: add a new one. Times are stored as REAL Unix seconds (UTC).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+def apply_migrations(conn: sqlite3.Connection) -> list[str]:
+    """Apply every migration not yet recorded; each in its own transaction."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            fn(conn)
+            conn.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, time.time())
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        applied.append(name)
+    return applied
+
+
+def _script(conn: sqlite3.Connection, sql: str) -> None:
+    for statement in sql.split(";\n"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+@migration
+def m001_personas_sessions_conversations(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        CREATE TABLE personas (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,      -- every user owns their personas (Aria, Kira seeded)
+            name TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            personality_traits TEXT NOT NULL DEFAULT '[]',
+            backstory TEXT NOT NULL DEFAULT '',
+            topic_preferences TEXT NOT NULL DEFAULT '{}',
+            model TEXT,
+            builtin INTEGER NOT NULL DEFAULT 0,   -- 1: seeded from the defaults
+            defaults TEXT NOT NULL DEFAULT '{}',  -- starting interaction state
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX personas_owner_name ON personas (user_id, lower(name));
+        CREATE TABLE persona_states (
+            persona_id TEXT NOT NULL REFERENCES personas(id) ON DELETE CASCADE,
+            user_id TEXT NOT NULL,
+            social_energy REAL NOT NULL,
+            available_time REAL NOT NULL,
+            interaction_fatigue REAL NOT NULL,
+            current_priority TEXT NOT NULL,
+            last_interaction REAL,
+            mood TEXT NOT NULL DEFAULT 'content',
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (persona_id, user_id)
+        );
+        CREATE TABLE user_state (
+            user_id TEXT PRIMARY KEY,
+            active_persona_id TEXT REFERENCES personas(id) ON DELETE SET NULL,
+            seeded_at REAL,             -- when the default personas were created
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            transport TEXT NOT NULL,
+            active_persona_id TEXT REFERENCES personas(id) ON DELETE SET NULL,
+            created_at REAL NOT NULL,
+            last_active_at REAL NOT NULL,
+            closed_at REAL
+        );
+        CREATE INDEX sessions_open ON sessions (closed_at, last_active_at);
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            persona_id TEXT NOT NULL REFERENCES personas(id) ON DELETE CASCADE,
+            title TEXT,
+            status TEXT NOT NULL DEFAULT 'active',   -- active | ended
+            started_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            ended_at REAL,
+            turn_count INTEGER NOT NULL DEFAULT 0,
+            summary TEXT NOT NULL DEFAULT '',
+            summary_upto INTEGER NOT NULL DEFAULT 0,  -- messages covered by the summary
+            summary_source TEXT,                      -- 'llm' | 'extractive'
+            last_continue_score REAL
+        );
+        CREATE INDEX conversations_current
+            ON conversations (user_id, persona_id, status, updated_at);
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,             -- 1.. within the conversation
+            turn_number INTEGER NOT NULL,
+            role TEXT NOT NULL,               -- user | assistant
+            content TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            model TEXT,
+            tokens_used INTEGER,
+            processing_time REAL,
+            continue_score REAL,
+            response_type TEXT,
+            UNIQUE (conversation_id, seq)
+        )
+        """,
+    )

@@ -1,0 +1,181 @@
+"""Persona, persona-state and user-state rows. Plain functions over a connection."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PersonaRow:
+    id: str
+    user_id: str
+    name: str
+    description: str
+    personality_traits: list[str]
+    backstory: str
+    topic_preferences: dict[str, float]
+    model: str | None
+    builtin: bool
+    rest_energy: float
+    rest_time: float
+    rest_priority: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class StateRow:
+    persona_id: str
+    user_id: str
+    social_energy: float
+    available_time: float
+    interaction_fatigue: float
+    current_priority: str
+    last_interaction: float | None
+    mood: str
+
+
+def _persona(row: sqlite3.Row) -> PersonaRow:
+    defaults = json.loads(row["defaults"])
+    return PersonaRow(
+        id=row["id"],
+        user_id=row["user_id"],
+        name=row["name"],
+        description=row["description"],
+        personality_traits=json.loads(row["personality_traits"]),
+        backstory=row["backstory"],
+        topic_preferences=json.loads(row["topic_preferences"]),
+        model=row["model"],
+        builtin=bool(row["builtin"]),
+        rest_energy=float(defaults.get("social_energy", 80.0)),
+        rest_time=float(defaults.get("available_time", 90.0)),
+        rest_priority=str(defaults.get("current_priority", "normal")),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def load_personas(conn: sqlite3.Connection) -> list[PersonaRow]:
+    rows = conn.execute("SELECT * FROM personas ORDER BY created_at, rowid").fetchall()
+    return [_persona(r) for r in rows]
+
+
+def load_states(conn: sqlite3.Connection) -> list[StateRow]:
+    rows = conn.execute("SELECT * FROM persona_states").fetchall()
+    return [
+        StateRow(
+            persona_id=r["persona_id"],
+            user_id=r["user_id"],
+            social_energy=r["social_energy"],
+            available_time=r["available_time"],
+            interaction_fatigue=r["interaction_fatigue"],
+            current_priority=r["current_priority"],
+            last_interaction=r["last_interaction"],
+            mood=r["mood"],
+        )
+        for r in rows
+    ]
+
+
+def insert_persona(conn: sqlite3.Connection, p: PersonaRow) -> None:
+    conn.execute(
+        """INSERT INTO personas (id, user_id, name, description, personality_traits, backstory,
+               topic_preferences, model, builtin, defaults, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (
+            p.id,
+            p.user_id,
+            p.name,
+            p.description,
+            json.dumps(p.personality_traits),
+            p.backstory,
+            json.dumps(p.topic_preferences),
+            p.model,
+            int(p.builtin),
+            json.dumps(
+                {
+                    "social_energy": p.rest_energy,
+                    "available_time": p.rest_time,
+                    "current_priority": p.rest_priority,
+                }
+            ),
+            p.created_at,
+            p.updated_at,
+        ),
+    )
+
+
+def update_persona(conn: sqlite3.Connection, p: PersonaRow) -> None:
+    conn.execute(
+        """UPDATE personas SET name = ?, description = ?, personality_traits = ?, backstory = ?,
+               topic_preferences = ?, model = ?, updated_at = ? WHERE id = ?""",
+        (
+            p.name,
+            p.description,
+            json.dumps(p.personality_traits),
+            p.backstory,
+            json.dumps(p.topic_preferences),
+            p.model,
+            p.updated_at,
+            p.id,
+        ),
+    )
+
+
+def delete_persona(conn: sqlite3.Connection, persona_id: str) -> None:
+    # Conversations, messages, states and memories go with it through ON DELETE CASCADE.
+    conn.execute("DELETE FROM personas WHERE id = ?", (persona_id,))
+
+
+def upsert_state(conn: sqlite3.Connection, s: StateRow, now: float) -> None:
+    conn.execute(
+        """INSERT INTO persona_states (persona_id, user_id, social_energy, available_time,
+               interaction_fatigue, current_priority, last_interaction, mood, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (persona_id, user_id) DO UPDATE SET
+               social_energy = excluded.social_energy,
+               available_time = excluded.available_time,
+               interaction_fatigue = excluded.interaction_fatigue,
+               current_priority = excluded.current_priority,
+               last_interaction = excluded.last_interaction,
+               mood = excluded.mood,
+               updated_at = excluded.updated_at""",
+        (
+            s.persona_id,
+            s.user_id,
+            s.social_energy,
+            s.available_time,
+            s.interaction_fatigue,
+            s.current_priority,
+            s.last_interaction,
+            s.mood,
+            now,
+        ),
+    )
+
+
+def user_state(conn: sqlite3.Connection, user_id: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT * FROM user_state WHERE user_id = ?", (user_id,)).fetchone()
+    return dict(row) if row else None
+
+
+def set_user_state(
+    conn: sqlite3.Connection,
+    user_id: str,
+    now: float,
+    *,
+    active_persona_id: str | None = None,
+    seeded: bool = False,
+) -> None:
+    conn.execute(
+        """INSERT INTO user_state (user_id, active_persona_id, seeded_at, updated_at)
+           VALUES (?, ?, ?, ?)
+           ON CONFLICT (user_id) DO UPDATE SET
+               active_persona_id = coalesce(excluded.active_persona_id, active_persona_id),
+               seeded_at = coalesce(excluded.seeded_at, seeded_at),
+               updated_at = excluded.updated_at""",
+        (user_id, active_persona_id, now if seeded else None, now),
+    )

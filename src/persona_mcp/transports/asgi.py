@@ -1,0 +1,51 @@
+"""The ASGI application: /health, and /mcp for WebSocket JSON-RPC (and MCP over HTTP)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from persona_mcp import __version__
+from persona_mcp.app import App
+from persona_mcp.config import Settings
+from persona_mcp.transports.websocket import WebSocketDoor
+
+
+async def health(request: Request) -> JSONResponse:
+    app: App = request.app.state.persona_app
+    return JSONResponse(
+        {
+            "status": "ok",
+            "version": __version__,
+            "uptime_seconds": round(app.clock.now() - app.started_at, 3),
+            "connections": app.connections,
+            "embedder": app.embedder_status(),
+        }
+    )
+
+
+def create_asgi(settings: Settings, app: App | None = None) -> Starlette:
+    """The server's ASGI app; the services start in its lifespan."""
+    persona_app = app or App(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(asgi: Starlette) -> AsyncIterator[None]:
+        await persona_app.start()
+        asgi.state.persona_app = persona_app
+        try:
+            yield
+        finally:
+            await persona_app.close()
+
+    return Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            WebSocketRoute("/mcp", WebSocketDoor()),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,98 @@
+"""JSON-RPC 2.0 over any text channel: parsing, batches, notifications, error mapping.
+
+Requests on one channel are handled in the order they arrive; a batch is answered as one
+array in request order, with no entry for notifications, and not at all when it held
+only notifications.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from persona_mcp.errors import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    PersonaMCPError,
+)
+from persona_mcp.operations.registry import CallContext
+
+log = logging.getLogger(__name__)
+
+Response = dict[str, Any]
+
+
+def error(id_: Any, code: int, message: str, data: Any = None) -> Response:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    return {"jsonrpc": "2.0", "id": id_, "error": err}
+
+
+def notification(method: str, params: dict[str, Any]) -> bytes:
+    return orjson.dumps({"jsonrpc": "2.0", "method": method, "params": params})
+
+
+def _valid_id(value: Any) -> bool:
+    return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
+
+
+class JsonRpcDispatcher:
+    async def handle(self, raw: str | bytes, ctx: CallContext) -> bytes | None:
+        """Answer one incoming message (single or batch); None when no reply is due."""
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return orjson.dumps(error(None, PARSE_ERROR, f"Parse error: {exc.msg}"))
+        if isinstance(message, list):
+            if not message:
+                return orjson.dumps(error(None, INVALID_REQUEST, "Invalid Request: empty batch"))
+            replies = [r for r in [await self._one(m, ctx) for m in message] if r is not None]
+            return orjson.dumps(replies) if replies else None
+        reply = await self._one(message, ctx)
+        return orjson.dumps(reply) if reply is not None else None
+
+    async def _one(self, message: Any, ctx: CallContext) -> Response | None:
+        if not isinstance(message, dict):
+            return error(None, INVALID_REQUEST, "Invalid Request: expected an object")
+        is_notification = "id" not in message
+        id_ = message.get("id")
+        if not _valid_id(id_):
+            return error(None, INVALID_REQUEST, "Invalid Request: id must be a string or number")
+        problem = None
+        method = message.get("method")
+        if message.get("jsonrpc") != "2.0":
+            problem = 'Invalid Request: "jsonrpc" must be "2.0"'
+        elif not isinstance(method, str) or not method:
+            problem = 'Invalid Request: "method" must be a non-empty string'
+        elif "params" in message and not isinstance(message["params"], (dict, list)):
+            problem = 'Invalid Request: "params" must be an object or an array'
+        if problem:
+            return None if is_notification else error(id_, INVALID_REQUEST, problem)
+        assert isinstance(method, str)
+
+        registry = ctx.app.registry
+        op = registry.get(method)
+        if op is None:
+            if is_notification:
+                return None
+            return error(id_, METHOD_NOT_FOUND, f"Method not found: {method}")
+        ctx.request_id = id_
+        try:
+            result = await registry.call(op, message.get("params"), ctx)
+        except PersonaMCPError as exc:
+            if is_notification:
+                return None
+            return error(id_, exc.code, exc.message, exc.data)
+        except Exception:
+            log.exception("%s failed", method)
+            if is_notification:
+                return None
+            return error(id_, INTERNAL_ERROR, "Internal error")
+        if is_notification:
+            return None
+        return {"jsonrpc": "2.0", "id": id_, "result": result}
