@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 
@@ -13,35 +14,59 @@ from persona_mcp.store.conversations import MessageRow
 MAX_SUMMARY_CHARS = 1200
 
 
+_SELF_FACT = re.compile(r"\b(my|i am|i'm|i have|i've|i love|i like|i hate|i work|i live)\b", re.I)
+_NAME_OR_NUMBER = re.compile(r"(?<!^)(?<![.!?] )\b([A-Z][a-z]+|\d+)")
+
+
 def extractive_summary(
     previous: str, messages: Sequence[MessageRow], max_sentences: int = 8
 ) -> str:
-    """The most content-bearing sentences, in order, the user's weighted above the persona's."""
-    candidates: list[tuple[int, str, str]] = []
-    for i, sentence in enumerate(nlp.sentences(previous)):
-        candidates.append((i, "", sentence))
-    offset = len(candidates)
+    """Distinctive sentences, in order: rare words, names, numbers and what the user says
+    about themselves score high; near-duplicates of a chosen sentence are skipped."""
+    candidates: list[tuple[int, str, str]] = [
+        (i, "", s) for i, s in enumerate(nlp.sentences(previous))
+    ]
     for m in messages:
         who = "User" if m.role == "user" else "Persona"
         for sentence in nlp.sentences(m.content):
             if sentence.startswith("(Offline:"):
                 continue  # the offline notice carries no content
-            candidates.append((offset + len(candidates), who, sentence))
+            candidates.append((len(candidates), who, sentence))
     if not candidates:
         return previous
-    freq = Counter(w for _, _, s in candidates for w in nlp.content_words(s))
+    bags = [set(nlp.content_words(s)) for _, _, s in candidates]
+    df = Counter(w for bag in bags for w in bag)
+    n = len(candidates)
 
-    def score(item: tuple[int, str, str]) -> float:
-        _, who, sentence = item
-        ws = nlp.content_words(sentence)
-        if not ws:
+    def score(index: int) -> float:
+        _, who, sentence = candidates[index]
+        bag = bags[index]
+        if not bag:
             return 0.0
-        base = sum(freq[w] for w in set(ws)) / math.sqrt(len(ws))
-        return base * (1.5 if who == "User" else 1.0) * (1.2 if who == "" else 1.0)
+        rarity = sum(math.log(1 + n / df[w]) for w in bag) / math.sqrt(len(bag))
+        bonus = 1.0
+        if who == "User" and _SELF_FACT.search(sentence):
+            bonus += 0.6
+        if _NAME_OR_NUMBER.search(sentence):
+            bonus += 0.3
+        if who == "":
+            bonus += 0.4  # the previous summary already passed this filter once
+        elif who == "User":
+            bonus += 0.2
+        return rarity * bonus
 
-    best = sorted(candidates, key=score, reverse=True)[:max_sentences]
-    chosen = sorted(best, key=lambda item: item[0])
-    text = " ".join(f"{who}: {s}" if who else s for _, who, s in chosen)
+    chosen: list[int] = []
+    for index in sorted(range(n), key=score, reverse=True):
+        if len(chosen) == max_sentences or score(index) == 0.0:
+            break
+        bag = bags[index]
+        if any(len(bag & bags[j]) / max(1, len(bag | bags[j])) > 0.5 for j in chosen):
+            continue
+        chosen.append(index)
+    text = " ".join(
+        f"{candidates[i][1]}: {candidates[i][2]}" if candidates[i][1] else candidates[i][2]
+        for i in sorted(chosen)
+    )
     return text[:MAX_SUMMARY_CHARS]
 
 

@@ -7,20 +7,20 @@ from collections.abc import Mapping
 
 _WORD = re.compile(r"[a-z][a-z']+")
 
-# Words that signal a topic without naming it; keys are the stems of topic names.
+# Words that signal a topic without naming it, by topic name.
 _RELATED: dict[str, tuple[str, ...]] = {
     "music": ("song", "sing", "lute", "melod", "tune", "ballad", "guitar", "piano", "concert"),
-    "stor": ("tale", "legend", "myth", "fable", "narrat", "saga"),
+    "stories": ("tale", "legend", "myth", "fable", "narrat", "saga"),
     "travel": ("journey", "voyage", "trip", "road", "wander", "explor", "abroad"),
     "poetry": ("poem", "verse", "rhyme", "sonnet", "lyric", "poet"),
-    "emotion": ("feel", "sad", "happy", "love", "fear", "anger", "joy", "grief", "lonely"),
+    "emotions": ("feel", "sad", "happy", "love", "fear", "anger", "joy", "grief", "lonely"),
     "people": ("friend", "family", "person", "neighbour", "neighbor", "stranger"),
     "nature": ("forest", "sea", "river", "mountain", "tree", "bird", "flower", "ocean"),
     "history": ("ancient", "empire", "century", "war", "medieval", "king", "queen", "past"),
-    "mathematic": ("math", "equation", "number", "proof", "theorem", "algebra", "geometr"),
+    "mathematics": ("math", "equation", "number", "proof", "theorem", "algebra", "geometr"),
     "science": ("experiment", "physic", "chemi", "biolog", "hypothes", "research", "theory"),
-    "book": ("read", "library", "novel", "author", "manuscript", "archive"),
-    "language": ("grammar", "word", "linguist", "dialect", "translat", "vocabular"),
+    "books": ("read", "library", "novel", "author", "manuscript", "archive"),
+    "languages": ("grammar", "word", "linguist", "dialect", "translat", "vocabular"),
     "philosophy": ("ethic", "meaning", "truth", "moral", "reason", "existence"),
     "technology": ("computer", "software", "machine", "code", "program", "robot", "ai"),
     "gossip": ("rumou", "rumor", "scandal", "heard that"),
@@ -37,9 +37,12 @@ def stem(word: str) -> str:
     return word
 
 
+_RELATED_BY_STEM = {stem(topic): words for topic, words in _RELATED.items()}
+
+
 def _signals(topic: str) -> tuple[str, ...]:
     key = stem(topic.lower())
-    return (key, *_RELATED.get(key, ()))
+    return (key, *_RELATED_BY_STEM.get(key, ()))
 
 
 def topic_interest(text: str, preferences: Mapping[str, float]) -> tuple[float, list[str]]:
