@@ -109,24 +109,17 @@ class ExplodingLLM:
 
 async def test_internal_errors_are_reported_without_leaking_details(tmp_path: Any) -> None:
     settings = make_settings(tmp_path / "data")
-    async with serve(settings, App(settings, llm=ExplodingLLM())) as running:
-        async with websockets.connect(running.ws_url) as ws:
-            reply = await exchange(
-                ws,
-                json.dumps(
-                    {
-                        "jsonrpc": "2.0",
-                        "id": 9,
-                        "method": "persona.chat",
-                        "params": {"message": "hi"},
-                    }
-                ),
-            )
-            assert reply["error"] == {"code": -32603, "message": "Internal error"}
-            # The connection survives and nothing half-done was stored.
-            status = await exchange(
-                ws, json.dumps({"jsonrpc": "2.0", "id": 10, "method": "conversation.status"})
-            )
+    chat = {"jsonrpc": "2.0", "id": 9, "method": "persona.chat", "params": {"message": "hi"}}
+    async with (
+        serve(settings, App(settings, llm=ExplodingLLM())) as running,
+        websockets.connect(running.ws_url) as ws,
+    ):
+        reply = await exchange(ws, json.dumps(chat))
+        assert reply["error"] == {"code": -32603, "message": "Internal error"}
+        # The connection survives and nothing half-done was stored.
+        status = await exchange(
+            ws, json.dumps({"jsonrpc": "2.0", "id": 10, "method": "conversation.status"})
+        )
     assert status["result"]["turns"] == 0
 
 
