@@ -16,6 +16,7 @@ from persona_mcp.app import App
 from persona_mcp.client import PersonaClient
 from persona_mcp.clock import ManualClock
 from persona_mcp.config import Settings
+from persona_mcp.embeddings.minilm import MiniLMEmbedder
 from persona_mcp.transports.asgi import create_asgi
 
 
@@ -115,3 +116,26 @@ async def app_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     yield make
     for app in apps:
         await app.close()
+
+
+@pytest.fixture(scope="session")
+async def minilm() -> AsyncIterator[MiniLMEmbedder]:
+    """The real bundled embedding model, loaded once for the whole test session."""
+    embedder = MiniLMEmbedder()
+    await embedder.start()
+    await asyncio.wait_for(embedder.wait_ready(), 120)
+    yield embedder
+    await embedder.aclose()
+
+
+@pytest.fixture
+async def memory_server(settings: Settings, minilm: MiniLMEmbedder) -> AsyncIterator[RunningServer]:
+    """A server whose memory uses the real embedding model."""
+    async with serve(settings, App(settings, embedder=minilm)) as running:
+        yield running
+
+
+@pytest.fixture
+async def mclient(memory_server: RunningServer) -> AsyncIterator[PersonaClient]:
+    async with memory_server.client() as c:
+        yield c

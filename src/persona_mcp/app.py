@@ -10,7 +10,9 @@ from typing import Any
 from persona_mcp.clock import Clock, SystemClock
 from persona_mcp.config import Settings
 from persona_mcp.conversation.engine import ConversationEngine
+from persona_mcp.embeddings import Embedder, build_embedder
 from persona_mcp.llm import LLMProvider, build_provider
+from persona_mcp.memory.service import MemoryService
 from persona_mcp.operations import Registry, build_registry
 from persona_mcp.personas.service import PersonaService
 from persona_mcp.sessions import SessionService
@@ -25,7 +27,11 @@ class App:
     """Everything a door needs: services, the registry, counters."""
 
     def __init__(
-        self, settings: Settings, clock: Clock | None = None, llm: LLMProvider | None = None
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        llm: LLMProvider | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -33,8 +39,12 @@ class App:
         self.personas = PersonaService(self.db, self.clock)
         self.sessions = SessionService(self.db, self.clock, self.personas)
         self.llm = llm or build_provider(settings, self.clock)
+        self._owns_embedder = embedder is None
+        self.memory = MemoryService(
+            self.db, self.clock, settings, embedder or build_embedder(settings)
+        )
         self.conversations = ConversationEngine(
-            self.db, self.clock, settings, self.personas, self.llm
+            self.db, self.clock, settings, self.personas, self.llm, self.memory
         )
         self.registry: Registry = build_registry()
         self.started_at = self.clock.now()
@@ -44,10 +54,12 @@ class App:
         await self.db.open()
         await self.personas.load()
         await self.personas.ensure_user(DEFAULT_USER)
+        await self.memory.start()  # the embedding model loads in the background
         log.info("database ready at %s", self.settings.db_path)
 
     async def close(self) -> None:
         await self.conversations.drain()
+        await self.memory.close(close_embedder=self._owns_embedder)
         await self.llm.aclose()
         await self.db.close()
 
@@ -61,6 +73,7 @@ class App:
             return {
                 "personas": one("SELECT count(*) FROM personas WHERE user_id = ?"),
                 "conversations": one("SELECT count(*) FROM conversations WHERE user_id = ?"),
+                "memories": one("SELECT count(*) FROM memories WHERE user_id = ?"),
                 "messages": one(
                     """SELECT count(*) FROM messages JOIN conversations c
                        ON c.id = messages.conversation_id WHERE c.user_id = ?"""
@@ -70,10 +83,10 @@ class App:
         return await self.db.read(read)
 
     async def memory_count(self, user_id: str, persona_id: str) -> int:
-        return 0
+        return await self.memory.count(user_id, persona_id)
 
     def embedder_status(self) -> dict[str, Any]:
-        return {"provider": self.settings.embedding_provider, "ready": False}
+        return self.memory.embedder.status()
 
     def background_status(self) -> dict[str, Any]:
         return {"enabled": self.settings.background_processing}

@@ -56,6 +56,7 @@ class Exchange:
     turn_number: int
     user_message: str
     reply: str
+    model: str
     valence: float
     interest: float
     topics: list[str]
@@ -66,8 +67,11 @@ class ConversationMemory(Protocol):
     """What the engine needs from long-term memory (kept narrow so each side can change)."""
 
     async def recall(
-        self, user_id: str, persona: PersonaRow, query: str
-    ) -> list[RecalledMemory]: ...
+        self, user_id: str, persona: PersonaRow, query: str, window: tuple[str, int] | None
+    ) -> list[RecalledMemory]:
+        """Relevant memories, leaving out those already in the prompt's recent window
+        (`window` is the conversation id and the first turn number it holds)."""
+        ...
 
     async def prepare_exchange(self, exchange: Exchange) -> Any:
         """Work done before the transaction (scoring, embedding)."""
@@ -192,7 +196,16 @@ class ConversationEngine:
                 {"conversation_id": conv.id},
             )
 
-        recalled = await self.memory.recall(user_id, persona, message) if self.memory else []
+        recalled = (
+            await self.memory.recall(
+                user_id,
+                persona,
+                message,
+                (conv.id, window[0].turn_number) if conv and window else None,
+            )
+            if self.memory
+            else []
+        )
         interest, topics = topic_interest(message, persona.topic_preferences)
         state = self._personas.state(persona, user_id)
         turns_before = conv.turn_count if conv else 0
@@ -241,6 +254,7 @@ class ConversationEngine:
             turn_number=turns_before + 1,
             user_message=message,
             reply=result.text,
+            model=result.model,
             valence=valence,
             interest=interest,
             topics=topics,

@@ -18,6 +18,14 @@ from persona_mcp.llm.base import (
 )
 
 
+def _model_missing(response: httpx.Response) -> bool:
+    """Whether a 404 says the model is missing (not that the address is wrong)."""
+    text = _error_text(response).lower()
+    return ("model" in text and ("not found" in text or "does not exist" in text)) or (
+        "model_not_found" in response.text
+    )
+
+
 def _error_text(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -59,7 +67,7 @@ class OllamaProvider:
         )
 
     def _raise_for(self, response: httpx.Response, model: str) -> None:
-        if response.status_code == 404:
+        if response.status_code == 404 and model and _model_missing(response):
             raise Unavailable(
                 f"Ollama has no model {model!r}: {_error_text(response)}; "
                 f"pull it with `ollama pull {model}`",
@@ -111,6 +119,11 @@ class OllamaProvider:
                     if chunk.get("done"):
                         final = chunk
                         break
+            if not final:
+                raise Unavailable(
+                    "Ollama's answer ended before it was complete",
+                    {"provider": self.name, "address": self.host},
+                )
             return ChatResult(
                 text="".join(parts),
                 model=final.get("model", model),
@@ -125,6 +138,11 @@ class OllamaProvider:
             ) from exc
         except httpx.TransportError as exc:
             raise self._unavailable(exc) from exc
+        except ValueError as exc:
+            raise Unavailable(
+                "Ollama sent a reply that is not valid JSON",
+                {"provider": self.name, "address": self.host},
+            ) from exc
 
     async def list_models(self) -> list[ModelInfo]:
         try:

@@ -16,7 +16,7 @@ from persona_mcp.llm.base import (
     OnDelta,
     ProviderHealth,
 )
-from persona_mcp.llm.ollama import _error_text
+from persona_mcp.llm.ollama import _error_text, _model_missing
 
 
 class OpenAICompatProvider:
@@ -42,10 +42,16 @@ class OpenAICompatProvider:
         )
 
     def _check(self, response: httpx.Response, model: str) -> None:
-        if response.status_code == 404:
+        if response.status_code == 404 and model and _model_missing(response):
             raise Unavailable(
                 f"The OpenAI-compatible server has no model {model!r}: {_error_text(response)}",
                 {"provider": self.name, "model": model},
+            )
+        if response.status_code == 404:
+            raise Unavailable(
+                f"HTTP 404 at {response.request.url}: check OPENAI_BASE_URL "
+                "(it usually ends in /v1)",
+                {"provider": self.name, "status": 404},
             )
         if response.status_code in (401, 403):
             raise Unavailable(
@@ -85,6 +91,7 @@ class OpenAICompatProvider:
             parts: list[str] = []
             used = 0
             answered_model = model
+            finished = False
             async with self._client.stream("POST", "/chat/completions", json=body) as response:
                 if response.status_code >= 400:
                     await response.aread()
@@ -94,16 +101,30 @@ class OpenAICompatProvider:
                         continue
                     payload = line[5:].strip()
                     if payload == "[DONE]":
+                        finished = True
                         break
                     chunk = json.loads(payload)
+                    if chunk.get("error"):
+                        err = chunk["error"]
+                        detail = err.get("message", err) if isinstance(err, dict) else err
+                        raise Unavailable(
+                            f"The OpenAI-compatible server failed mid-answer: {detail}",
+                            {"provider": self.name, "address": self.base_url},
+                        )
                     answered_model = chunk.get("model", answered_model)
                     if chunk.get("usage"):
                         used = int(chunk["usage"].get("total_tokens", 0))
                     for choice in chunk.get("choices") or []:
+                        finished = finished or bool(choice.get("finish_reason"))
                         piece = (choice.get("delta") or {}).get("content") or ""
                         if piece:
                             parts.append(piece)
                             await on_delta(piece)
+            if not finished:
+                raise Unavailable(
+                    "The OpenAI-compatible server's answer ended before it was complete",
+                    {"provider": self.name, "address": self.base_url},
+                )
             return ChatResult(
                 text="".join(parts), model=answered_model, provider=self.name, tokens_used=used
             )
@@ -116,6 +137,11 @@ class OpenAICompatProvider:
             raise Unavailable(
                 f"The OpenAI-compatible server at {self.base_url} is not reachable "
                 f"({type(exc).__name__})",
+                {"provider": self.name, "address": self.base_url},
+            ) from exc
+        except ValueError as exc:
+            raise Unavailable(
+                "The OpenAI-compatible server sent a reply that is not valid JSON",
                 {"provider": self.name, "address": self.base_url},
             ) from exc
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from persona_mcp.operations import conversation, personas, system
+from persona_mcp.operations import conversation, memory, personas, system
 from persona_mcp.operations.registry import CallContext, Operation, Registry
 
 
 def build_registry() -> Registry:
-    return Registry([personas.ops, conversation.ops, system.ops])
+    return Registry([personas.ops, conversation.ops, memory.ops, system.ops])
 
 
 __all__ = ["CallContext", "Operation", "Registry", "build_registry"]

@@ -45,9 +45,15 @@ def apply_migrations(conn: sqlite3.Connection) -> list[str]:
 
 
 def _script(conn: sqlite3.Connection, sql: str) -> None:
-    for statement in sql.split(";\n"):
-        if statement.strip():
-            conn.execute(statement)
+    """Run statements one by one (executescript would commit the open transaction)."""
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            conn.execute(buffer)
+            buffer = ""
+    if buffer.strip():
+        conn.execute(buffer)
 
 
 @migration
@@ -133,6 +139,64 @@ def m001_personas_sessions_conversations(conn: sqlite3.Connection) -> None:
             continue_score REAL,
             response_type TEXT,
             UNIQUE (conversation_id, seq)
+        )
+        """,
+    )
+
+
+@migration
+def m002_memories(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        CREATE TABLE memories (
+            rid INTEGER PRIMARY KEY,          -- the full-text index's rowid
+            id TEXT NOT NULL UNIQUE,
+            persona_id TEXT NOT NULL REFERENCES personas(id) ON DELETE CASCADE,
+            user_id TEXT NOT NULL,
+            content TEXT NOT NULL,
+            memory_type TEXT NOT NULL,
+            importance REAL NOT NULL,
+            base_importance REAL NOT NULL,    -- as scored or given, before any decay
+            emotional_valence REAL NOT NULL,
+            access_count INTEGER NOT NULL DEFAULT 0,
+            last_accessed_at REAL,
+            created_at REAL NOT NULL,
+            occurred_at REAL NOT NULL,
+            source TEXT NOT NULL,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            importance_breakdown TEXT,        -- JSON: per-factor scores and weights
+            context TEXT NOT NULL DEFAULT '', -- neighbouring text used for indexing
+            embedding BLOB,                   -- float32, unit length; NULL until embedded
+            embedding_model TEXT
+        );
+        CREATE INDEX memories_owner ON memories (user_id, persona_id, created_at);
+        CREATE INDEX memories_pending ON memories (embedding_model) WHERE embedding IS NULL;
+        CREATE VIRTUAL TABLE memories_fts USING fts5(
+            content, context, content='memories', content_rowid='rid',
+            tokenize='porter unicode61'
+        );
+        -- The full-text index follows the table inside the same transaction.
+        CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN
+            INSERT INTO memories_fts (rowid, content, context)
+            VALUES (new.rid, new.content, new.context);
+        END;
+        CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories BEGIN
+            INSERT INTO memories_fts (memories_fts, rowid, content, context)
+            VALUES ('delete', old.rid, old.content, old.context);
+        END;
+        CREATE TRIGGER memories_fts_update AFTER UPDATE OF content, context ON memories BEGIN
+            INSERT INTO memories_fts (memories_fts, rowid, content, context)
+            VALUES ('delete', old.rid, old.content, old.context);
+            INSERT INTO memories_fts (rowid, content, context)
+            VALUES (new.rid, new.content, new.context);
+        END;
+        CREATE TABLE config (
+            scope TEXT NOT NULL,              -- user id
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,              -- JSON
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (scope, key)
         )
         """,
     )

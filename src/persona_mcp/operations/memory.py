@@ -1,0 +1,270 @@
+"""Memory operations: store, store_batch, search, get, delete, stats, importance weights."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, model_validator
+
+from persona_mcp.clock import to_datetime, to_timestamp
+from persona_mcp.errors import InvalidParams
+from persona_mcp.memory.importance import DEFAULT_WEIGHTS, ImportanceConfig
+from persona_mcp.memory.service import MemoryInput
+from persona_mcp.operations.common import PersonaRef, target_persona
+from persona_mcp.operations.registry import CallContext, OperationSet, Params, Result
+from persona_mcp.store.memories import Filters, MemoryRow
+
+ops = OperationSet()
+
+MemoryType = Literal[
+    "conversation", "fact", "observation", "reflection", "episode", "psyche", "goal", "visual"
+]
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+Valence = Annotated[float, Field(ge=-1.0, le=1.0)]
+MAX_BATCH = 1000
+
+
+class Memory(Result):
+    id: str
+    persona_id: str
+    user_id: str
+    content: str
+    memory_type: str
+    importance: float
+    emotional_valence: float
+    access_count: int
+    last_accessed_at: datetime | None
+    created_at: datetime
+    occurred_at: datetime
+    source: str
+    metadata: dict[str, Any] = Field(description="The caller's metadata, exactly as given")
+    importance_breakdown: dict[str, Any] | None = Field(
+        description="How an automatic importance was scored (null when it was given)"
+    )
+
+
+def memory_out(row: MemoryRow) -> Memory:
+    return Memory(
+        id=row.id,
+        persona_id=row.persona_id,
+        user_id=row.user_id,
+        content=row.content,
+        memory_type=row.memory_type,
+        importance=round(row.importance, 6),
+        emotional_valence=round(row.emotional_valence, 4),
+        access_count=row.access_count,
+        last_accessed_at=to_datetime(row.last_accessed_at),
+        created_at=to_datetime(row.created_at),
+        occurred_at=to_datetime(row.occurred_at),
+        source=row.source,
+        metadata=row.metadata,
+        importance_breakdown=row.importance_breakdown,
+    )
+
+
+class MemoryFields(Params):
+    content: str = Field(description="The text to remember")
+    memory_type: MemoryType = "conversation"
+    importance: Unit | None = Field(None, description="Kept as given; scored when omitted")
+    emotional_valence: Valence | None = Field(None, description="Detected when omitted")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Any JSON object")
+    occurred_at: datetime | None = Field(None, description="When it happened (default: now)")
+
+    def to_input(self) -> MemoryInput:
+        return MemoryInput(
+            content=self.content,
+            memory_type=self.memory_type,
+            importance=self.importance,
+            emotional_valence=self.emotional_valence,
+            metadata=self.metadata,
+            occurred_at=to_timestamp(self.occurred_at) if self.occurred_at else None,
+        )
+
+
+class MemoryStoreParams(MemoryFields):
+    persona_id: PersonaRef | None = None
+
+
+class MemoryResult(Result):
+    memory: Memory
+
+
+@ops("memory.store", title="Store a memory")
+async def memory_store(ctx: CallContext, params: MemoryStoreParams) -> MemoryResult:
+    """Store one memory for a persona (the active one by default). Importance is scored
+    from the content unless given; the memory is searchable once this returns."""
+    persona = await target_persona(ctx, params.persona_id)
+    ctx.app.memory.check_content(params.content, "content")
+    rows = await ctx.app.memory.store(ctx.session.user_id, persona, [params.to_input()])
+    return MemoryResult(memory=memory_out(rows[0]))
+
+
+class MemoryStoreBatchParams(Params):
+    persona_id: PersonaRef | None = None
+    memories: list[MemoryFields] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class MemoryBatchResult(Result):
+    memories: list[Memory]
+    count: int
+
+
+@ops("memory.store_batch", title="Store many memories")
+async def memory_store_batch(ctx: CallContext, params: MemoryStoreBatchParams) -> MemoryBatchResult:
+    """Store up to 1000 memories at once, in one transaction: all are stored or none."""
+    persona = await target_persona(ctx, params.persona_id)
+    for i, item in enumerate(params.memories):
+        ctx.app.memory.check_content(item.content, f"memories.{i}.content")
+    rows = await ctx.app.memory.store(
+        ctx.session.user_id, persona, [m.to_input() for m in params.memories]
+    )
+    return MemoryBatchResult(memories=[memory_out(r) for r in rows], count=len(rows))
+
+
+class MemorySearchParams(Params):
+    query: str = Field(min_length=1, max_length=4000)
+    persona_id: PersonaRef | None = None
+    limit: int = Field(10, ge=1, le=100)
+    memory_type: MemoryType | None = None
+    min_importance: Unit | None = None
+    since: datetime | None = Field(None, description="Only memories that occurred at or after")
+    until: datetime | None = Field(None, description="Only memories that occurred at or before")
+
+    @model_validator(mode="after")
+    def _window(self) -> MemorySearchParams:
+        if self.since and self.until and to_timestamp(self.since) > to_timestamp(self.until):
+            raise ValueError("since must not be after until")
+        return self
+
+
+class SearchHit(Result):
+    memory: Memory
+    score: float
+
+
+class MemorySearchResult(Result):
+    results: list[SearchHit]
+    persona_id: str
+    semantic: bool = Field(description="Whether embeddings took part (false while loading)")
+
+
+@ops(
+    "memory.search",
+    aliases=("persona.memory",),
+    title="Search memories",
+)
+async def memory_search(ctx: CallContext, params: MemorySearchParams) -> MemorySearchResult:
+    """Find a persona's memories by meaning and by words (hybrid retrieval), best first.
+    Each result counts as an access. `persona.memory` is the same operation."""
+    if not params.query.strip():
+        raise InvalidParams.field("query", "must not be empty")
+    persona = await target_persona(ctx, params.persona_id)
+    memory = ctx.app.memory
+    filters = Filters(
+        user_id=ctx.session.user_id,
+        persona_id=persona.id,
+        memory_type=params.memory_type,
+        min_importance=params.min_importance,
+        since=to_timestamp(params.since) if params.since else None,
+        until=to_timestamp(params.until) if params.until else None,
+    )
+    hits = await memory.search(filters, params.query, params.limit)
+    return MemorySearchResult(
+        results=[SearchHit(memory=memory_out(h.memory), score=round(h.score, 6)) for h in hits],
+        persona_id=persona.id,
+        semantic=memory.semantic and memory.embedder.ready,
+    )
+
+
+class MemoryIdParams(Params):
+    memory_id: str = Field(min_length=1, max_length=100)
+
+
+@ops("memory.get", read_only=True, title="Get a memory")
+async def memory_get(ctx: CallContext, params: MemoryIdParams) -> MemoryResult:
+    """One memory by id (-32001 when there is none)."""
+    row = await ctx.app.memory.get(ctx.session.user_id, params.memory_id)
+    return MemoryResult(memory=memory_out(row))
+
+
+class MemoryDeleteResult(Result):
+    deleted: bool
+    memory_id: str
+
+
+@ops("memory.delete", destructive=True, title="Forget a memory")
+async def memory_delete(ctx: CallContext, params: MemoryIdParams) -> MemoryDeleteResult:
+    """Forget a memory: it is removed from the database, the full-text index and the vector
+    index at once, and never returned again."""
+    row = await ctx.app.memory.delete(ctx.session.user_id, params.memory_id)
+    return MemoryDeleteResult(deleted=True, memory_id=row.id)
+
+
+class MemoryStatsParams(Params):
+    persona_id: PersonaRef | None = None
+
+
+class MemoryStatsResult(Result):
+    persona_id: str
+    total: int
+    by_type: dict[str, int]
+    importance: dict[str, Any]
+    access: dict[str, Any]
+    oldest_occurred_at: datetime | None
+    newest_occurred_at: datetime | None
+    index: dict[str, Any]
+
+
+@ops("memory.stats", read_only=True, aliases=("memory.get_stats",), title="Memory statistics")
+async def memory_stats(ctx: CallContext, params: MemoryStatsParams) -> MemoryStatsResult:
+    """A persona's memory figures: counts by type, importance distribution, access figures
+    and index health (embedded, pending). `memory.get_stats` is the same operation."""
+    persona = await target_persona(ctx, params.persona_id)
+    data = await ctx.app.memory.stats(ctx.session.user_id, persona)
+    data["oldest_occurred_at"] = to_datetime(data["oldest_occurred_at"])
+    data["newest_occurred_at"] = to_datetime(data["newest_occurred_at"])
+    return MemoryStatsResult(persona_id=persona.id, **data)
+
+
+class ImportanceWeightsParams(Params):
+    emotional: Unit | None = None
+    context: Unit | None = None
+    interests: Unit | None = None
+    engagement: Unit | None = None
+    relationship: Unit | None = None
+    recency: Unit | None = None
+    base: Unit | None = Field(None, description="Lowest automatic score (default 0.5)")
+    cap: Unit | None = Field(None, description="Highest automatic score (default 0.8)")
+    reset: bool = Field(False, description="Return to the defaults first")
+
+
+class ImportanceWeightsResult(Result):
+    weights: dict[str, float]
+    base: float
+    cap: float
+
+
+@ops("memory.set_importance_weights", idempotent=True, title="Set importance weights")
+async def memory_set_importance_weights(
+    ctx: CallContext, params: ImportanceWeightsParams
+) -> ImportanceWeightsResult:
+    """Change how new memories are scored: factor weights (emotional, context, interests,
+    engagement, relationship, recency) and the automatic range [base, cap]. Fields left
+    out keep their value; the result is persisted."""
+    memory, user = ctx.app.memory, ctx.session.user_id
+    current = ImportanceConfig() if params.reset else await memory.importance_config(user)
+    weights = dict(current.weights)
+    for name in DEFAULT_WEIGHTS:
+        value = getattr(params, name)
+        if value is not None:
+            weights[name] = value
+    base = params.base if params.base is not None else current.base
+    cap = params.cap if params.cap is not None else current.cap
+    if sum(weights.values()) <= 0:
+        raise InvalidParams.field("weights", "at least one weight must be above 0")
+    if base >= cap:
+        raise InvalidParams.field("base", "must be below cap")
+    config = ImportanceConfig(weights, base, cap)
+    await memory.set_importance_config(user, config)
+    return ImportanceWeightsResult(**config.as_dict())

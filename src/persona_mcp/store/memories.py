@@ -1,0 +1,326 @@
+"""Memory rows, their full-text index and embeddings. Plain functions over a connection.
+
+The full-text index follows the table through triggers, so a memory, its FTS entry and
+its embedding always change in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from persona_mcp.embeddings.base import Vectors
+
+COLUMNS = (
+    "rid, id, persona_id, user_id, content, memory_type, importance, base_importance, "
+    "emotional_valence, access_count, last_accessed_at, created_at, occurred_at, source, "
+    "metadata, importance_breakdown, context"
+)
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    rid: int
+    id: str
+    persona_id: str
+    user_id: str
+    content: str
+    memory_type: str
+    importance: float
+    base_importance: float
+    emotional_valence: float
+    access_count: int
+    last_accessed_at: float | None
+    created_at: float
+    occurred_at: float
+    source: str
+    metadata: dict[str, Any]
+    importance_breakdown: dict[str, Any] | None
+    context: str
+
+
+@dataclass(frozen=True)
+class NewMemory:
+    id: str
+    persona_id: str
+    user_id: str
+    content: str
+    memory_type: str
+    importance: float
+    emotional_valence: float
+    created_at: float
+    occurred_at: float
+    source: str
+    metadata: dict[str, Any]
+    importance_breakdown: dict[str, Any] | None
+    context: str
+    embedding: bytes | None
+    embedding_model: str | None
+
+
+def _row(r: sqlite3.Row) -> MemoryRow:
+    return MemoryRow(
+        rid=r["rid"],
+        id=r["id"],
+        persona_id=r["persona_id"],
+        user_id=r["user_id"],
+        content=r["content"],
+        memory_type=r["memory_type"],
+        importance=r["importance"],
+        base_importance=r["base_importance"],
+        emotional_valence=r["emotional_valence"],
+        access_count=r["access_count"],
+        last_accessed_at=r["last_accessed_at"],
+        created_at=r["created_at"],
+        occurred_at=r["occurred_at"],
+        source=r["source"],
+        metadata=json.loads(r["metadata"]),
+        importance_breakdown=json.loads(r["importance_breakdown"])
+        if r["importance_breakdown"]
+        else None,
+        context=r["context"],
+    )
+
+
+def to_blob(vector: Vectors) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def from_blobs(blobs: Sequence[bytes]) -> Vectors:
+    if not blobs:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32)
+
+
+def insert(conn: sqlite3.Connection, memories: Iterable[NewMemory]) -> list[int]:
+    rids = []
+    for m in memories:
+        cur = conn.execute(
+            """INSERT INTO memories (id, persona_id, user_id, content, memory_type, importance,
+                   base_importance, emotional_valence, created_at, occurred_at, source, metadata,
+                   importance_breakdown, context, embedding, embedding_model)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (
+                m.id,
+                m.persona_id,
+                m.user_id,
+                m.content,
+                m.memory_type,
+                m.importance,
+                m.importance,
+                m.emotional_valence,
+                m.created_at,
+                m.occurred_at,
+                m.source,
+                json.dumps(m.metadata, ensure_ascii=False),
+                json.dumps(m.importance_breakdown) if m.importance_breakdown else None,
+                m.context,
+                m.embedding,
+                m.embedding_model,
+            ),
+        )
+        rids.append(int(cur.lastrowid or 0))
+    return rids
+
+
+def by_ids(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[MemoryRow]:
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(
+        f"SELECT {COLUMNS} FROM memories WHERE user_id = ? AND id IN ({marks})",
+        (user_id, *ids),
+    ).fetchall()
+    return [_row(r) for r in rows]
+
+
+def by_rids(conn: sqlite3.Connection, rids: Sequence[int]) -> dict[int, MemoryRow]:
+    if not rids:
+        return {}
+    out: dict[int, MemoryRow] = {}
+    for start in range(0, len(rids), 500):
+        chunk = rids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for r in conn.execute(f"SELECT {COLUMNS} FROM memories WHERE rid IN ({marks})", chunk):
+            out[r["rid"]] = _row(r)
+    return out
+
+
+def latest_content(conn: sqlite3.Connection, user_id: str, persona_id: str) -> str | None:
+    row = conn.execute(
+        """SELECT content FROM memories WHERE user_id = ? AND persona_id = ?
+           ORDER BY created_at DESC, rid DESC LIMIT 1""",
+        (user_id, persona_id),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def delete(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[MemoryRow]:
+    rows = by_ids(conn, user_id, ids)
+    for start in range(0, len(rows), 500):
+        chunk = [r.rid for r in rows[start : start + 500]]
+        conn.execute(f"DELETE FROM memories WHERE rid IN ({','.join('?' * len(chunk))})", chunk)
+    return rows
+
+
+def record_access(conn: sqlite3.Connection, rids: Sequence[int], now: float) -> None:
+    if rids:
+        conn.execute(
+            f"""UPDATE memories SET access_count = access_count + 1, last_accessed_at = ?
+                WHERE rid IN ({",".join("?" * len(rids))})""",
+            (now, *rids),
+        )
+
+
+@dataclass(frozen=True)
+class Filters:
+    user_id: str
+    persona_id: str
+    memory_type: str | None = None
+    min_importance: float | None = None
+    since: float | None = None
+    until: float | None = None
+
+    def sql(self, alias: str = "m") -> tuple[str, list[Any]]:
+        clauses = [f"{alias}.user_id = ?", f"{alias}.persona_id = ?"]
+        args: list[Any] = [self.user_id, self.persona_id]
+        if self.memory_type:
+            clauses.append(f"{alias}.memory_type = ?")
+            args.append(self.memory_type)
+        if self.min_importance is not None:
+            clauses.append(f"{alias}.importance >= ?")
+            args.append(self.min_importance)
+        if self.since is not None:
+            clauses.append(f"{alias}.occurred_at >= ?")
+            args.append(self.since)
+        if self.until is not None:
+            clauses.append(f"{alias}.occurred_at <= ?")
+            args.append(self.until)
+        return " AND ".join(clauses), args
+
+    @property
+    def narrowed(self) -> bool:
+        return any(
+            v is not None for v in (self.memory_type, self.min_importance, self.since, self.until)
+        )
+
+
+def lexical(
+    conn: sqlite3.Connection, match: str, filters: Filters, limit: int, context_weight: float
+) -> list[tuple[int, float]]:
+    """(rid, bm25) best first; bm25 is negated so that larger is better."""
+    where, args = filters.sql()
+    rows = conn.execute(
+        f"""SELECT m.rid, -bm25(memories_fts, 1.0, ?) AS score
+            FROM memories_fts JOIN memories m ON m.rid = memories_fts.rowid
+            WHERE memories_fts MATCH ? AND {where}
+            ORDER BY score DESC LIMIT ?""",
+        (context_weight, match, *args, limit),
+    ).fetchall()
+    return [(int(r[0]), float(r[1])) for r in rows]
+
+
+def allowed_rids(conn: sqlite3.Connection, filters: Filters) -> set[int]:
+    where, args = filters.sql()
+    return {int(r[0]) for r in conn.execute(f"SELECT m.rid FROM memories m WHERE {where}", args)}
+
+
+def embeddings_for(
+    conn: sqlite3.Connection, user_id: str, persona_id: str, model: str
+) -> tuple[list[int], Vectors]:
+    rows = conn.execute(
+        """SELECT rid, embedding FROM memories WHERE user_id = ? AND persona_id = ?
+           AND embedding IS NOT NULL AND embedding_model = ? ORDER BY rid""",
+        (user_id, persona_id, model),
+    ).fetchall()
+    return [int(r[0]) for r in rows], from_blobs([r[1] for r in rows])
+
+
+def pending_embeddings(
+    conn: sqlite3.Connection, model: str, limit: int, *, stale: bool = False, after: int = 0
+) -> list[tuple[int, str, str, str, str]]:
+    """Memories with no embedding (and, with `stale`, those embedded by another model):
+    (rid, user, persona, content, context), by rid after `after`."""
+    condition = (
+        "(embedding IS NULL OR embedding_model IS NOT ?)"
+        if stale
+        else ("embedding IS NULL AND ? IS NOT NULL")
+    )
+    rows = conn.execute(
+        f"""SELECT rid, user_id, persona_id, content, context FROM memories
+            WHERE {condition} AND rid > ? ORDER BY rid LIMIT ?""",
+        (model, after, limit),
+    ).fetchall()
+    return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+
+
+def set_embeddings(
+    conn: sqlite3.Connection, rids: Sequence[int], vectors: Vectors, model: str
+) -> None:
+    conn.executemany(
+        "UPDATE memories SET embedding = ?, embedding_model = ? WHERE rid = ?",
+        [(to_blob(v), model, rid) for rid, v in zip(rids, vectors, strict=True)],
+    )
+
+
+def count(conn: sqlite3.Connection, user_id: str, persona_id: str) -> int:
+    return int(
+        conn.execute(
+            "SELECT count(*) FROM memories WHERE user_id = ? AND persona_id = ?",
+            (user_id, persona_id),
+        ).fetchone()[0]
+    )
+
+
+def stats(conn: sqlite3.Connection, user_id: str, persona_id: str, model: str) -> dict[str, Any]:
+    args = (user_id, persona_id)
+    where = "user_id = ? AND persona_id = ?"
+    total, accessed, accesses, max_access, mean_imp, min_imp, max_imp, oldest, newest = (
+        conn.execute(
+            f"""SELECT count(*), sum(access_count > 0), coalesce(sum(access_count), 0),
+                       coalesce(max(access_count), 0), avg(importance), min(importance),
+                       max(importance), min(occurred_at), max(occurred_at)
+                FROM memories WHERE {where}""",
+            args,
+        ).fetchone()
+    )
+    by_type = dict(
+        conn.execute(
+            f"SELECT memory_type, count(*) FROM memories WHERE {where} GROUP BY memory_type",
+            args,
+        ).fetchall()
+    )
+    buckets = {f"{i / 10:.1f}-{(i + 1) / 10:.1f}": 0 for i in range(10)}
+    for bucket, n in conn.execute(
+        f"""SELECT min(CAST(importance * 10 AS INTEGER), 9), count(*) FROM memories
+            WHERE {where} GROUP BY 1""",
+        args,
+    ):
+        buckets[f"{bucket / 10:.1f}-{(bucket + 1) / 10:.1f}"] = n
+    embedded = conn.execute(
+        f"SELECT count(*) FROM memories WHERE {where} AND embedding_model = ?", (*args, model)
+    ).fetchone()[0]
+    return {
+        "total": total,
+        "by_type": by_type,
+        "importance": {
+            "mean": round(mean_imp, 4) if mean_imp is not None else None,
+            "min": min_imp,
+            "max": max_imp,
+            "distribution": buckets,
+        },
+        "access": {
+            "total_accesses": accesses,
+            "accessed_memories": accessed or 0,
+            "never_accessed": total - (accessed or 0),
+            "max_access_count": max_access,
+        },
+        "oldest_occurred_at": oldest,
+        "newest_occurred_at": newest,
+        "embedded": embedded,
+    }
