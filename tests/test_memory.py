@@ -291,3 +291,30 @@ async def test_chat_reports_the_memories_it_used_and_stored(
     await mclient.call("conversation.start")
     third = await mclient.call("persona.chat", {"message": "Any advice for my bees?"})
     assert any("Porto" in m["content"] for m in third["memories_used"])
+
+
+async def test_reindex_embeds_every_memory_with_the_configured_model(
+    tmp_path: Path, minilm: MiniLMEmbedder
+) -> None:
+    import subprocess
+    import sys
+
+    lexical_only = make_settings(tmp_path / "data", embedding_provider="none")
+    async with serve(lexical_only) as server, server.client() as c:
+        await store_all(c, FACTS)
+        assert (await c.call("memory.stats"))["index"]["embedding_provider"] == "none"
+    env = {"PATH": "/usr/bin:/bin", "PERSONA_MCP_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "persona-mcp"), "reindex",
+         "--env-file", str(tmp_path / "none.env")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "re-embedded 5 memories" in done.stdout
+    settings = make_settings(tmp_path / "data")
+    app = App(settings, embedder=minilm)
+    async with serve(settings, app) as server, server.client() as c:
+        stats = await c.call("memory.stats")
+        assert stats["index"]["pending_embeddings"] == 0
+        found = await c.call("memory.search", {"query": "Which city does my sibling live in?"})
+        assert found["results"][0]["memory"]["content"] == FACTS[0]

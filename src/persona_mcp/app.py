@@ -50,11 +50,13 @@ class App:
         self.started_at = self.clock.now()
         self.connections = 0
 
-    async def start(self) -> None:
+    async def start(self, background: bool = True) -> None:
+        """Open the database and load state; with `background`, start background work
+        (embedding backfill, and the jobs of the lifecycle)."""
         await self.db.open()
         await self.personas.load()
         await self.personas.ensure_user(DEFAULT_USER)
-        await self.memory.start()  # the embedding model loads in the background
+        await self.memory.start(backfill=background)  # the model loads in the background
         log.info("database ready at %s", self.settings.db_path)
 
     async def close(self) -> None:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
 from pydantic import ValidationError
@@ -45,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
         const=True,
         help="permit binding to a non-loopback address",
     )
+
+    reindex = commands.add_parser(
+        "reindex", help="re-embed every memory with the configured embedding model"
+    )
+    _common(reindex)
     return parser
 
 
@@ -105,6 +111,29 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+def reindex(settings: Settings) -> int:
+    from persona_mcp.app import App
+
+    async def run() -> int:
+        app = App(settings)
+        await app.start(background=False)
+        started = time.perf_counter()
+
+        def progress(done: int, total: int) -> None:
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            print(f"\rre-embedded {done}/{total} memories ({rate:.0f}/s)", end="", file=sys.stderr)
+
+        try:
+            print(f"loading {app.memory.embedder.model} ...", file=sys.stderr)
+            count = await app.memory.reindex(progress)
+        finally:
+            await app.close()
+        print(f"\nre-embedded {count} memories in {time.perf_counter() - started:.1f} s")
+        return 0
+
+    return asyncio.run(run())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -115,4 +144,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     _logging(settings)
     if args.command == "serve":
         return serve(settings)
+    if args.command == "reindex":
+        return reindex(settings)
     raise AssertionError(args.command)

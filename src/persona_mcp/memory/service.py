@@ -11,6 +11,7 @@ the model is ready.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import sqlite3
@@ -103,9 +104,9 @@ class MemoryService:
         """Whether memories get embeddings at all (EMBEDDING_PROVIDER is not 'none')."""
         return self.embedder.name != "none"
 
-    async def start(self) -> None:
+    async def start(self, backfill: bool = True) -> None:
         await self.embedder.start()
-        if self.semantic:
+        if self.semantic and backfill:
             self.schedule_backfill()
 
     async def close(self, close_embedder: bool = True) -> None:
@@ -384,6 +385,43 @@ class MemoryService:
             if not pending:
                 return
             await self.embed_rows(pending)
+
+    async def reindex(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Embed every memory that has no embedding from the current model (all of them
+        after a model change); returns how many were embedded."""
+        if not self.semantic:
+            return 0
+        await getattr(self.embedder, "wait_ready", self.embedder.start)()
+        model = self.embedder.model
+        total = await self._db.read(
+            lambda conn: int(
+                conn.execute(
+                    "SELECT count(*) FROM memories WHERE embedding IS NULL "
+                    "OR embedding_model IS NOT ?",
+                    (model,),
+                ).fetchone()[0]
+            )
+        )
+        done, cursor = 0, 0
+        while True:
+            batch = await self._db.read(
+                functools.partial(
+                    repo.pending_embeddings,
+                    model=model,
+                    limit=BACKFILL_BATCH,
+                    stale=True,
+                    after=cursor,
+                )
+            )
+            if not batch:
+                break
+            done += await self.embed_rows(batch)
+            cursor = batch[-1][0]
+            if progress is not None:
+                progress(done, total)
+        for key in list(self._shelf_locks):
+            self.vectors.drop(key)  # reload from SQLite on next use
+        return done
 
     async def embed_rows(self, pending: list[tuple[int, str, str, str, str]]) -> int:
         """Embed and store vectors for (rid, user, persona, content, context) rows."""

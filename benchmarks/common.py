@@ -1,0 +1,100 @@
+"""What the benchmark scripts share: a server subprocess on loopback, and percentiles."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    data_dir: Path
+    started_at: float
+    ready_seconds: float
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/mcp"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(
+    env: dict[str, str] | None = None, args: Sequence[str] = (), timeout: float = 60.0
+) -> Server:
+    """Start `persona-mcp serve` on a free port with a fresh data folder; wait for /health."""
+    exe = Path(sys.executable).parent / "persona-mcp"
+    port = free_port()
+    data_dir = Path(tempfile.mkdtemp(prefix="persona-bench-"))
+    environment = {**os.environ, "PERSONA_MCP_DATA_DIR": str(data_dir), **(env or {})}
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port), "--llm", "offline",
+         "--env-file", str(data_dir / "none.env"), *args],
+        env=environment, cwd=data_dir,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = started + timeout
+    while time.perf_counter() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
+                break
+        except OSError:
+            time.sleep(0.02)
+    else:
+        process.kill()
+        raise RuntimeError("server did not answer /health in time")
+    return Server(process, port, data_dir, started, time.perf_counter() - started)
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(5)
+    shutil.rmtree(server.data_dir, ignore_errors=True)
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * pct / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
