@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="permit binding to a non-loopback address",
     )
 
+    stdio = commands.add_parser(
+        "stdio", help="serve MCP over stdin/stdout (for Claude Desktop and other launchers)"
+    )
+    _common(stdio)
+    stdio.add_argument(
+        "--llm", choices=["auto", "ollama", "openai", "offline"], help="LLM provider (LLM_PROVIDER)"
+    )
+
     reindex = commands.add_parser(
         "reindex", help="re-embed every memory with the configured embedding model"
     )
@@ -111,6 +119,31 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+def stdio(settings: Settings) -> int:
+    """Serve MCP on stdin/stdout until stdin closes; stdout carries only protocol."""
+    import anyio
+    from mcp.server.stdio import stdio_server
+
+    from persona_mcp.app import App
+    from persona_mcp.transports.mcp import McpDoor, extension_for
+
+    async def run() -> None:
+        app = App(settings)
+        await app.start()
+        door = McpDoor(app, "mcp-stdio", extension_for(settings))
+        try:
+            async with stdio_server() as (read_stream, write_stream):
+                await door.server.run(
+                    read_stream, write_stream, door.server.create_initialization_options()
+                )
+        finally:
+            await door.close()
+            await app.close()
+
+    anyio.run(run)
+    return 0
+
+
 def reindex(settings: Settings) -> int:
     from persona_mcp.app import App
 
@@ -144,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _logging(settings)
     if args.command == "serve":
         return serve(settings)
+    if args.command == "stdio":
+        return stdio(settings)
     if args.command == "reindex":
         return reindex(settings)
     raise AssertionError(args.command)

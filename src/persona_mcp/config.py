@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         32 * 1024, ge=16, validation_alias=_env("max_content_bytes", "MAX_CONTENT_BYTES")
     )
 
+    mcp_conformance_fixtures: bool = Field(
+        False,
+        validation_alias=_env("mcp_conformance_fixtures", "PERSONA_MCP_CONFORMANCE_FIXTURES"),
+        description="Test mode only: add the MCP conformance suite's fixture tools",
+    )
+
     # Storage
     data_dir: Path = Field(Path("data"), validation_alias=_env("data_dir", "PERSONA_MCP_DATA_DIR"))
     database_path: Path | None = Field(

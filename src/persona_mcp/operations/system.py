@@ -39,7 +39,7 @@ class SystemStatusResult(Result):
     storage: dict[str, Any]
 
 
-@ops("system.status", read_only=True, title="Server status")
+@ops("system.status", read_only=True, open_world=True, title="Server status")
 async def system_status(ctx: CallContext, params: SystemStatusParams) -> SystemStatusResult:
     """Server health: version, uptime, connections, record counts, the LLM provider in use
     and whether it answers, embedder readiness, background jobs and storage size."""
@@ -85,7 +85,7 @@ class SystemModelsResult(Result):
     models: list[ModelOut]
 
 
-@ops("system.models", read_only=True, title="Available models")
+@ops("system.models", read_only=True, open_world=True, title="Available models")
 async def system_models(ctx: CallContext, params: SystemModelsParams) -> SystemModelsResult:
     """The models the LLM provider in use offers, and the default model. Fails with
     -32005 when the configured provider cannot be reached."""

@@ -1,10 +1,12 @@
-"""The ASGI application: /health, and /mcp for WebSocket JSON-RPC (and MCP over HTTP)."""
+"""The ASGI application: /health, and /mcp for both WebSocket JSON-RPC (an upgrade) and
+MCP over Streamable HTTP (POST, GET, DELETE)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
 
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -13,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 from persona_mcp import __version__
 from persona_mcp.app import App
 from persona_mcp.config import Settings
+from persona_mcp.transports.mcp import McpDoor, extension_for, http_manager
 from persona_mcp.transports.websocket import WebSocketDoor
 
 
@@ -32,20 +35,25 @@ async def health(request: Request) -> JSONResponse:
 def create_asgi(settings: Settings, app: App | None = None) -> Starlette:
     """The server's ASGI app; the services start in its lifespan."""
     persona_app = app or App(settings)
+    door = McpDoor(persona_app, "mcp-http", extension_for(settings))
+    manager = http_manager(door, loopback_only=settings.is_loopback)
 
     @contextlib.asynccontextmanager
     async def lifespan(asgi: Starlette) -> AsyncIterator[None]:
         await persona_app.start()
         asgi.state.persona_app = persona_app
         try:
-            yield
+            async with manager.run():
+                yield
         finally:
+            await door.close()
             await persona_app.close()
 
     return Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
             WebSocketRoute("/mcp", WebSocketDoor()),
+            Route("/mcp", StreamableHTTPASGIApp(manager)),
         ],
         lifespan=lifespan,
     )
