@@ -304,7 +304,8 @@ async def test_reindex_embeds_every_memory_with_the_configured_model(
         await store_all(c, FACTS)
         assert (await c.call("memory.stats"))["index"]["embedding_provider"] == "none"
     env = {"PATH": "/usr/bin:/bin", "PERSONA_MCP_DATA_DIR": str(tmp_path / "data")}
-    done = subprocess.run(
+    done = await asyncio.to_thread(
+        subprocess.run,
         [str(Path(sys.executable).parent / "persona-mcp"), "reindex",
          "--env-file", str(tmp_path / "none.env")],
         env=env, capture_output=True, text=True, timeout=300,

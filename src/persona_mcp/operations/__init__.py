@@ -6,8 +6,11 @@ from persona_mcp.operations import conversation, memory, personas, system
 from persona_mcp.operations.registry import CallContext, Operation, Registry
 
 
+OPERATION_SETS = (personas.ops, conversation.ops, memory.ops, system.ops)
+
+
 def build_registry() -> Registry:
-    return Registry([personas.ops, conversation.ops, memory.ops, system.ops])
+    return Registry(OPERATION_SETS)
 
 
-__all__ = ["CallContext", "Operation", "Registry", "build_registry"]
+__all__ = ["OPERATION_SETS", "CallContext", "Operation", "Registry", "build_registry"]
