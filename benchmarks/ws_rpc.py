@@ -147,6 +147,29 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a process has used so far, from /proc/PID/stat."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def cpu_share(pid: int | None, start_at: float, stop_at: float) -> float | None:
+    """The fraction of one core `pid` used between two time.monotonic() instants."""
+    if not pid:
+        return None
+    await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+    c0, t0 = cpu_seconds(pid), time.monotonic()
+    await asyncio.sleep(max(0.0, stop_at - time.monotonic()))
+    c1, t1 = cpu_seconds(pid), time.monotonic()
+    if c0 is None or c1 is None or t1 <= t0:
+        return None
+    return (c1 - c0) / (t1 - t0)
+
+
 def fd_count(pid: int) -> int | None:
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))
@@ -426,22 +449,22 @@ async def _load_clients(
     wait_go: Callable[[], Awaitable[tuple[float, float | None]]],
     count: int | None,
     time_limit: float,
-) -> list[LoadResult]:
-    """Open `clients` connections, wait for the go signal, run, close."""
+) -> tuple[list[LoadResult], float]:
+    """Open `clients` connections, wait for the go signal, run, close.
+
+    Returns the per-client results and the CPU seconds this process spent running them.
+    """
     conns: list[ClientConnection] = []
     try:
         async with asyncio.timeout(OPEN_TIMEOUT + 5):
             conns = list(await asyncio.gather(*(open_ws(url) for _ in range(clients))))
         start_at, stop_at = await wait_go()
+        cpu0 = time.process_time()
         async with asyncio.timeout(time_limit):
-            return list(
-                await asyncio.gather(
-                    *(
-                        _client_loop(ws, method, expect_error, start_at, stop_at, count)
-                        for ws in conns
-                    )
-                )
+            results = await asyncio.gather(
+                *(_client_loop(ws, method, expect_error, start_at, stop_at, count) for ws in conns)
             )
+        return list(results), time.process_time() - cpu0
     finally:
         await close_all(conns)
 
@@ -464,10 +487,12 @@ def _load_worker(
         return msg  # type: ignore[no-any-return]
 
     try:
-        results = run_async(
+        results, cpu = run_async(
             _load_clients(url, clients, method, expect_error, wait_go, count, time_limit)
         )
-        pipe.send(("done", [(r.completed, r.t_first, r.t_last, r.latencies) for r in results]))
+        pipe.send(
+            ("done", (cpu, [(r.completed, r.t_first, r.t_last, r.latencies) for r in results]))
+        )
     except BaseException as exc:
         with contextlib.suppress(Exception):
             pipe.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -483,6 +508,7 @@ def _split(total: int, parts: int) -> list[int]:
 async def measure_throughput(
     url: str,
     *,
+    server_pid: int | None,
     clients: int,
     method: str,
     expect_error: int | None,
@@ -493,13 +519,23 @@ async def measure_throughput(
     time_limit = (count * 0.05 + 30) if count is not None else duration + 30
     lead = 0.2  # every client starts at the same instant, shortly after "go"
     results: list[LoadResult] = []
+    load_cpu = 0.0
+    server_cpu: asyncio.Task[float | None] | None = None
+
+    def go() -> tuple[float, float | None]:
+        nonlocal server_cpu
+        start_at = time.monotonic() + lead
+        stop_at = start_at + duration if count is None else None
+        if stop_at is not None:  # sample the server's CPU over the measured window
+            server_cpu = asyncio.create_task(cpu_share(server_pid, start_at, stop_at))
+        return start_at, stop_at
+
     if load_procs == 0:
 
         async def wait_go() -> tuple[float, float | None]:
-            start_at = time.monotonic() + lead
-            return start_at, (start_at + duration if count is None else None)
+            return go()
 
-        results = await _load_clients(
+        results, load_cpu = await _load_clients(
             url, clients, method, expect_error, wait_go, count, time_limit
         )
     else:
@@ -530,12 +566,13 @@ async def measure_throughput(
 
             for pipe in pipes:
                 await receive(pipe, 30 + OPEN_TIMEOUT)
-            start_at = time.monotonic() + lead
-            stop_at = start_at + duration if count is None else None
+            signal_go = go()
             for pipe in pipes:
-                pipe.send((start_at, stop_at))
+                pipe.send(signal_go)
             for pipe in pipes:
-                for completed, t_first, t_last, lat in await receive(pipe, time_limit + 15):
+                cpu, rows = await receive(pipe, time_limit + 15)
+                load_cpu += cpu
+                for completed, t_first, t_last, lat in rows:
                     results.append(LoadResult(completed, t_first, t_last, lat))
         finally:
             for proc in procs:
@@ -545,6 +582,8 @@ async def measure_throughput(
                     proc.join(timeout=5)
             for pipe in pipes:
                 pipe.close()
+            if server_cpu is not None and not server_cpu.done():
+                server_cpu.cancel()
     completed = sum(r.completed for r in results)
     window = max(r.t_last for r in results) - min(r.t_first for r in results)
     latencies: list[float] = []
@@ -557,6 +596,9 @@ async def measure_throughput(
         "requests": completed,
         "seconds": window,
         "rps": completed / window if window > 0 else float("nan"),
+        # CPU as a fraction of one core over the run (load: all generator processes)
+        "server_cpu": await server_cpu if server_cpu is not None else None,
+        "load_cpu": load_cpu / window if window > 0 else None,
         **summarize_ms(latencies),
     }
 
@@ -567,18 +609,28 @@ async def measure_throughput(
 async def measure_idle_connections(
     url: str, pid: int | None, total: int, batch: int
 ) -> dict[str, Any]:
+    """Hold `total` connections open at once, use each once, and read the server's RSS."""
     host, port = urlsplit(url).hostname or "127.0.0.1", urlsplit(url).port or 80
     await asyncio.sleep(0.5)  # let the previous measurement's connections wind down
     before = proc_status(pid) if pid else {}
     fds_before = fd_count(pid) if pid else None
     conns: list[ClientConnection] = []
+    open_failures: list[str] = []
     try:
         t0 = time.perf_counter()
         async with asyncio.timeout(60 + total * 0.05):
-            while len(conns) < total:
-                n = min(batch, total - len(conns))
-                conns.extend(await asyncio.gather(*(open_ws(url) for _ in range(n))))
+            for start in range(0, total, batch):
+                n = min(batch, total - start)
+                for ws in await asyncio.gather(
+                    *(open_ws(url) for _ in range(n)), return_exceptions=True
+                ):
+                    if isinstance(ws, BaseException):
+                        open_failures.append(f"{type(ws).__name__}: {ws}")
+                    else:
+                        conns.append(ws)
         open_s = time.perf_counter() - t0
+        await asyncio.sleep(0.5)
+        opened = proc_status(pid) if pid else {}
 
         async def probe(ws: ClientConnection, i: int) -> float:
             t = time.perf_counter()
@@ -589,37 +641,48 @@ async def measure_idle_connections(
         # Every connection must be usable: one persona.list on each, in batches.
         t0 = time.perf_counter()
         probe_lat: list[float] = []
+        probe_failures: list[str] = []
         async with asyncio.timeout(60 + total * 0.05):
-            for start in range(0, total, batch):
+            for start in range(0, len(conns), batch):
                 chunk = conns[start : start + batch]
-                probe_lat.extend(
-                    await asyncio.gather(*(probe(ws, start + j) for j, ws in enumerate(chunk)))
-                )
+                for lat in await asyncio.gather(
+                    *(probe(ws, start + j) for j, ws in enumerate(chunk)),
+                    return_exceptions=True,
+                ):
+                    if isinstance(lat, BaseException):
+                        probe_failures.append(f"{type(lat).__name__}: {lat}")
+                    else:
+                        probe_lat.append(lat)
         probe_s = time.perf_counter() - t0
         await asyncio.sleep(0.5)
         health = await http_get_json(host, port, "/health")
         during = proc_status(pid) if pid else {}
         fds_during = fd_count(pid) if pid else None
-        usable = sum(1 for ws in conns if ws.state.name == "OPEN")
+        still_open = sum(1 for ws in conns if ws.state.name == "OPEN")
     finally:
         await close_all(conns, within=30)
     await asyncio.sleep(0.5)
     after = proc_status(pid) if pid else {}
+    failures = open_failures + probe_failures
     figures: dict[str, Any] = {
         "connections": total,
-        "usable": usable if len(probe_lat) == total else len(probe_lat),
+        "opened": len(conns),
+        "usable": min(len(probe_lat), still_open),
+        "failures": len(failures),
+        "first_failure": failures[0] if failures else None,
         "server_reports_connections": health.get("connections"),
         "open_seconds": open_s,
-        "open_per_second": total / open_s if open_s > 0 else float("nan"),
+        "open_per_second": len(conns) / open_s if open_s > 0 else float("nan"),
         "probe_seconds": probe_s,
         "probe_p50_ms": percentile(sorted(probe_lat), 50) * 1e3,
     }
-    if before and during:
+    if before and during and conns:
         figures.update(
             rss_before_kb=before["VmRSS"],
+            rss_opened_kb=opened.get("VmRSS"),
             rss_with_connections_kb=during["VmRSS"],
             rss_after_close_kb=after.get("VmRSS"),
-            rss_per_connection_kb=(during["VmRSS"] - before["VmRSS"]) / total,
+            rss_per_connection_kb=(during["VmRSS"] - before["VmRSS"]) / len(conns),
             server_fds_before=fds_before,
             server_fds_with_connections=fds_during,
         )
@@ -683,17 +746,33 @@ def build_rows(fig: dict[str, Any]) -> Iterator[tuple[str, str, str, bool | None
         ok = tp["rps"] >= TARGET_RPS if target else None
         yield (head, f"{tp['rps']:,.0f} req/s", ">= 5,000 req/s" if target else "", ok)
         yield ("  latency p50 / p99", f"{tp['p50_ms']:.2f} / {tp['p99_ms']:.2f} ms", "", None)
+        cpu = [
+            f"{name} {tp[key] * 100:.0f}%"
+            for name, key in (("server", "server_cpu"), ("load generator", "load_cpu"))
+            if tp.get(key) is not None
+        ]
+        if cpu:
+            yield ("  CPU (% of one core)", ", ".join(cpu), "", None)
     idle = fig.get("idle")
     if idle:
         n = idle["connections"]
         ok = idle["usable"] == n and idle["server_reports_connections"] in (None, n)
         yield ("idle connections usable", f"{idle['usable']}/{n}", f"{n}/{n}", ok)
         yield ("  server /health connections", str(idle["server_reports_connections"]), "", None)
+        if idle["failures"]:
+            yield ("  failures", f"{idle['failures']} ({idle['first_failure']})", "", None)
         yield ("  opened in", f"{idle['open_seconds']:.2f} s", "", None)
         if "rss_before_kb" in idle:
             yield ("  server RSS before", f"{idle['rss_before_kb'] / 1024:.1f} MiB", "", None)
+            if idle.get("rss_opened_kb"):
+                yield (
+                    f"  server RSS with {n} just opened",
+                    f"{idle['rss_opened_kb'] / 1024:.1f} MiB",
+                    "",
+                    None,
+                )
             yield (
-                f"  server RSS with {n} open",
+                f"  server RSS with {n} open, each used once",
                 f"{idle['rss_with_connections_kb'] / 1024:.1f} MiB",
                 "",
                 None,
@@ -753,7 +832,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     fig: dict[str, Any] = {"client_loop": loop_factory()[1]}
-    fig["client_cpu_count"] = os.cpu_count()
+    fig["cpu_count"] = os.cpu_count()
+    fig["loadavg_at_start"] = os.getloadavg()[0]
+    if fig["loadavg_at_start"] > 0.5:
+        print(
+            f"note: load average {fig['loadavg_at_start']:.2f} before the run: other processes "
+            "compete for the CPU, figures will be lower than on an idle machine"
+        )
     server: Server | None = None
     try:
         if args.url:
@@ -783,6 +868,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"throughput: {args.clients} clients x {method}, {how}, {where} ...")
                 fig[key] = await measure_throughput(
                     server.url,
+                    server_pid=server.pid,
                     clients=args.clients,
                     method=method,
                     expect_error=code,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from persona_mcp.operations import conversation, memory, personas, system
 from persona_mcp.operations.registry import CallContext, Operation, Registry
 
-
 OPERATION_SETS = (personas.ops, conversation.ops, memory.ops, system.ops)
 
 
