@@ -11,7 +11,10 @@ from persona_mcp.clock import Clock, SystemClock
 from persona_mcp.config import Settings
 from persona_mcp.conversation.engine import ConversationEngine
 from persona_mcp.embeddings import Embedder, build_embedder
+from persona_mcp.jobs.sessions import SessionCleanupJob
 from persona_mcp.llm import LLMProvider, build_provider
+from persona_mcp.memory.decay import DecayService
+from persona_mcp.memory.pruning import PruningService
 from persona_mcp.memory.service import MemoryService
 from persona_mcp.operations import Registry, build_registry
 from persona_mcp.personas.service import PersonaService
@@ -43,6 +46,10 @@ class App:
         self.memory = MemoryService(
             self.db, self.clock, settings, embedder or build_embedder(settings)
         )
+        self.decay = DecayService(self.db, self.clock, settings)
+        self.pruning = PruningService(self.db, self.clock, settings, self.memory)
+        self.memory.after_store.append(self.pruning.after_store)
+        self.session_cleanup = SessionCleanupJob(self.sessions, settings.session_timeout_hours)
         self.conversations = ConversationEngine(
             self.db, self.clock, settings, self.personas, self.llm, self.memory
         )
@@ -57,9 +64,18 @@ class App:
         await self.personas.load()
         await self.personas.ensure_user(DEFAULT_USER)
         await self.memory.start(backfill=background)  # the model loads in the background
+        interrupted = await self.pruning.recover()
+        if interrupted:
+            log.warning("%d prune runs were interrupted; their archive is intact", interrupted)
+        if background and self.settings.background_processing:
+            if (await self.decay.config()).enabled:
+                await self.decay.start_job()
+            self.session_cleanup.start()
         log.info("database ready at %s", self.settings.db_path)
 
     async def close(self) -> None:
+        await self.decay.stop_job()
+        await self.session_cleanup.stop()
         await self.conversations.drain()
         await self.memory.close(close_embedder=self._owns_embedder)
         await self.llm.aclose()
@@ -91,7 +107,12 @@ class App:
         return self.memory.embedder.status()
 
     def background_status(self) -> dict[str, Any]:
-        return {"enabled": self.settings.background_processing}
+        return {
+            "enabled": self.settings.background_processing,
+            "decay_running": self.decay.running,
+            "session_cleanup_interval_seconds": self.session_cleanup.interval_seconds,
+            "sessions_closed": self.session_cleanup.closed_total,
+        }
 
     def storage_status(self) -> dict[str, Any]:
         path = self.settings.db_path

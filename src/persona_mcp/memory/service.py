@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import sqlite3
 import uuid
@@ -31,6 +30,7 @@ from persona_mcp.errors import InvalidParams, NotFound
 from persona_mcp.memory import retrieval
 from persona_mcp.memory.importance import ImportanceConfig, score_importance
 from persona_mcp.memory.vectors import Key, VectorIndex
+from persona_mcp.store import config as config_store
 from persona_mcp.store import memories as repo
 from persona_mcp.store.db import Database
 from persona_mcp.store.memories import Filters, MemoryRow, NewMemory
@@ -98,6 +98,7 @@ class MemoryService:
         self._config: dict[str, ImportanceConfig] = {}
         self._backfill: asyncio.Task[None] | None = None
         self.after_store: list[AfterStore] = []
+        self._hooks: set[asyncio.Task[None]] = set()
 
     @property
     def semantic(self) -> bool:
@@ -109,7 +110,13 @@ class MemoryService:
         if self.semantic and backfill:
             self.schedule_backfill()
 
+    async def drain(self) -> None:
+        """Wait for the hooks of committed stores (automatic pruning) to finish."""
+        while self._hooks:
+            await asyncio.gather(*list(self._hooks), return_exceptions=True)
+
     async def close(self, close_embedder: bool = True) -> None:
+        await self.drain()
         if self._backfill is not None and not self._backfill.done():
             self._backfill.cancel()
             await asyncio.gather(self._backfill, return_exceptions=True)
@@ -120,28 +127,18 @@ class MemoryService:
 
     async def importance_config(self, user_id: str) -> ImportanceConfig:
         if user_id not in self._config:
-            row = await self._db.read(
-                lambda conn: conn.execute(
-                    "SELECT value FROM config WHERE scope = ? AND key = 'importance'", (user_id,)
-                ).fetchone()
+            data = await self._db.read(lambda conn: config_store.get(conn, user_id, "importance"))
+            self._config[user_id] = (
+                ImportanceConfig(data["weights"], data["base"], data["cap"])
+                if data
+                else ImportanceConfig()
             )
-            if row:
-                data = json.loads(row[0])
-                self._config[user_id] = ImportanceConfig(data["weights"], data["base"], data["cap"])
-            else:
-                self._config[user_id] = ImportanceConfig()
         return self._config[user_id]
 
     async def set_importance_config(self, user_id: str, config: ImportanceConfig) -> None:
         now = self._clock.now()
         await self._db.write(
-            lambda conn: conn.execute(
-                """INSERT INTO config (scope, key, value, updated_at)
-                   VALUES (?, 'importance', ?, ?)
-                   ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value,
-                       updated_at = excluded.updated_at""",
-                (user_id, json.dumps(config.as_dict()), now),
-            )
+            lambda conn: config_store.put(conn, user_id, "importance", config.as_dict(), now)
         )
         self._config[user_id] = config
 
@@ -227,6 +224,8 @@ class MemoryService:
         user_id, persona_id = prepared.key
         for hook in self.after_store:
             task = asyncio.create_task(hook(user_id, persona_id))
+            self._hooks.add(task)
+            task.add_done_callback(self._hooks.discard)
             task.add_done_callback(_log_failure)
 
     async def store(
@@ -422,6 +421,24 @@ class MemoryService:
         for key in list(self._shelf_locks):
             self.vectors.drop(key)  # reload from SQLite on next use
         return done
+
+    async def reindex_rows(self, rids: list[int]) -> None:
+        """Bring rows that came back (restored) into the vector index from their stored
+        embeddings; rows without a current embedding go to the backfill."""
+        if not self.semantic or not rids:
+            return
+        model = self.embedder.model
+        rows = await self._db.read(lambda conn: repo.stored_embeddings(conn, rids, model))
+        by_key: dict[Key, tuple[list[int], list[bytes]]] = {}
+        for rid, user, persona, blob in rows:
+            entry = by_key.setdefault((user, persona), ([], []))
+            entry[0].append(rid)
+            entry[1].append(blob)
+        for key, (key_rids, blobs) in by_key.items():
+            if self.vectors.has(key):
+                self.vectors.add(key, key_rids, repo.from_blobs(blobs))
+        if len(rows) < len(rids):
+            self.schedule_backfill()
 
     async def embed_rows(self, pending: list[tuple[int, str, str, str, str]]) -> int:
         """Embed and store vectors for (rid, user, persona, content, context) rows."""

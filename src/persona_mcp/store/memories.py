@@ -241,6 +241,24 @@ def embeddings_for(
     return [int(r[0]) for r in rows], from_blobs([r[1] for r in rows])
 
 
+def stored_embeddings(
+    conn: sqlite3.Connection, rids: Sequence[int], model: str
+) -> list[tuple[int, str, str, bytes]]:
+    """(rid, user, persona, embedding) of those rows embedded by `model`."""
+    out: list[tuple[int, str, str, bytes]] = []
+    for start in range(0, len(rids), 500):
+        chunk = list(rids[start : start + 500])
+        out.extend(
+            (int(r[0]), r[1], r[2], r[3])
+            for r in conn.execute(
+                f"""SELECT rid, user_id, persona_id, embedding FROM memories
+                    WHERE rid IN ({",".join("?" * len(chunk))}) AND embedding_model = ?""",
+                (*chunk, model),
+            )
+        )
+    return out
+
+
 def pending_embeddings(
     conn: sqlite3.Connection, model: str, limit: int, *, stale: bool = False, after: int = 0
 ) -> list[tuple[int, str, str, str, str]]:

@@ -200,3 +200,68 @@ def m002_memories(conn: sqlite3.Connection) -> None:
         )
         """,
     )
+
+
+@migration
+def m003_lifecycle(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        ALTER TABLE memories ADD COLUMN decayed_at REAL;  -- last time decay was applied
+        CREATE TABLE prune_runs (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            persona_id TEXT,
+            strategy TEXT NOT NULL,
+            trigger TEXT NOT NULL,            -- manual | automatic | all
+            target_count INTEGER,
+            status TEXT NOT NULL,             -- running | complete | interrupted
+            started_at REAL NOT NULL,
+            finished_at REAL,
+            pruned_count INTEGER NOT NULL DEFAULT 0,
+            restored_count INTEGER NOT NULL DEFAULT 0,
+            seconds REAL
+        );
+        CREATE INDEX prune_runs_user ON prune_runs (user_id, started_at);
+        -- Pruned memories, whole, so that memory.restore brings them back exactly.
+        CREATE TABLE memory_archive (
+            id TEXT PRIMARY KEY,
+            prune_run_id TEXT NOT NULL REFERENCES prune_runs(id),
+            archived_at REAL NOT NULL,
+            prune_score REAL NOT NULL,
+            reason TEXT NOT NULL,
+            persona_id TEXT NOT NULL REFERENCES personas(id) ON DELETE CASCADE,
+            user_id TEXT NOT NULL,
+            content TEXT NOT NULL,
+            memory_type TEXT NOT NULL,
+            importance REAL NOT NULL,
+            base_importance REAL NOT NULL,
+            emotional_valence REAL NOT NULL,
+            access_count INTEGER NOT NULL,
+            last_accessed_at REAL,
+            created_at REAL NOT NULL,
+            occurred_at REAL NOT NULL,
+            source TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            importance_breakdown TEXT,
+            context TEXT NOT NULL,
+            embedding BLOB,
+            embedding_model TEXT,
+            decayed_at REAL
+        );
+        CREATE INDEX memory_archive_run ON memory_archive (prune_run_id);
+        CREATE INDEX memory_archive_owner ON memory_archive (user_id, persona_id);
+        CREATE TABLE decay_runs (
+            id INTEGER PRIMARY KEY,
+            trigger TEXT NOT NULL,            -- background | forced
+            user_id TEXT,
+            persona_id TEXT,
+            mode TEXT NOT NULL,
+            rate REAL NOT NULL,
+            hours REAL,
+            ran_at REAL NOT NULL,
+            decayed INTEGER NOT NULL,
+            seconds REAL NOT NULL
+        )
+        """,
+    )

@@ -1,0 +1,1 @@
+"""Background jobs that keep the server tidy on their own."""

@@ -1,0 +1,169 @@
+"""Memory decay: importance ages with time, never below a floor.
+
+Modes (rate is per hour, h the hours elapsed): linear `i - rate*h`, exponential
+`i*exp(-rate*h)`, logarithmic `i - rate*ln(1+h)`, step (`rate*24` once per full day),
+access_based (exponential, slowed by each access). A pass is one UPDATE; the background
+job runs one pass every `interval_seconds` while enabled. Time comes from the injected
+clock; only the job's wait between passes uses real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+from persona_mcp.clock import Clock
+from persona_mcp.config import Settings
+from persona_mcp.store import config as config_store
+from persona_mcp.store import lifecycle as repo
+from persona_mcp.store.db import Database
+
+log = logging.getLogger(__name__)
+
+DecayMode = Literal["linear", "exponential", "logarithmic", "step", "access_based"]
+DECAY_MODES: tuple[str, ...] = ("linear", "exponential", "logarithmic", "step", "access_based")
+
+
+@dataclass(frozen=True)
+class DecayConfig:
+    mode: str = "exponential"
+    rate: float = 0.002  # per hour: about 4.7% a day in exponential mode
+    interval_seconds: float = 6 * 3600.0
+    min_importance: float = 0.1
+    enabled: bool = True
+
+
+class DecayService:
+    def __init__(self, db: Database, clock: Clock, settings: Settings) -> None:
+        self._db = db
+        self._clock = clock
+        self._settings = settings
+        self._config: DecayConfig | None = None
+        self._job: asyncio.Task[None] | None = None
+        self._next_run_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def config(self) -> DecayConfig:
+        if self._config is None:
+            stored = await self._db.read(
+                lambda conn: config_store.get(conn, config_store.SERVER, "decay")
+            )
+            defaults = DecayConfig(
+                interval_seconds=self._settings.decay_interval_hours * 3600.0,
+                enabled=self._settings.background_processing,
+            )
+            self._config = DecayConfig(**{**asdict(defaults), **(stored or {})})
+        return self._config
+
+    async def set_config(self, **changes: Any) -> DecayConfig:
+        """Change some fields, persist, and apply to the running job."""
+        current = await self.config()
+        updated = replace(current, **{k: v for k, v in changes.items() if v is not None})
+        now = self._clock.now()
+        await self._db.write(
+            lambda conn: config_store.put(conn, config_store.SERVER, "decay", asdict(updated), now)
+        )
+        self._config = updated
+        if self.running:
+            self._restart()
+        return updated
+
+    # -- passes ------------------------------------------------------------------------
+
+    async def run_pass(
+        self,
+        *,
+        trigger: str,
+        user_id: str | None = None,
+        persona_id: str | None = None,
+        mode: str | None = None,
+        rate: float | None = None,
+        hours: float | None = None,
+    ) -> dict[str, Any]:
+        config = await self.config()
+        mode = mode or config.mode
+        rate = config.rate if rate is None else rate
+        now = self._clock.now()
+        started = time.perf_counter()
+
+        def write(conn: Any) -> int:
+            changed = repo.decay(
+                conn,
+                mode=mode,
+                rate=rate,
+                floor=config.min_importance,
+                now=now,
+                hours=hours,
+                user_id=user_id,
+                persona_id=persona_id,
+            )
+            repo.record_decay(
+                conn,
+                trigger=trigger,
+                user_id=user_id,
+                persona_id=persona_id,
+                mode=mode,
+                rate=rate,
+                hours=hours,
+                ran_at=now,
+                decayed=changed,
+                seconds=time.perf_counter() - started,
+            )
+            return changed
+
+        async with self._lock:  # passes never overlap
+            decayed = await self._db.write(write)
+        return {
+            "decayed": decayed,
+            "mode": mode,
+            "rate": rate,
+            "hours": hours,
+            "min_importance": config.min_importance,
+            "seconds": round(time.perf_counter() - started, 4),
+        }
+
+    # -- the background job ------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._job is not None and not self._job.done()
+
+    async def start_job(self) -> None:
+        if not self.running:
+            self._job = asyncio.create_task(self._loop())
+
+    def _restart(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+        self._job = asyncio.create_task(self._loop())
+
+    async def stop_job(self) -> None:
+        job, self._job = self._job, None
+        self._next_run_at = None
+        if job is not None:
+            job.cancel()
+            await asyncio.gather(job, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while True:
+            interval = (await self.config()).interval_seconds
+            self._next_run_at = self._clock.now() + interval
+            await asyncio.sleep(interval)
+            try:
+                result = await self.run_pass(trigger="background")
+                log.info("decay pass: %s memories aged", result["decayed"])
+            except Exception:
+                log.exception("decay pass failed; will try again next interval")
+
+    async def stats(self) -> dict[str, Any]:
+        config = await self.config()
+        totals = await self._db.read(repo.decay_totals)
+        return {
+            "running": self.running,
+            **asdict(config),
+            **totals,
+            "next_run_at": self._next_run_at if self.running else None,
+        }

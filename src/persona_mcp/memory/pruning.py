@@ -1,0 +1,286 @@
+"""Pruning: remove the least valuable memories, safely and reversibly.
+
+Rules that no setting changes: a memory with importance >= 0.8 or accessed 8 times or
+more is never pruned, and no persona is taken below 10 memories. Pruned memories move
+to an archive in bounded batches (one transaction each), so `memory.restore` can bring
+them back exactly and a pass cut short loses nothing. When a persona passes
+MAX_MEMORIES_PER_PERSONA it is pruned back to PRUNING_THRESHOLD in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+import uuid
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from persona_mcp.clock import Clock
+from persona_mcp.config import Settings
+from persona_mcp.errors import InvalidParams, NotFound
+from persona_mcp.memory.service import MemoryService
+from persona_mcp.store import config as config_store
+from persona_mcp.store import lifecycle as repo
+from persona_mcp.store import memories as memory_repo
+from persona_mcp.store.db import Database
+from persona_mcp.store.lifecycle import Candidate
+
+log = logging.getLogger(__name__)
+
+STRATEGIES: tuple[str, ...] = ("importance_only", "importance_access", "importance_access_age")
+
+
+@dataclass(frozen=True)
+class PruningConfig:
+    strategy: str = "importance_access_age"
+    prune_below: float = 0.5  # without a target count, prune what scores below this
+    batch_size: int = 200
+    auto_prune: bool = True
+    max_memories_per_persona: int = 1000
+    pruning_threshold: int = 900
+
+
+class PruningService:
+    def __init__(
+        self, db: Database, clock: Clock, settings: Settings, memory: MemoryService
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._settings = settings
+        self._memory = memory
+        self._config: PruningConfig | None = None
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._auto: set[tuple[str, str]] = set()
+
+    async def config(self) -> PruningConfig:
+        if self._config is None:
+            stored = await self._db.read(
+                lambda conn: config_store.get(conn, config_store.SERVER, "pruning")
+            )
+            defaults = PruningConfig(
+                max_memories_per_persona=self._settings.max_memories_per_persona,
+                pruning_threshold=self._settings.pruning_threshold,
+            )
+            self._config = PruningConfig(**{**asdict(defaults), **(stored or {})})
+        return self._config
+
+    async def set_config(self, **changes: Any) -> PruningConfig:
+        current = await self.config()
+        updated = replace(current, **{k: v for k, v in changes.items() if v is not None})
+        if updated.pruning_threshold >= updated.max_memories_per_persona:
+            raise InvalidParams.field("pruning_threshold", "must be below max_memories_per_persona")
+        now = self._clock.now()
+        await self._db.write(
+            lambda conn: config_store.put(
+                conn, config_store.SERVER, "pruning", asdict(updated), now
+            )
+        )
+        self._config = updated
+        return updated
+
+    async def recover(self) -> int:
+        """Mark runs a killed process left unfinished; what they archived stays archived."""
+        return await self._db.write(repo.mark_interrupted)
+
+    # -- pruning ---------------------------------------------------------------------
+
+    async def recommendations(
+        self, user_id: str, persona_id: str, strategy: str | None, limit: int
+    ) -> dict[str, Any]:
+        config = await self.config()
+        strategy = strategy or config.strategy
+        now = self._clock.now()
+        selection = await self._db.read(
+            lambda conn: repo.select(
+                conn, user_id, persona_id, strategy, now,
+                target_count=None, prune_below=config.prune_below, limit=limit,
+            )
+        )  # fmt: skip
+        return {
+            "strategy": strategy,
+            "total": selection.total,
+            "protected": selection.protected,
+            "prune_below": config.prune_below,
+            "candidates": [
+                {
+                    "memory_id": c.id,
+                    "content": c.content[:200],
+                    "importance": round(c.importance, 4),
+                    "access_count": c.access_count,
+                    "age_days": round((now - c.created_at) / 86400.0, 2),
+                    "score": round(c.score, 4),
+                    "reason": _reason(c, strategy, None, config.prune_below),
+                }
+                for c in selection.candidates
+            ],
+        }
+
+    async def prune(
+        self,
+        user_id: str,
+        persona_id: str,
+        *,
+        strategy: str | None = None,
+        target_count: int | None = None,
+        dry_run: bool = False,
+        trigger: str = "manual",
+    ) -> dict[str, Any]:
+        config = await self.config()
+        strategy = strategy or config.strategy
+        lock = self._locks.setdefault((user_id, persona_id), asyncio.Lock())
+        async with lock:
+            started = time.perf_counter()
+            now = self._clock.now()
+            selection = await self._db.read(
+                lambda conn: repo.select(
+                    conn, user_id, persona_id, strategy, now,
+                    target_count=target_count, prune_below=config.prune_below,
+                )
+            )  # fmt: skip
+            chosen = selection.candidates
+            result: dict[str, Any] = {
+                "persona_id": persona_id,
+                "strategy": strategy,
+                "dry_run": dry_run,
+                "total_before": selection.total,
+                "protected": selection.protected,
+            }
+            if dry_run or not chosen:
+                return result | {
+                    "pruned_count": len(chosen),
+                    "pruned_ids": [c.id for c in chosen],
+                    "prune_run_id": None,
+                    "remaining": selection.total - (0 if dry_run else len(chosen)),
+                    "seconds": round(time.perf_counter() - started, 4),
+                }
+            run_id = str(uuid.uuid4())
+            run = {
+                "id": run_id,
+                "user_id": user_id,
+                "persona_id": persona_id,
+                "strategy": strategy,
+                "trigger": trigger,
+                "target_count": target_count,
+                "started_at": now,
+            }
+            await self._db.write(lambda conn: repo.start_run(conn, run))
+            pruned: list[str] = []
+            for start in range(0, len(chosen), config.batch_size):
+                batch = chosen[start : start + config.batch_size]
+                done = await self._db.write(
+                    lambda conn, batch=batch: self._archive(  # type: ignore[misc]
+                        conn, user_id, persona_id, run_id, batch, strategy, target_count, config
+                    )
+                )
+                self._memory.vectors.remove((user_id, persona_id), [c.rid for c in done])
+                pruned.extend(c.id for c in done)
+            seconds = time.perf_counter() - started
+            finished = self._clock.now()
+            await self._db.write(lambda conn: repo.finish_run(conn, run_id, finished, seconds))
+            return result | {
+                "pruned_count": len(pruned),
+                "pruned_ids": pruned,
+                "prune_run_id": run_id,
+                "remaining": selection.total - len(pruned),
+                "seconds": round(seconds, 4),
+            }
+
+    def _archive(
+        self,
+        conn: sqlite3.Connection,
+        user_id: str,
+        persona_id: str,
+        run_id: str,
+        batch: list[Candidate],
+        strategy: str,
+        target_count: int | None,
+        config: PruningConfig,
+    ) -> list[Candidate]:
+        """Archive one batch, re-checking the rules against the rows as they are now."""
+        marks = ",".join("?" * len(batch))
+        still = {
+            r[0]
+            for r in conn.execute(
+                f"""SELECT rid FROM memories WHERE rid IN ({marks})
+                    AND importance < {repo.PROTECT_IMPORTANCE}
+                    AND access_count < {repo.PROTECT_ACCESS}""",
+                [c.rid for c in batch],
+            )
+        }
+        allowed = memory_repo.count(conn, user_id, persona_id) - repo.MIN_KEEP
+        if target_count is not None:
+            allowed = min(allowed, memory_repo.count(conn, user_id, persona_id) - target_count)
+        eligible = [c for c in batch if c.rid in still][: max(0, allowed)]
+        if eligible:
+            reasons = [_reason(c, strategy, target_count, config.prune_below) for c in eligible]
+            repo.archive_batch(conn, run_id, eligible, reasons, self._clock.now())
+        return eligible
+
+    async def prune_all(
+        self, user_id: str, persona_ids: list[str], *, strategy: str | None, dry_run: bool
+    ) -> dict[str, Any]:
+        results = [
+            await self.prune(user_id, pid, strategy=strategy, dry_run=dry_run, trigger="all")
+            for pid in persona_ids
+        ]
+        return {
+            "dry_run": dry_run,
+            "pruned_count": sum(r["pruned_count"] for r in results),
+            "personas": results,
+        }
+
+    async def after_store(self, user_id: str, persona_id: str) -> None:
+        """The automatic trigger: bring a persona over its limit back to the threshold.
+        Stores that land while it runs are caught by checking again when it ends."""
+        key = (user_id, persona_id)
+        if key in self._auto:
+            return
+        self._auto.add(key)
+        try:
+            for _ in range(10):  # bounded: each round removes at least one batch
+                config = await self.config()
+                count = await self._memory.count(user_id, persona_id)
+                if not config.auto_prune or count <= config.max_memories_per_persona:
+                    return
+                result = await self.prune(
+                    user_id, persona_id, target_count=config.pruning_threshold,
+                    trigger="automatic",
+                )  # fmt: skip
+                log.info(
+                    "persona %s had %s memories; pruned %s automatically",
+                    persona_id, count, result["pruned_count"],
+                )  # fmt: skip
+                if result["pruned_count"] == 0:
+                    return  # everything left is protected
+        finally:
+            self._auto.discard(key)
+
+    # -- restore and stats -----------------------------------------------------------------
+
+    async def restore(
+        self, user_id: str, *, memory_ids: list[str] | None, run_id: str | None
+    ) -> list[str]:
+        def write(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+            ids = repo.archived_ids(conn, user_id, run_id=run_id, ids=memory_ids)
+            return repo.restore(conn, ids)
+
+        restored = await self._db.write(write)
+        if not restored:
+            what = f"prune run {run_id!r}" if run_id else "those memory ids"
+            raise NotFound(f"Nothing archived for {what}", {"prune_run_id": run_id})
+        if memory_ids is not None and len(restored) < len(memory_ids):
+            log.info("restore: %d of %d ids were archived", len(restored), len(memory_ids))
+        await self._memory.reindex_rows([rid for rid, _ in restored])
+        return [memory_id for _, memory_id in restored]
+
+    async def stats(self, user_id: str) -> dict[str, Any]:
+        totals = await self._db.read(lambda conn: repo.prune_totals(conn, user_id))
+        return {**totals, "config": asdict(await self.config())}
+
+
+def _reason(c: Candidate, strategy: str, target_count: int | None, below: float) -> str:
+    if target_count is not None:
+        return f"among the lowest {strategy} scores ({c.score:.3f}) above the target count"
+    return f"{strategy} score {c.score:.3f} is below {below}"

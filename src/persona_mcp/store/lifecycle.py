@@ -1,0 +1,298 @@
+"""Decay, pruning, archive and restore in SQL. Plain functions over a connection.
+
+Decay is one UPDATE per pass. Pruning moves memories to `memory_archive` and deletes
+them in the same transaction, a bounded batch at a time, so a pass cut short leaves
+every memory either in place or archived (and restorable).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+STEP_HOURS = 24.0  # the `step` mode drops importance once per full day
+PROTECT_IMPORTANCE = 0.8
+PROTECT_ACCESS = 8
+MIN_KEEP = 10
+
+_ARCHIVED = (
+    "persona_id, user_id, content, memory_type, importance, base_importance, "
+    "emotional_valence, access_count, last_accessed_at, created_at, occurred_at, source, "
+    "metadata, importance_breakdown, context, embedding, embedding_model, decayed_at"
+)
+
+
+# -- decay ----------------------------------------------------------------------------
+
+
+def _decay_expression(mode: str) -> str:
+    """New importance from :rate (per hour), h (hours) and the row's access count."""
+    return {
+        "linear": "importance - :rate * h",
+        "exponential": "importance * exp(-:rate * h)",
+        "logarithmic": "importance - :rate * ln(1 + h)",
+        "step": f"importance - :rate * {STEP_HOURS} * floor(h / {STEP_HOURS})",
+        # Each access slows ageing: 8 accesses make a memory age 5 times slower.
+        "access_based": "importance * exp(-:rate * h / (1 + 0.5 * access_count))",
+    }[mode]
+
+
+def decay(
+    conn: sqlite3.Connection,
+    *,
+    mode: str,
+    rate: float,
+    floor: float,
+    now: float,
+    hours: float | None = None,
+    user_id: str | None = None,
+    persona_id: str | None = None,
+) -> int:
+    """Apply decay; `hours` forces that much elapsed time, else each memory's own time since
+    it was last decayed. Importance never falls below `floor`. Returns rows changed."""
+    elapsed = (
+        ":hours" if hours is not None else ("(:now - coalesce(decayed_at, created_at)) / 3600.0")
+    )
+    # `step` only moves decayed_at by whole steps, so partial days keep accumulating.
+    if mode == "step" and hours is None:
+        stamp = f"coalesce(decayed_at, created_at) + floor(h / {STEP_HOURS}) * {STEP_HOURS * 3600}"
+    else:
+        stamp = ":now"
+    scope = ""
+    if user_id is not None:
+        scope += " AND user_id = :user_id"
+    if persona_id is not None:
+        scope += " AND persona_id = :persona_id"
+    expr = _decay_expression(mode)
+    # Unqualified columns are the updated row's; `aged.h` is its elapsed time in hours.
+    sql = f"""
+        UPDATE memories SET importance = max(:floor, {expr}), decayed_at = {stamp}
+        FROM (SELECT rid AS r, {elapsed} AS h FROM memories
+              WHERE importance > :floor {scope}) AS aged
+        WHERE memories.rid = aged.r AND {expr} < importance
+    """
+    cur = conn.execute(
+        sql,
+        {
+            "rate": rate,
+            "floor": floor,
+            "now": now,
+            "hours": hours,
+            "user_id": user_id,
+            "persona_id": persona_id,
+        },
+    )
+    return cur.rowcount
+
+
+def record_decay(conn: sqlite3.Connection, **run: Any) -> None:
+    conn.execute(
+        """INSERT INTO decay_runs (trigger, user_id, persona_id, mode, rate, hours, ran_at,
+               decayed, seconds)
+           VALUES (:trigger, :user_id, :persona_id, :mode, :rate, :hours, :ran_at, :decayed,
+               :seconds)""",
+        run,
+    )
+
+
+def decay_totals(conn: sqlite3.Connection) -> dict[str, Any]:
+    runs, decayed, last = conn.execute(
+        "SELECT count(*), coalesce(sum(decayed), 0), max(ran_at) FROM decay_runs"
+    ).fetchone()
+    return {"runs": runs, "decayed_total": decayed, "last_run_at": last}
+
+
+# -- pruning --------------------------------------------------------------------------
+
+
+def _score_expression(strategy: str) -> str:
+    access = f"min(access_count / {float(PROTECT_ACCESS)}, 1.0)"
+    age_days = "(:now - coalesce(last_accessed_at, created_at)) / 86400.0"
+    return {
+        "importance_only": "importance",
+        "importance_access": f"0.7 * importance + 0.3 * {access}",
+        "importance_access_age": (
+            f"0.6 * importance + 0.25 * {access} + 0.15 * exp(-{age_days} / 30.0)"
+        ),
+    }[strategy]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    rid: int
+    id: str
+    content: str
+    importance: float
+    access_count: int
+    created_at: float
+    score: float
+
+
+@dataclass(frozen=True)
+class Selection:
+    total: int
+    protected: int
+    candidates: list[Candidate]  # prune order: lowest score first
+
+
+def select(
+    conn: sqlite3.Connection,
+    user_id: str,
+    persona_id: str,
+    strategy: str,
+    now: float,
+    *,
+    target_count: int | None,
+    prune_below: float,
+    limit: int | None = None,
+) -> Selection:
+    """What a prune would remove, lowest value first, within the protection rules."""
+    total, protected = conn.execute(
+        f"""SELECT count(*), coalesce(sum(importance >= {PROTECT_IMPORTANCE}
+                                          OR access_count >= {PROTECT_ACCESS}), 0)
+            FROM memories WHERE user_id = ? AND persona_id = ?""",
+        (user_id, persona_id),
+    ).fetchone()
+    keep = max(MIN_KEEP, target_count if target_count is not None else 0)
+    removable = max(0, total - keep)
+    if target_count is None:
+        wanted = removable
+        threshold = " AND score < :below"
+    else:
+        wanted = min(removable, max(0, total - target_count))
+        threshold = ""
+    if limit is not None:
+        wanted = min(wanted, limit)
+    if wanted == 0:
+        return Selection(total, protected, [])
+    rows = conn.execute(
+        f"""SELECT * FROM (
+                SELECT rid, id, content, importance, access_count, created_at,
+                       {_score_expression(strategy)} AS score
+                FROM memories
+                WHERE user_id = :user AND persona_id = :persona
+                  AND importance < {PROTECT_IMPORTANCE} AND access_count < {PROTECT_ACCESS}
+            ) WHERE 1 {threshold}
+            ORDER BY score, rid LIMIT :wanted""",
+        {"user": user_id, "persona": persona_id, "now": now, "below": prune_below,
+         "wanted": wanted},
+    ).fetchall()  # fmt: skip
+    return Selection(
+        total,
+        protected,
+        [Candidate(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows],
+    )
+
+
+def start_run(conn: sqlite3.Connection, run: dict[str, Any]) -> None:
+    conn.execute(
+        """INSERT INTO prune_runs (id, user_id, persona_id, strategy, trigger, target_count,
+               status, started_at)
+           VALUES (:id, :user_id, :persona_id, :strategy, :trigger, :target_count, 'running',
+               :started_at)""",
+        run,
+    )
+
+
+def archive_batch(
+    conn: sqlite3.Connection,
+    run_id: str,
+    batch: Sequence[Candidate],
+    reasons: Sequence[str],
+    now: float,
+) -> None:
+    """Move one batch into the archive: copy, then delete, in the caller's transaction."""
+    conn.executemany(
+        f"""INSERT INTO memory_archive (id, prune_run_id, archived_at, prune_score, reason,
+                {_ARCHIVED})
+            SELECT id, ?, ?, ?, ?, {_ARCHIVED} FROM memories WHERE rid = ?""",
+        [(run_id, now, c.score, reason, c.rid) for c, reason in zip(batch, reasons, strict=True)],
+    )
+    conn.executemany("DELETE FROM memories WHERE rid = ?", [(c.rid,) for c in batch])
+    conn.execute(
+        "UPDATE prune_runs SET pruned_count = pruned_count + ? WHERE id = ?", (len(batch), run_id)
+    )
+
+
+def finish_run(conn: sqlite3.Connection, run_id: str, now: float, seconds: float) -> None:
+    conn.execute(
+        "UPDATE prune_runs SET status = 'complete', finished_at = ?, seconds = ? WHERE id = ?",
+        (now, seconds, run_id),
+    )
+
+
+def mark_interrupted(conn: sqlite3.Connection) -> int:
+    """Runs a killed process left 'running': what they archived stays archived."""
+    return conn.execute(
+        "UPDATE prune_runs SET status = 'interrupted' WHERE status = 'running'"
+    ).rowcount
+
+
+def archived_ids(
+    conn: sqlite3.Connection, user_id: str, *, run_id: str | None, ids: Sequence[str] | None
+) -> list[str]:
+    if run_id is not None:
+        rows = conn.execute(
+            "SELECT id FROM memory_archive WHERE user_id = ? AND prune_run_id = ?",
+            (user_id, run_id),
+        ).fetchall()
+    else:
+        assert ids is not None
+        marks = ",".join("?" * len(ids))
+        rows = conn.execute(
+            f"SELECT id FROM memory_archive WHERE user_id = ? AND id IN ({marks})",
+            (user_id, *ids),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def restore(conn: sqlite3.Connection, ids: Sequence[str]) -> list[tuple[int, str]]:
+    """Move archived memories back (new rowids, same ids); returns (rid, id) pairs."""
+    restored = []
+    for memory_id in ids:
+        run_id = conn.execute(
+            "SELECT prune_run_id FROM memory_archive WHERE id = ?", (memory_id,)
+        ).fetchone()[0]
+        cur = conn.execute(
+            f"""INSERT INTO memories (id, {_ARCHIVED})
+                SELECT id, {_ARCHIVED} FROM memory_archive WHERE id = ?""",
+            (memory_id,),
+        )
+        conn.execute("DELETE FROM memory_archive WHERE id = ?", (memory_id,))
+        conn.execute(
+            "UPDATE prune_runs SET restored_count = restored_count + 1 WHERE id = ?", (run_id,)
+        )
+        restored.append((int(cur.lastrowid or 0), memory_id))
+    return restored
+
+
+def prune_totals(conn: sqlite3.Connection, user_id: str) -> dict[str, Any]:
+    runs, pruned, restored, seconds = conn.execute(
+        """SELECT count(*), coalesce(sum(pruned_count), 0), coalesce(sum(restored_count), 0),
+                  coalesce(sum(seconds), 0) FROM prune_runs WHERE user_id = ?""",
+        (user_id,),
+    ).fetchone()
+    archived = conn.execute(
+        "SELECT count(*) FROM memory_archive WHERE user_id = ?", (user_id,)
+    ).fetchone()[0]
+    last = conn.execute(
+        "SELECT * FROM prune_runs WHERE user_id = ? ORDER BY started_at DESC LIMIT 1", (user_id,)
+    ).fetchone()
+    by_trigger = dict(
+        conn.execute(
+            """SELECT trigger, coalesce(sum(pruned_count), 0) FROM prune_runs WHERE user_id = ?
+               GROUP BY trigger""",
+            (user_id,),
+        ).fetchall()
+    )
+    return {
+        "runs": runs,
+        "pruned_total": pruned,
+        "restored_total": restored,
+        "archived": archived,
+        "seconds_total": round(seconds, 4),
+        "pruned_by_trigger": by_trigger,
+        "last_run": dict(last) if last else None,
+    }
