@@ -28,6 +28,7 @@ from persona_mcp.conversation.engine import Exchange, RecalledMemory
 from persona_mcp.embeddings.base import Embedder, Vectors
 from persona_mcp.errors import InvalidParams, NotFound
 from persona_mcp.memory import retrieval
+from persona_mcp.memory.dates import proximity, query_dates
 from persona_mcp.memory.importance import ImportanceConfig, score_importance
 from persona_mcp.memory.vectors import Key, VectorIndex
 from persona_mcp.store import config as config_store
@@ -70,7 +71,6 @@ class Hit:
     memory: MemoryRow
     score: float
     lexical: float
-    semantic: float
     cosine: float | None
 
 
@@ -217,8 +217,9 @@ class MemoryService:
         return [m.id for m in prepared.memories]
 
     def _committed(self, prepared: PreparedExchange) -> None:
-        if prepared.vectors is not None and self.vectors.has(prepared.key):
-            self.vectors.add(prepared.key, prepared.rids, prepared.vectors)
+        if prepared.vectors is not None:
+            occurred = [m.occurred_at for m in prepared.memories]
+            self.vectors.add(prepared.key, prepared.rids, prepared.vectors, occurred)
         if self.semantic and prepared.vectors is None and prepared.memories:
             self.schedule_backfill()
         user_id, persona_id = prepared.key
@@ -287,11 +288,10 @@ class MemoryService:
             if self.vectors.has(key):
                 return
             model = self.embedder.model
-            rids, matrix = await self._db.read(
+            rids, matrix, occurred = await self._db.read(
                 lambda conn: repo.embeddings_for(conn, key[0], key[1], model)
             )
-            if rids:
-                self.vectors.load(key, rids, matrix)
+            self.vectors.load(key, rids, matrix, occurred)
 
     async def search(
         self,
@@ -301,51 +301,63 @@ class MemoryService:
         *,
         record_access: bool = True,
     ) -> list[Hit]:
+        """Hybrid search (see `retrieval`); each hit counts as an access."""
         key = (filters.user_id, filters.persona_id)
+        params = self.ranking
         query_vector = None
         if self.semantic and self.embedder.ready:
             await self._shelf(key)
             query_vector = (await self.embedder.embed([query]))[0]
-        match = retrieval.match_expression(query)
-        params = self.ranking
+        match = retrieval.match_expression(query, params)
+        named_dates = query_dates(query)
         now = self._clock.now()
+        everything = Filters(filters.user_id, filters.persona_id)
+        pool_size = limit * 2 + 10  # headroom for the importance and recency nudges
 
         def read(conn: sqlite3.Connection) -> list[Hit]:
-            lexical = (
-                dict(repo.lexical(conn, match, filters, params.candidates, params.context_weight))
+            bm25 = (
+                dict(
+                    repo.lexical(conn, match, everything, params.candidates, params.context_weight)
+                )
                 if match
                 else {}
             )
-            cosines: dict[int, float] = {}
+            lexical = retrieval.lexical_scores(bm25)
+            allowed = repo.allowed_rids(conn, filters) if filters.narrowed else None
+            ranked: retrieval.Ranked = {}
+            on_shelf: set[int] = set()
             if query_vector is not None:
-                allowed = repo.allowed_rids(conn, filters) if filters.narrowed else None
-                if allowed is not None and len(allowed) <= 20 * params.candidates:
-                    cosines = self.vectors.scores_for(key, query_vector, list(allowed))
-                    cosines = dict(
-                        sorted(cosines.items(), key=lambda kv: -kv[1])[: params.candidates]
-                    )
-                else:
-                    pool = params.candidates * (5 if allowed is not None else 1)
-                    rids, scores = self.vectors.search(key, query_vector, pool)
-                    cosines = {
-                        r: s
-                        for r, s in zip(rids, scores, strict=True)
-                        if allowed is None or r in allowed
-                    }
-                    cosines = dict(list(cosines.items())[: params.candidates])
-                missing = [r for r in lexical if r not in cosines]
-                cosines.update(self.vectors.scores_for(key, query_vector, missing))
-            fused = retrieval.fuse(lexical, cosines, params)
-            rows = repo.by_rids(conn, list(fused))
-            hits = []
-            for rid, cand in fused.items():
-                row = rows.get(rid)
-                if row is None:
-                    continue  # deleted since the index saw it
-                score = retrieval.final_score(
-                    cand, row.importance, row.occurred_at, now, params, bool(cosines)
+                found = self.vectors.use(
+                    key,
+                    lambda shelf: retrieval.rank_shelf(
+                        shelf, lexical, query_vector, named_dates, allowed, pool_size, params
+                    ),
                 )
-                hits.append(Hit(row, score, cand.lexical, cand.semantic, cand.cosine))
+                if found is not None:
+                    ranked, on_shelf = found
+            # Lexical hits with no vector yet (or no embeddings at all) rank by words alone.
+            off_shelf = {
+                rid: lex
+                for rid, lex in lexical.items()
+                if rid not in on_shelf and (allowed is None or rid in allowed)
+            }
+            rows = repo.by_rids(conn, [*ranked, *off_shelf])
+            hits = []
+            for rid, row in rows.items():
+                if rid in ranked:
+                    score, lex, cos = ranked[rid]
+                    cosine: float | None = cos
+                else:
+                    lex, cosine = off_shelf[rid], None
+                    score = params.lexical_weight * lex
+                    if named_dates:
+                        score += params.date_weight * float(
+                            proximity(
+                                named_dates, np.array([row.occurred_at]), params.date_tau_days
+                            )[0]
+                        )
+                final = retrieval.nudge(score, row.importance, row.occurred_at, now, params)
+                hits.append(Hit(row, final, lex, cosine))
             hits.sort(key=lambda h: -h.score)
             return hits[:limit]
 
@@ -415,11 +427,10 @@ class MemoryService:
             if not batch:
                 break
             done += await self.embed_rows(batch)
-            cursor = batch[-1][0]
+            cursor = batch[-1].rid
             if progress is not None:
                 progress(done, total)
-        for key in list(self._shelf_locks):
-            self.vectors.drop(key)  # reload from SQLite on next use
+        self.vectors.drop_all()  # reload from SQLite on next use
         return done
 
     async def reindex_rows(self, rids: list[int]) -> None:
@@ -429,33 +440,33 @@ class MemoryService:
             return
         model = self.embedder.model
         rows = await self._db.read(lambda conn: repo.stored_embeddings(conn, rids, model))
-        by_key: dict[Key, tuple[list[int], list[bytes]]] = {}
-        for rid, user, persona, blob in rows:
-            entry = by_key.setdefault((user, persona), ([], []))
+        by_key: dict[Key, tuple[list[int], list[bytes], list[float]]] = {}
+        for rid, user, persona, blob, occurred in rows:
+            entry = by_key.setdefault((user, persona), ([], [], []))
             entry[0].append(rid)
             entry[1].append(blob)
-        for key, (key_rids, blobs) in by_key.items():
-            if self.vectors.has(key):
-                self.vectors.add(key, key_rids, repo.from_blobs(blobs))
+            entry[2].append(occurred)
+        for key, (key_rids, blobs, occurred_at) in by_key.items():
+            self.vectors.add(key, key_rids, repo.from_blobs(blobs), occurred_at)
         if len(rows) < len(rids):
             self.schedule_backfill()
 
-    async def embed_rows(self, pending: list[tuple[int, str, str, str, str]]) -> int:
-        """Embed and store vectors for (rid, user, persona, content, context) rows."""
+    async def embed_rows(self, pending: list[repo.Pending]) -> int:
+        """Embed rows that lack a current embedding, store the vectors, index them."""
         model = self.embedder.model
         vectors = await self.embedder.embed(
-            [retrieval.embedding_text(content, context) for _, _, _, content, context in pending]
+            [retrieval.embedding_text(p.content, p.context) for p in pending]
         )
-        rids = [p[0] for p in pending]
+        rids = [p.rid for p in pending]
         await self._db.write(lambda conn: repo.set_embeddings(conn, rids, vectors, model))
-        by_key: dict[Key, tuple[list[int], list[Vectors]]] = {}
-        for (rid, user, persona, _, _), vector in zip(pending, vectors, strict=True):
-            entry = by_key.setdefault((user, persona), ([], []))
-            entry[0].append(rid)
+        by_key: dict[Key, tuple[list[int], list[Vectors], list[float]]] = {}
+        for p, vector in zip(pending, vectors, strict=True):
+            entry = by_key.setdefault((p.user_id, p.persona_id), ([], [], []))
+            entry[0].append(p.rid)
             entry[1].append(vector)
-        for key, (key_rids, key_vectors) in by_key.items():
-            if self.vectors.has(key):
-                self.vectors.add(key, key_rids, np.stack(key_vectors))
+            entry[2].append(p.occurred_at)
+        for key, (key_rids, key_vectors, occurred) in by_key.items():
+            self.vectors.add(key, key_rids, np.stack(key_vectors), occurred)
         return len(rids)
 
     # -- conversation hooks (ConversationMemory) ----------------------------------------

@@ -1,14 +1,17 @@
 """In-memory vector index, derived from SQLite and kept in step with it.
 
-One dense matrix per (user, persona) for brute-force cosine search: at 10k memories of
-384 floats a query is one matrix-vector product of about a millisecond. The index holds
-no data of record: it is rebuilt from the `embedding` column whenever it is missing,
-and a hit is always re-read from SQLite before it is returned.
+One shelf per (user, persona): a dense matrix of unit vectors in insertion (rowid)
+order, with each memory's `occurred_at`, for brute-force cosine search (at 10k memories
+of 384 floats one query is about a millisecond) and for finding neighbouring memories.
+The index holds no data of record: it is rebuilt from the `embedding` column whenever
+it is missing, and every hit is re-read from SQLite before it is returned.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -16,94 +19,126 @@ import numpy.typing as npt
 from persona_mcp.embeddings.base import Vectors
 
 Key = tuple[str, str]  # (user_id, persona_id)
+T = TypeVar("T")
 
 
-class _Shelf:
-    """The vectors of one persona: a growable matrix and row -> memory rid."""
+class Shelf:
+    """The vectors of one persona, rows sorted by memory rowid."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, capacity: int = 64) -> None:
         self.dim = dim
-        self.matrix: Vectors = np.zeros((64, dim), dtype=np.float32)
-        self.rids: npt.NDArray[np.int64] = np.zeros(64, dtype=np.int64)
+        self._matrix: Vectors = np.zeros((capacity, dim), dtype=np.float32)
+        self._rids: npt.NDArray[np.int64] = np.zeros(capacity, dtype=np.int64)
+        self._occurred: npt.NDArray[np.float64] = np.zeros(capacity, dtype=np.float64)
         self.size = 0
-        self.position: dict[int, int] = {}
 
-    def add(self, rids: list[int], vectors: Vectors) -> None:
-        for rid, vector in zip(rids, vectors, strict=True):
-            if rid in self.position:
-                self.matrix[self.position[rid]] = vector
-                continue
-            if self.size == len(self.rids):
-                self.matrix = np.concatenate([self.matrix, np.zeros_like(self.matrix)])
-                self.rids = np.concatenate([self.rids, np.zeros_like(self.rids)])
-            self.matrix[self.size] = vector
-            self.rids[self.size] = rid
-            self.position[rid] = self.size
-            self.size += 1
+    @property
+    def rids(self) -> npt.NDArray[np.int64]:
+        return self._rids[: self.size]
 
-    def remove(self, rids: list[int]) -> None:
-        for rid in rids:
-            pos = self.position.pop(rid, None)
-            if pos is None:
-                continue
-            last = self.size - 1
-            if pos != last:
-                moved = int(self.rids[last])
-                self.matrix[pos] = self.matrix[last]
-                self.rids[pos] = moved
-                self.position[moved] = pos
-            self.size -= 1
+    @property
+    def matrix(self) -> Vectors:
+        return self._matrix[: self.size]
 
-    def search(self, query: Vectors, k: int) -> tuple[list[int], list[float]]:
-        if self.size == 0:
-            return [], []
-        scores = self.matrix[: self.size] @ query
-        k = min(k, self.size)
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top])]
-        return [int(r) for r in self.rids[top]], [float(s) for s in scores[top]]
+    @property
+    def occurred(self) -> npt.NDArray[np.float64]:
+        return self._occurred[: self.size]
 
-    def scores_for(self, query: Vectors, rids: list[int]) -> dict[int, float]:
-        positions = [(rid, self.position[rid]) for rid in rids if rid in self.position]
-        if not positions:
-            return {}
-        rows = self.matrix[[p for _, p in positions]]
-        values = rows @ query
-        return {rid: float(v) for (rid, _), v in zip(positions, values, strict=True)}
+    def _grow(self, needed: int) -> None:
+        capacity = len(self._rids)
+        if needed <= capacity:
+            return
+        while capacity < needed:
+            capacity *= 2
+        matrix = np.zeros((capacity, self.dim), dtype=np.float32)
+        rids = np.zeros(capacity, dtype=np.int64)
+        occurred = np.zeros(capacity, dtype=np.float64)
+        matrix[: self.size] = self.matrix
+        rids[: self.size] = self.rids
+        occurred[: self.size] = self.occurred
+        self._matrix, self._rids, self._occurred = matrix, rids, occurred
+
+    def add(self, rids: Sequence[int], vectors: Vectors, occurred: Sequence[float]) -> None:
+        if len(rids) == 0:
+            return
+        new_rids = np.asarray(rids, dtype=np.int64)
+        self.remove(new_rids[np.isin(new_rids, self.rids)].tolist())  # replace, not duplicate
+        n = len(new_rids)
+        self._grow(self.size + n)
+        end = self.size + n
+        self._rids[self.size : end] = new_rids
+        self._matrix[self.size : end] = vectors
+        self._occurred[self.size : end] = np.asarray(occurred, dtype=np.float64)
+        appended_in_order = (self.size == 0 or new_rids.min() > self._rids[self.size - 1]) and bool(
+            np.all(np.diff(new_rids) > 0)
+        )
+        self.size = end
+        if not appended_in_order:  # restored memories and the like: re-sort
+            order = np.argsort(self.rids, kind="stable")
+            self._rids[:end] = self.rids[order]
+            self._matrix[:end] = self.matrix[order]
+            self._occurred[:end] = self.occurred[order]
+
+    def remove(self, rids: Sequence[int]) -> None:
+        if not rids or self.size == 0:
+            return
+        keep = ~np.isin(self.rids, np.asarray(rids, dtype=np.int64))
+        kept = int(keep.sum())
+        if kept == self.size:
+            return
+        self._rids[:kept] = self.rids[keep]
+        self._matrix[:kept] = self.matrix[keep]
+        self._occurred[:kept] = self.occurred[keep]
+        self.size = kept
+
+    def positions(self, rids: Sequence[int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """Row positions of `rids`, and which of them are on the shelf."""
+        wanted = np.asarray(rids, dtype=np.int64)
+        pos = np.searchsorted(self.rids, wanted)
+        pos = np.minimum(pos, max(self.size - 1, 0))
+        found = (
+            (self.size > 0) & (self.rids[pos] == wanted)
+            if self.size
+            else np.zeros(len(wanted), dtype=bool)
+        )
+        return pos.astype(np.int64), np.asarray(found, dtype=bool)
 
 
 class VectorIndex:
-    """Shelves of vectors by (user, persona); safe to use from worker threads."""
+    """Shelves by (user, persona); safe to use from worker threads."""
 
     def __init__(self) -> None:
-        self._shelves: dict[Key, _Shelf] = {}
+        self._shelves: dict[Key, Shelf] = {}
         self._lock = threading.Lock()
 
     def has(self, key: Key) -> bool:
         with self._lock:
             return key in self._shelves
 
-    def load(self, key: Key, rids: list[int], vectors: Vectors) -> None:
-        """Install a shelf built from SQLite (replaces whatever was there)."""
-        if len(rids) == 0:
-            with self._lock:
-                self._shelves.pop(key, None)
-            return
-        shelf = _Shelf(int(vectors.shape[1]))
-        shelf.add(rids, vectors)
+    def load(
+        self, key: Key, rids: Sequence[int], vectors: Vectors, occurred: Sequence[float]
+    ) -> None:
+        """Install a shelf built from SQLite (replacing whatever was there)."""
+        shelf = Shelf(int(vectors.shape[1]) if len(rids) else 0, max(64, len(rids)))
+        shelf.add(rids, vectors, occurred)
         with self._lock:
             self._shelves[key] = shelf
 
-    def add(self, key: Key, rids: list[int], vectors: Vectors) -> None:
-        if not rids:
+    def add(
+        self, key: Key, rids: Sequence[int], vectors: Vectors, occurred: Sequence[float]
+    ) -> None:
+        """Add rows to a loaded shelf (a shelf not loaded yet will read them from SQLite)."""
+        if not len(rids):
             return
         with self._lock:
             shelf = self._shelves.get(key)
-            if shelf is None or shelf.dim != vectors.shape[1]:
-                shelf = self._shelves[key] = _Shelf(int(vectors.shape[1]))
-            shelf.add(rids, vectors)
+            if shelf is None:
+                return
+            if shelf.size == 0 or shelf.dim != vectors.shape[1]:
+                shelf = self._shelves[key] = Shelf(int(vectors.shape[1]))
+            shelf.add(rids, vectors, occurred)
 
-    def remove(self, key: Key, rids: list[int]) -> None:
+    def remove(self, key: Key, rids: Sequence[int]) -> None:
         with self._lock:
             shelf = self._shelves.get(key)
             if shelf is not None:
@@ -113,19 +148,15 @@ class VectorIndex:
         with self._lock:
             self._shelves.pop(key, None)
 
-    def search(self, key: Key, query: Vectors, k: int) -> tuple[list[int], list[float]]:
+    def drop_all(self) -> None:
         with self._lock:
-            shelf = self._shelves.get(key)
-            if shelf is None or shelf.dim != query.shape[0]:
-                return [], []
-            return shelf.search(query, k)
+            self._shelves.clear()
 
-    def scores_for(self, key: Key, query: Vectors, rids: list[int]) -> dict[int, float]:
+    def use(self, key: Key, fn: Callable[[Shelf], T]) -> T | None:
+        """Run `fn` on a shelf while no one changes it; None when there is no shelf."""
         with self._lock:
             shelf = self._shelves.get(key)
-            if shelf is None or shelf.dim != query.shape[0]:
-                return {}
-            return shelf.scores_for(query, rids)
+            return None if shelf is None or shelf.size == 0 else fn(shelf)
 
     def size(self, key: Key | None = None) -> int:
         with self._lock:

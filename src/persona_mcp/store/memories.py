@@ -232,26 +232,27 @@ def allowed_rids(conn: sqlite3.Connection, filters: Filters) -> set[int]:
 
 def embeddings_for(
     conn: sqlite3.Connection, user_id: str, persona_id: str, model: str
-) -> tuple[list[int], Vectors]:
+) -> tuple[list[int], Vectors, list[float]]:
+    """A persona's (rids, vectors, occurred_at) by rid, for the vector index."""
     rows = conn.execute(
-        """SELECT rid, embedding FROM memories WHERE user_id = ? AND persona_id = ?
+        """SELECT rid, embedding, occurred_at FROM memories WHERE user_id = ? AND persona_id = ?
            AND embedding IS NOT NULL AND embedding_model = ? ORDER BY rid""",
         (user_id, persona_id, model),
     ).fetchall()
-    return [int(r[0]) for r in rows], from_blobs([r[1] for r in rows])
+    return [int(r[0]) for r in rows], from_blobs([r[1] for r in rows]), [r[2] for r in rows]
 
 
 def stored_embeddings(
     conn: sqlite3.Connection, rids: Sequence[int], model: str
-) -> list[tuple[int, str, str, bytes]]:
-    """(rid, user, persona, embedding) of those rows embedded by `model`."""
-    out: list[tuple[int, str, str, bytes]] = []
+) -> list[tuple[int, str, str, bytes, float]]:
+    """(rid, user, persona, embedding, occurred_at) of those rows embedded by `model`."""
+    out: list[tuple[int, str, str, bytes, float]] = []
     for start in range(0, len(rids), 500):
         chunk = list(rids[start : start + 500])
         out.extend(
-            (int(r[0]), r[1], r[2], r[3])
+            (int(r[0]), r[1], r[2], r[3], r[4])
             for r in conn.execute(
-                f"""SELECT rid, user_id, persona_id, embedding FROM memories
+                f"""SELECT rid, user_id, persona_id, embedding, occurred_at FROM memories
                     WHERE rid IN ({",".join("?" * len(chunk))}) AND embedding_model = ?""",
                 (*chunk, model),
             )
@@ -259,22 +260,32 @@ def stored_embeddings(
     return out
 
 
+@dataclass(frozen=True)
+class Pending:
+    rid: int
+    user_id: str
+    persona_id: str
+    content: str
+    context: str
+    occurred_at: float
+
+
 def pending_embeddings(
     conn: sqlite3.Connection, model: str, limit: int, *, stale: bool = False, after: int = 0
-) -> list[tuple[int, str, str, str, str]]:
-    """Memories with no embedding (and, with `stale`, those embedded by another model):
-    (rid, user, persona, content, context), by rid after `after`."""
+) -> list[Pending]:
+    """Memories with no embedding (and, with `stale`, those embedded by another model),
+    by rid after `after`."""
     condition = (
         "(embedding IS NULL OR embedding_model IS NOT ?)"
         if stale
         else ("embedding IS NULL AND ? IS NOT NULL")
     )
     rows = conn.execute(
-        f"""SELECT rid, user_id, persona_id, content, context FROM memories
+        f"""SELECT rid, user_id, persona_id, content, context, occurred_at FROM memories
             WHERE {condition} AND rid > ? ORDER BY rid LIMIT ?""",
         (model, after, limit),
     ).fetchall()
-    return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+    return [Pending(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
 
 def set_embeddings(

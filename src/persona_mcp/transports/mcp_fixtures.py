@@ -508,6 +508,11 @@ class ConformanceFixtures:
                 },
             ),
             fixture(
+                "test_reconnection",
+                "Closes the SSE stream mid-call when the transport can resume (SEP-1699)",
+                self._reconnection,
+            ),
+            fixture(
                 "test_missing_capability",
                 "Requires the client's sampling capability (-32021 without it)",
                 self._missing_capability,
@@ -654,6 +659,14 @@ class ConformanceFixtures:
 
     async def _x_mcp_header(self, ctx: Ctx, params: types.CallToolRequestParams) -> Outcome:
         return _text(f"region={(params.arguments or {}).get('region', '<none>')}")
+
+    async def _reconnection(self, ctx: Ctx, params: types.CallToolRequestParams) -> Outcome:
+        await self._log(ctx, "info", "Before disconnect")
+        if ctx.close_sse_stream is not None:  # only with an event store to resume from
+            await ctx.close_sse_stream()
+        await asyncio.sleep(0.2)
+        await self._log(ctx, "info", "After reconnect")
+        return _text("Reconnection test completed")
 
     async def _missing_capability(self, ctx: Ctx, params: types.CallToolRequestParams) -> Outcome:
         capabilities = ctx.session.client_capabilities
