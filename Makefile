@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit conformance bench clean
+.PHONY: install run test lint typecheck unit conformance clean
 
 install: $(STAMP)
 
@@ -23,14 +23,25 @@ run: install
 test: install lint typecheck unit
 
 lint:
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks conformance
+	$(BIN)/ruff format --check src tests benchmarks conformance
 
 typecheck:
 	$(BIN)/mypy
 
 unit:
 	$(BIN)/python -m pytest -q
+
+# The official MCP conformance suite against the HTTP door, in both protocol eras. Node 22
+# and the suite are installed under $(TOOLS) (gitignored), at the versions pinned in
+# conformance/run.py, unless already there.
+TOOLS ?= .tools
+
+conformance: install
+	$(BIN)/python conformance/run.py --tools-dir $(TOOLS) --check-tools >/dev/null 2>&1 || \
+		npm install --prefix $(TOOLS) --save-exact --no-audit --no-fund \
+			$$($(BIN)/python conformance/run.py --npm-packages)
+	$(BIN)/python conformance/run.py --tools-dir $(TOOLS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -298,7 +298,7 @@ class ConformanceFixtures:
         try:
             return _door_result(await fixture.run(ctx, params))
         except MCPError:
-            raise  # deliberate protocol errors (capability, requestState), or the client's
+            raise  # deliberate (missing capability, bad requestState) or the client's answer
         except Exception as exc:
             log.exception("fixture %s failed", params.name)
             return _text(f"{params.name} failed: {exc}", is_error=True)
