@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints
 
 from persona_mcp.errors import InvalidParams
 from persona_mcp.models.persona import InteractionState, Persona
@@ -80,11 +80,6 @@ class PersonaUpdateParams(Params):
     model: Annotated[str, StringConstraints(max_length=200)] | None = Field(
         None, description="A model name; an empty string clears the override"
     )
-
-    @field_validator("name", "description", "backstory", "personality_traits", "topic_preferences")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        return value
 
 
 @ops("persona.update", idempotent=True, title="Update a persona")
