@@ -126,8 +126,11 @@ def update_persona(conn: sqlite3.Connection, p: PersonaRow) -> None:
 
 
 def delete_persona(conn: sqlite3.Connection, persona_id: str) -> None:
-    # Conversations, messages, states and memories go with it through ON DELETE CASCADE.
+    # Conversations, messages, states, memories and archived memories go with it through
+    # ON DELETE CASCADE; the records of its prune and decay runs are removed here.
     conn.execute("DELETE FROM personas WHERE id = ?", (persona_id,))
+    conn.execute("DELETE FROM prune_runs WHERE persona_id = ?", (persona_id,))
+    conn.execute("DELETE FROM decay_runs WHERE persona_id = ?", (persona_id,))
 
 
 def upsert_state(conn: sqlite3.Connection, s: StateRow, now: float) -> None:

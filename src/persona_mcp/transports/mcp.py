@@ -172,7 +172,10 @@ class McpDoor:
         if not session_id:
             return self.app.sessions.ephemeral(user, "mcp-http")
         session = self._sessions.get(session_id)
-        if session is None or session.id not in self.app.sessions.open_sessions:
+        open_sessions = self.app.sessions.open_sessions
+        if len(self._sessions) > 1000:  # forget sessions the idle cleanup has closed
+            self._sessions = {k: s for k, s in self._sessions.items() if s.id in open_sessions}
+        if session is None or session.id not in open_sessions:
             session = await self.app.sessions.open(user, "mcp-http")
             self._sessions[session_id] = session
         return session
