@@ -19,6 +19,7 @@ import logging
 from typing import Any, Protocol
 
 import mcp_types as types
+import orjson
 from mcp.server import Server, ServerRequestContext
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
@@ -216,7 +217,7 @@ class McpDoor:
             log.exception("tool %s failed", op.name)
             return _error_result(f"{op.name} failed with an internal error")
         return types.CallToolResult(
-            content=[types.TextContent(text=json.dumps(data, ensure_ascii=False))],
+            content=[types.TextContent(text=orjson.dumps(data).decode())],
             structured_content=data,
         )
 
