@@ -4,9 +4,13 @@ Prints figures; it is not a test. By default it starts its own server (the insta
 `persona-mcp` console script next to this interpreter, a temporary data directory,
 `--llm offline`, a free loopback port), measures, and always stops the server again:
 
-    .venv/bin/python benchmarks/ws_rpc.py            # full run (about 25 s)
-    .venv/bin/python benchmarks/ws_rpc.py --quick    # short run (under 10 s)
+    .venv/bin/python benchmarks/ws_rpc.py            # full run (about 20 s)
+    .venv/bin/python benchmarks/ws_rpc.py --quick    # short run (about 8 s)
     .venv/bin/python benchmarks/ws_rpc.py --url ws://127.0.0.1:8000/mcp --pid 1234
+
+Both times include waiting for the server's embedding model to finish loading in the
+background (about 4 s here; `--settle-timeout 0` skips the wait, `--embedding-provider
+none` starts the server without a model).
 
 Measurements:
 
@@ -14,11 +18,16 @@ Measurements:
 2. round-trip latency of `persona.list`, one client, requests strictly one after another;
 3. throughput: many clients (one connection each) sending back to back for a fixed time
    (or a fixed count), for `persona.list` and for an unknown method (the -32601 error
-   path: the protocol-overhead ceiling). The load generator runs in separate process(es)
-   (`--load-procs`, 0 = inside this process) so that it does not share an event loop
-   with the bookkeeping; each uses uvloop when it is installed;
+   path: the protocol-overhead ceiling). The load generator runs in a separate process
+   (`--load-procs N`, 0 = inside this process) with the `websockets` asyncio client on
+   uvloop when it is installed. 0, 1 and 2 processes measured the same here: the
+   generator needs about 40% of a core where the server saturates one, so the server
+   is the bottleneck. The server's and the generator's CPU use are reported, and the
+   server's CPU time per request, which depends least on other load on the machine;
 4. many idle connections held at once: each is checked with one request, and the
-   server's resident memory (VmRSS) is read before and after.
+   server's resident memory (VmRSS, and its anonymous part RssAnon) is read before and
+   after. A priming round of connections first makes the server run a full garbage
+   collection, so that unrelated garbage is not freed in the middle of the measurement.
 
 Everything is bounded in time and stays on loopback.
 """
@@ -134,7 +143,12 @@ def raise_nofile(needed: int) -> tuple[int, int]:
 
 
 def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS / VmHWM (kB) of a process, from /proc; empty if unreadable."""
+    """VmRSS, RssAnon, RssFile, VmHWM (kB) of a process, from /proc; empty if unreadable.
+
+    VmRSS = RssAnon + RssFile + RssShmem. RssFile (mapped libraries, model files) can
+    shrink at any time when the kernel reclaims clean pages, so per-connection memory
+    is computed from RssAnon, the heap, which is where connection state lives.
+    """
     out: dict[str, int] = {}
     try:
         text = Path(f"/proc/{pid}/status").read_text()
@@ -142,7 +156,7 @@ def proc_status(pid: int) -> dict[str, int]:
         return out
     for line in text.splitlines():
         key, _, rest = line.partition(":")
-        if key in {"VmRSS", "VmHWM", "Threads"}:
+        if key in {"VmRSS", "VmHWM", "RssAnon", "RssFile", "Threads"}:
             out[key] = int(rest.split()[0])
     return out
 
@@ -168,6 +182,22 @@ async def cpu_share(pid: int | None, start_at: float, stop_at: float) -> float |
     if c0 is None or c1 is None or t1 <= t0:
         return None
     return (c1 - c0) / (t1 - t0)
+
+
+async def machine_busy(seconds: float) -> float | None:
+    """The fraction of all CPUs busy over `seconds` (from /proc/stat)."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        await asyncio.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
 
 
 def fd_count(pid: int) -> int | None:
@@ -301,7 +331,7 @@ def server_command() -> list[str]:
     return [str(script)]
 
 
-def spawn_server() -> Server:
+def spawn_server(embedding_provider: str | None = None) -> Server:
     """Start `persona-mcp serve` on a free loopback port with a temporary data directory."""
     workdir = Path(tempfile.mkdtemp(prefix="persona-bench-"))
     port = free_port()
@@ -321,10 +351,18 @@ def spawn_server() -> Server:
         str(workdir / "no.env"),  # ignore any .env in the current directory
     ]
     url = f"ws://127.0.0.1:{port}/mcp"
+    env = dict(os.environ)
+    if embedding_provider:
+        env["EMBEDDING_PROVIDER"] = embedding_provider
     with log_path.open("wb") as log:
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            cmd,
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     server = Server(url=url, pid=proc.pid, process=proc, workdir=workdir, log_path=log_path)
     server.startup["t0"] = t0
@@ -364,6 +402,25 @@ async def wait_ready(server: Server) -> None:
     if t_ws is None:
         raise RuntimeError(f"server not ready after {STARTUP_TIMEOUT} s:\n{server.log_tail()}")
     server.startup = {"health_s": t_health, "ws_accept_s": t_ws, "health": health}
+
+
+async def wait_settled(server: Server, limit: float) -> dict[str, Any]:
+    """Wait (at most `limit` s) until the embedding model has finished loading.
+
+    The server loads it in the background after it starts answering; measuring while it
+    loads would charge its CPU and memory to the WebSocket door.
+    """
+    host, port = server.host_port
+    t0 = time.perf_counter()
+    health: dict[str, Any] = {}
+    while True:
+        health = await http_get_json(host, port, "/health", within=5.0)
+        emb = health.get("embedder") or {}
+        settled = bool(emb.get("ready") or emb.get("error") or emb.get("provider") == "none")
+        waited = time.perf_counter() - t0
+        if settled or waited >= limit:
+            return {"settled": settled, "waited_s": waited, "embedder": emb}
+        await asyncio.sleep(0.1)
 
 
 # -- measurement 1: sequential latency -------------------------------------------------
@@ -584,6 +641,7 @@ async def measure_throughput(
                 pipe.close()
             if server_cpu is not None and not server_cpu.done():
                 server_cpu.cancel()
+    server_cpu_share = await server_cpu if server_cpu is not None else None
     completed = sum(r.completed for r in results)
     window = max(r.t_last for r in results) - min(r.t_first for r in results)
     latencies: list[float] = []
@@ -597,8 +655,13 @@ async def measure_throughput(
         "seconds": window,
         "rps": completed / window if window > 0 else float("nan"),
         # CPU as a fraction of one core over the run (load: all generator processes)
-        "server_cpu": await server_cpu if server_cpu is not None else None,
+        "server_cpu": server_cpu_share,
         "load_cpu": load_cpu / window if window > 0 else None,
+        "server_cpu_us_per_request": (
+            (server_cpu_share / (completed / window)) * 1e6
+            if server_cpu_share is not None and completed and window > 0
+            else None
+        ),
         **summarize_ms(latencies),
     }
 
@@ -606,13 +669,44 @@ async def measure_throughput(
 # -- measurement 3: many idle connections ---------------------------------------------
 
 
+async def stable_status(pid: int, within: float = 5.0) -> dict[str, int]:
+    """/proc status once the heap (RssAnon) has stopped moving (bounded wait)."""
+    deadline = time.monotonic() + within
+    last = proc_status(pid)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.25)
+        now = proc_status(pid)
+        if abs(now.get("RssAnon", 0) - last.get("RssAnon", 0)) <= 64:
+            return now
+        last = now
+    return last
+
+
 async def measure_idle_connections(
     url: str, pid: int | None, total: int, batch: int
 ) -> dict[str, Any]:
     """Hold `total` connections open at once, use each once, and read the server's RSS."""
     host, port = urlsplit(url).hostname or "127.0.0.1", urlsplit(url).port or 80
-    await asyncio.sleep(0.5)  # let the previous measurement's connections wind down
-    before = proc_status(pid) if pid else {}
+    # Prime the server with a round of connections first: their allocations make Python
+    # run a full garbage collection, which frees memory unrelated to connections (e.g. a
+    # stale model-file mapping) that would otherwise vanish mid-measurement.
+    primer: list[ClientConnection] = []
+    try:
+        async with asyncio.timeout(30):
+            primer_total = min(200, total)
+            for start in range(0, primer_total, batch):
+                n = min(batch, primer_total - start)
+                primer.extend(
+                    ws
+                    for ws in await asyncio.gather(
+                        *(open_ws(url) for _ in range(n)), return_exceptions=True
+                    )
+                    if not isinstance(ws, BaseException)
+                )
+    finally:
+        await close_all(primer)
+    await asyncio.sleep(0.3)  # let the previous connections wind down
+    before = await stable_status(pid) if pid else {}
     fds_before = fd_count(pid) if pid else None
     conns: list[ClientConnection] = []
     open_failures: list[str] = []
@@ -629,7 +723,7 @@ async def measure_idle_connections(
                     else:
                         conns.append(ws)
         open_s = time.perf_counter() - t0
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.3)
         opened = proc_status(pid) if pid else {}
 
         async def probe(ws: ClientConnection, i: int) -> float:
@@ -654,14 +748,14 @@ async def measure_idle_connections(
                     else:
                         probe_lat.append(lat)
         probe_s = time.perf_counter() - t0
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.3)
         health = await http_get_json(host, port, "/health")
         during = proc_status(pid) if pid else {}
         fds_during = fd_count(pid) if pid else None
         still_open = sum(1 for ws in conns if ws.state.name == "OPEN")
     finally:
         await close_all(conns, within=30)
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.3)
     after = proc_status(pid) if pid else {}
     failures = open_failures + probe_failures
     figures: dict[str, Any] = {
@@ -683,6 +777,15 @@ async def measure_idle_connections(
             rss_with_connections_kb=during["VmRSS"],
             rss_after_close_kb=after.get("VmRSS"),
             rss_per_connection_kb=(during["VmRSS"] - before["VmRSS"]) / len(conns),
+            anon_before_kb=before.get("RssAnon"),
+            file_before_kb=before.get("RssFile"),
+            file_with_connections_kb=during.get("RssFile"),
+            anon_with_connections_kb=during.get("RssAnon"),
+            anon_per_connection_kb=(
+                (during["RssAnon"] - before["RssAnon"]) / len(conns)
+                if "RssAnon" in during and "RssAnon" in before
+                else None
+            ),
             server_fds_before=fds_before,
             server_fds_with_connections=fds_during,
         )
@@ -725,8 +828,24 @@ def build_rows(fig: dict[str, Any]) -> Iterator[tuple[str, str, str, bool | None
         yield ("startup: /health answers", f"{st['health_s']:.3f} s", "", None)
         ok = st["ws_accept_s"] < TARGET_STARTUP_S
         yield ("startup: WebSocket accepted", f"{st['ws_accept_s']:.3f} s", "< 2 s", ok)
+    settle = fig.get("settle")
+    if settle:
+        emb = settle["embedder"]
+        if emb.get("provider") == "none":
+            value = "no model"
+        elif emb.get("ready") and emb.get("load_seconds") is not None:
+            value = f"{emb['load_seconds']:.2f} s"
+        else:
+            value = "ready" if emb.get("ready") else ("not ready" if settle["settled"] else "?")
+        note = "" if settle["settled"] else f"waited {settle['waited_s']:.0f} s, gave up"
+        yield (f"embedder ({emb.get('provider')}) load", value, note, None)
     if fig.get("server_rss_idle_kb"):
-        yield ("server RSS after start", f"{fig['server_rss_idle_kb'] / 1024:.1f} MiB", "", None)
+        yield (
+            "server VmRSS idle (before measuring)",
+            f"{fig['server_rss_idle_kb'] / 1024:.1f} MiB",
+            "",
+            None,
+        )
     lat = fig.get("latency")
     if lat:
         n = lat["requests"]
@@ -753,6 +872,9 @@ def build_rows(fig: dict[str, Any]) -> Iterator[tuple[str, str, str, bool | None
         ]
         if cpu:
             yield ("  CPU (% of one core)", ", ".join(cpu), "", None)
+        if tp.get("server_cpu_us_per_request") is not None:
+            per = f"{tp['server_cpu_us_per_request']:.0f} us"
+            yield ("  server CPU per request", per, "", None)
     idle = fig.get("idle")
     if idle:
         n = idle["connections"]
@@ -763,33 +885,33 @@ def build_rows(fig: dict[str, Any]) -> Iterator[tuple[str, str, str, bool | None
             yield ("  failures", f"{idle['failures']} ({idle['first_failure']})", "", None)
         yield ("  opened in", f"{idle['open_seconds']:.2f} s", "", None)
         if "rss_before_kb" in idle:
-            yield ("  server RSS before", f"{idle['rss_before_kb'] / 1024:.1f} MiB", "", None)
-            if idle.get("rss_opened_kb"):
-                yield (
-                    f"  server RSS with {n} just opened",
-                    f"{idle['rss_opened_kb'] / 1024:.1f} MiB",
-                    "",
-                    None,
-                )
+
+            def mib(kb: float | None) -> str:
+                return "?" if kb is None else f"{kb / 1024:.1f} MiB"
+
+            freed = (fig.get("server_rss_idle_kb") or 0) - idle["rss_before_kb"]
+            if freed > 4096:
+                # Memory the server held as garbage until its next full collection.
+                yield ("  freed by the priming round (full GC)", mib(freed), "", None)
+            yield ("  server VmRSS before", mib(idle["rss_before_kb"]), "", None)
+            yield (f"  server VmRSS, {n} just opened", mib(idle["rss_opened_kb"]), "", None)
             yield (
-                f"  server RSS with {n} open, each used once",
-                f"{idle['rss_with_connections_kb'] / 1024:.1f} MiB",
+                f"  server VmRSS, {n} open, each used once",
+                mib(idle["rss_with_connections_kb"]),
                 "",
                 None,
             )
-            yield (
-                "  server RSS per connection",
-                f"{idle['rss_per_connection_kb']:.1f} KiB",
-                "",
-                None,
-            )
-            if idle.get("rss_after_close_kb"):
-                yield (
-                    "  server RSS after closing",
-                    f"{idle['rss_after_close_kb'] / 1024:.1f} MiB",
-                    "",
-                    None,
-                )
+            yield ("  server VmRSS after closing them", mib(idle["rss_after_close_kb"]), "", None)
+            per_rss = f"{idle['rss_per_connection_kb']:.1f} KiB"
+            yield ("  VmRSS growth per connection", per_rss, "", None)
+            if idle.get("anon_per_connection_kb") is not None:
+                heap = f"{mib(idle['anon_before_kb'])} -> {mib(idle['anon_with_connections_kb'])}"
+                yield ("  server heap (RssAnon)", heap, "", None)
+                per_anon = f"{idle['anon_per_connection_kb']:.1f} KiB"
+                yield ("  heap growth per connection", per_anon, "", None)
+            moved = (idle.get("file_with_connections_kb") or 0) - (idle.get("file_before_kb") or 0)
+            if abs(moved) > 4096:
+                yield ("  note: file-backed RSS moved", mib(moved), "(not connections)", None)
         else:
             yield ("  server RSS", "n/a (pass --pid)", "", None)
 
@@ -816,13 +938,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--connections", type=int, default=1000, help="idle connections (default 1000)")
     p.add_argument("--batch", type=int, default=100, help="connections opened at once")
+    p.add_argument(
+        "--settle-timeout",
+        type=float,
+        default=60.0,
+        help="wait at most this long for the embedding model to load before measuring;"
+        " 0 = do not wait (default 60)",
+    )
+    p.add_argument(
+        "--embedding-provider",
+        choices=["minilm", "ollama", "openai", "none"],
+        help="EMBEDDING_PROVIDER for the server this script starts (default: the server's)",
+    )
     p.add_argument("--quick", action="store_true", help="a short run (under 10 s)")
     p.add_argument("--json", action="store_true", help="also print all figures as a JSON line")
     p.add_argument("--skip", action="append", default=[], choices=["latency", "throughput", "idle"])
     args = p.parse_args(argv)
     args.requests = args.requests or (500 if args.quick else 2000)
     args.warmup = args.warmup if args.warmup is not None else (100 if args.quick else 200)
-    args.duration = args.duration or (1.5 if args.quick else 5.0)
+    args.duration = args.duration or (1.0 if args.quick else 5.0)
     if args.url:
         parts = urlsplit(args.url)
         if parts.scheme != "ws" or parts.hostname not in {"127.0.0.1", "localhost", "::1"}:
@@ -834,10 +968,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     fig: dict[str, Any] = {"client_loop": loop_factory()[1]}
     fig["cpu_count"] = os.cpu_count()
     fig["loadavg_at_start"] = os.getloadavg()[0]
-    if fig["loadavg_at_start"] > 0.5:
+    fig["machine_busy_at_start"] = busy = await machine_busy(0.5)
+    if busy is not None and busy > 0.15:
         print(
-            f"note: load average {fig['loadavg_at_start']:.2f} before the run: other processes "
-            "compete for the CPU, figures will be lower than on an idle machine"
+            f"note: the CPUs were {busy:.0%} busy before the run: other processes compete "
+            "for the CPU, figures will be lower than on an idle machine"
         )
     server: Server | None = None
     try:
@@ -846,13 +981,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             host, port = server.host_port
             fig["health"] = await http_get_json(host, port, "/health", within=5.0)
         else:
-            server = spawn_server()
+            server = spawn_server(args.embedding_provider)
             await wait_ready(server)
             fig["startup"] = {k: v for k, v in server.startup.items() if k != "health"}
             fig["health"] = server.startup["health"]
         fig["url"] = server.url
+        if args.settle_timeout > 0:
+            print(
+                f"waiting (at most {args.settle_timeout:g} s) for the embedding model to load ..."
+            )
+            fig["settle"] = await wait_settled(server, args.settle_timeout)
+            await asyncio.sleep(0.3)
         if server.pid:
             fig["server_rss_idle_kb"] = proc_status(server.pid).get("VmRSS")
+            fig["server_anon_idle_kb"] = proc_status(server.pid).get("RssAnon")
         print(f"server {server.url} (pid {server.pid or '?'}), client loop {fig['client_loop']}")
 
         if "latency" not in args.skip:

@@ -103,6 +103,7 @@ def serve(settings: Settings) -> int:
         ws="websockets-sansio",
         ws_max_size=settings.max_message_bytes,
         ws_per_message_deflate=False,
+        loop="auto",
         lifespan="on",
         log_level="debug" if settings.debug_mode else "info",
         access_log=settings.debug_mode,
@@ -116,7 +117,7 @@ def serve(settings: Settings) -> int:
         settings.server_port,
         settings.db_path,
     )
-    asyncio.run(server.serve())
+    server.run()  # uvicorn's own loop setup picks uvloop when it is installed
     return 0
 
 
