@@ -69,3 +69,12 @@ class RateLimited(PersonaMCPError):
 
 class Unavailable(PersonaMCPError):
     code = UNAVAILABLE
+
+
+def check_text(text: str, field: str, max_bytes: int) -> None:
+    """Refuse empty or oversized text (chat messages, memories) with a clear -32602."""
+    if not text.strip():
+        raise InvalidParams.field(field, "must not be empty")
+    size = len(text.encode())
+    if size > max_bytes:
+        raise InvalidParams.field(field, f"is {size} bytes; the limit is {max_bytes} bytes")

@@ -22,7 +22,7 @@ from persona_mcp.config import Settings
 from persona_mcp.conversation import flow
 from persona_mcp.conversation.prompt import Recalled, build_messages
 from persona_mcp.conversation.summary import extractive_summary, llm_summary
-from persona_mcp.errors import Conflict, InvalidParams, NotFound, Unavailable
+from persona_mcp.errors import Conflict, InvalidParams, NotFound, Unavailable, check_text
 from persona_mcp.llm.base import ChatMessage, ChatRequest, LLMProvider, OnDelta, ResponderContext
 from persona_mcp.llm.offline import OfflineProvider
 from persona_mcp.personas.interest import topic_interest
@@ -140,17 +140,6 @@ class ConversationEngine:
 
     # -- chat ----------------------------------------------------------------------
 
-    def check_message(self, message: str, field_name: str = "message") -> str:
-        if not message.strip():
-            raise InvalidParams.field(field_name, "must not be empty")
-        size = len(message.encode())
-        if size > self._settings.max_content_bytes:
-            raise InvalidParams.field(
-                field_name,
-                f"is {size} bytes; the limit is {self._settings.max_content_bytes} bytes",
-            )
-        return message
-
     async def chat(
         self,
         user_id: str,
@@ -159,7 +148,7 @@ class ConversationEngine:
         conversation_id: str | None = None,
         on_delta: OnDelta | None = None,
     ) -> ChatOutcome:
-        self.check_message(message)
+        check_text(message, "message", self._settings.max_content_bytes)
         async with self._lock(user_id, persona.id):
             return await self._chat(user_id, persona, message, conversation_id, on_delta)
 

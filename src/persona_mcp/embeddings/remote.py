@@ -8,6 +8,7 @@ import httpx
 
 from persona_mcp.embeddings.base import Vectors, normalize
 from persona_mcp.errors import Unavailable
+from persona_mcp.providers import http_client
 
 
 class _RemoteEmbedder:
@@ -25,14 +26,7 @@ class _RemoteEmbedder:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self._dim: int | None = None
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=3.0),
-            transport=transport,
-            trust_env=False,
-        )
+        self._client = http_client(self.base_url, timeout, api_key, transport)
 
     @property
     def ready(self) -> bool:

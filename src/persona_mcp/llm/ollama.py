@@ -16,6 +16,7 @@ from persona_mcp.llm.base import (
     OnDelta,
     ProviderHealth,
 )
+from persona_mcp.providers import http_client
 
 
 def _model_missing(response: httpx.Response) -> bool:
@@ -52,12 +53,7 @@ class OllamaProvider:
     ) -> None:
         self.host = host.rstrip("/")
         self.default_model = default_model
-        self._client = httpx.AsyncClient(
-            base_url=self.host,
-            timeout=httpx.Timeout(timeout, connect=3.0),
-            transport=transport,
-            trust_env=False,
-        )
+        self._client = http_client(self.host, timeout, transport=transport)
 
     def _unavailable(self, exc: Exception) -> Unavailable:
         return Unavailable(

@@ -17,6 +17,7 @@ from persona_mcp.llm.base import (
     ProviderHealth,
 )
 from persona_mcp.llm.ollama import _error_text, _model_missing
+from persona_mcp.providers import http_client
 
 
 class OpenAICompatProvider:
@@ -32,14 +33,7 @@ class OpenAICompatProvider:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.default_model = default_model
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=3.0),
-            transport=transport,
-            trust_env=False,
-        )
+        self._client = http_client(self.base_url, timeout, api_key, transport)
 
     def _check(self, response: httpx.Response, model: str) -> None:
         if response.status_code == 404 and model and _model_missing(response):

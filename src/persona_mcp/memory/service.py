@@ -26,7 +26,7 @@ from persona_mcp.clock import Clock
 from persona_mcp.config import Settings
 from persona_mcp.conversation.engine import Exchange, RecalledMemory
 from persona_mcp.embeddings.base import Embedder, Vectors
-from persona_mcp.errors import InvalidParams, NotFound
+from persona_mcp.errors import NotFound, check_text
 from persona_mcp.memory import retrieval
 from persona_mcp.memory.dates import proximity, query_dates
 from persona_mcp.memory.importance import ImportanceConfig, score_importance
@@ -145,14 +145,7 @@ class MemoryService:
     # -- storing ----------------------------------------------------------------------
 
     def check_content(self, content: str, field_name: str) -> None:
-        if not content.strip():
-            raise InvalidParams.field(field_name, "must not be empty")
-        size = len(content.encode())
-        if size > self._settings.max_content_bytes:
-            raise InvalidParams.field(
-                field_name,
-                f"is {size} bytes; the limit is {self._settings.max_content_bytes} bytes",
-            )
+        check_text(content, field_name, self._settings.max_content_bytes)
 
     async def _prepare(
         self, user_id: str, persona: PersonaRow, items: Sequence[MemoryInput]
