@@ -36,7 +36,7 @@ STRATEGIES: tuple[str, ...] = ("importance_only", "importance_access", "importan
 class PruningConfig:
     strategy: str = "importance_access_age"
     prune_below: float = 0.5  # without a target count, prune what scores below this
-    batch_size: int = 200
+    batch_size: int = 2000
     auto_prune: bool = True
     max_memories_per_persona: int = 1000
     pruning_threshold: int = 900
@@ -209,9 +209,8 @@ class PruningService:
                 [c.rid for c in batch],
             )
         }
-        allowed = memory_repo.count(conn, user_id, persona_id) - repo.MIN_KEEP
-        if target_count is not None:
-            allowed = min(allowed, memory_repo.count(conn, user_id, persona_id) - target_count)
+        count = memory_repo.count(conn, user_id, persona_id)
+        allowed = count - max(repo.MIN_KEEP, target_count or 0)
         eligible = [c for c in batch if c.rid in still][: max(0, allowed)]
         if eligible:
             reasons = [_reason(c, strategy, target_count, config.prune_below) for c in eligible]

@@ -153,6 +153,33 @@ class MemoryService:
         config = await self.importance_config(user_id)
         now = self._clock.now()
         previous = await self._db.read(lambda conn: repo.latest_content(conn, user_id, persona.id))
+        if len(items) > 8:  # scoring is ~0.1 ms a memory: keep big batches off the loop
+            memories = await asyncio.to_thread(
+                self._score, user_id, persona, items, config, previous, now
+            )
+        else:
+            memories = self._score(user_id, persona, items, config, previous, now)
+        vectors = None
+        if self.semantic and self.embedder.ready and memories:
+            vectors = await self.embedder.embed(
+                [retrieval.embedding_text(m.content, m.context) for m in memories]
+            )
+            memories = [
+                replace(m, embedding=repo.to_blob(v), embedding_model=self.embedder.model)
+                for m, v in zip(memories, vectors, strict=True)
+            ]
+        return PreparedExchange((user_id, persona.id), memories, vectors)
+
+    def _score(
+        self,
+        user_id: str,
+        persona: PersonaRow,
+        items: Sequence[MemoryInput],
+        config: ImportanceConfig,
+        previous: str | None,
+        now: float,
+    ) -> list[NewMemory]:
+        """Valence, importance and context for each item (pure CPU work)."""
         memories = []
         for item in items:
             valence = (
@@ -194,16 +221,7 @@ class MemoryService:
                 )
             )
             previous = item.content
-        vectors = None
-        if self.semantic and self.embedder.ready and memories:
-            vectors = await self.embedder.embed(
-                [retrieval.embedding_text(m.content, m.context) for m in memories]
-            )
-            memories = [
-                replace(m, embedding=repo.to_blob(v), embedding_model=self.embedder.model)
-                for m, v in zip(memories, vectors, strict=True)
-            ]
-        return PreparedExchange((user_id, persona.id), memories, vectors)
+        return memories
 
     def _write(self, conn: sqlite3.Connection, prepared: PreparedExchange) -> list[str]:
         prepared.rids = repo.insert(conn, prepared.memories)
@@ -297,26 +315,34 @@ class MemoryService:
         """Hybrid search (see `retrieval`); each hit counts as an access."""
         key = (filters.user_id, filters.persona_id)
         params = self.ranking
-        query_vector = None
-        if self.semantic and self.embedder.ready:
-            await self._shelf(key)
-            query_vector = (await self.embedder.embed([query]))[0]
         match = retrieval.match_expression(query, params)
         named_dates = query_dates(query)
         now = self._clock.now()
         everything = Filters(filters.user_id, filters.persona_id)
         pool_size = limit * 2 + 10  # headroom for the importance and recency nudges
 
-        def read(conn: sqlite3.Connection) -> list[Hit]:
-            bm25 = (
-                dict(
+        def read_words(conn: sqlite3.Connection) -> tuple[dict[int, float], set[int] | None]:
+            bm25: dict[int, float] = {}
+            if match:
+                bm25 = dict(
                     repo.lexical(conn, match, everything, params.candidates, params.context_weight)
                 )
-                if match
-                else {}
-            )
-            lexical = retrieval.lexical_scores(bm25)
             allowed = repo.allowed_rids(conn, filters) if filters.narrowed else None
+            return bm25, allowed
+
+        query_vector = None
+        if self.semantic and self.embedder.ready:
+            await self._shelf(key)
+            # The query embedding (model thread) and the full-text read (reader thread) overlap.
+            vectors, (bm25, allowed) = await asyncio.gather(
+                self.embedder.embed([query]), self._db.read(read_words)
+            )
+            query_vector = vectors[0]
+        else:
+            bm25, allowed = await self._db.read(read_words)
+        lexical = retrieval.lexical_scores(bm25)
+
+        def read(conn: sqlite3.Connection) -> list[Hit]:
             ranked: retrieval.Ranked = {}
             on_shelf: set[int] = set()
             if query_vector is not None:

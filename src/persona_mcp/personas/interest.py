@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-
-_WORD = re.compile(r"[a-z][a-z']+")
+from functools import lru_cache
 
 # Words that signal a topic without naming it, by topic name.
 _RELATED: dict[str, tuple[str, ...]] = {
@@ -40,9 +39,12 @@ def stem(word: str) -> str:
 _RELATED_BY_STEM = {stem(topic): words for topic, words in _RELATED.items()}
 
 
-def _signals(topic: str) -> tuple[str, ...]:
+@lru_cache(maxsize=4096)
+def _pattern(topic: str) -> re.Pattern[str]:
+    """Words starting with the topic's stem or one of its related signals."""
     key = stem(topic.lower())
-    return (key, *_RELATED_BY_STEM.get(key, ()))
+    signals = sorted({key, *_RELATED_BY_STEM.get(key, ())}, key=len, reverse=True)
+    return re.compile(r"\b(?:" + "|".join(re.escape(sig) for sig in signals) + ")")
 
 
 def topic_interest(text: str, preferences: Mapping[str, float]) -> tuple[float, list[str]]:
@@ -50,15 +52,11 @@ def topic_interest(text: str, preferences: Mapping[str, float]) -> tuple[float, 
     if not preferences:
         return NEUTRAL_INTEREST, []
     lowered = text.lower()
-    words = {stem(w) for w in _WORD.findall(lowered)}
-    matched: list[tuple[float, str]] = []
-    for topic, weight in preferences.items():
-        for signal in _signals(topic):
-            phrase = " " in signal
-            if (phrase and signal in lowered) or any(w.startswith(signal) for w in words):
-                matched.append((float(weight), topic))
-                break
+    matched = sorted(
+        ((float(weight), topic) for topic, weight in preferences.items()
+         if _pattern(topic).search(lowered)),
+        reverse=True,
+    )  # fmt: skip
     if not matched:
         return NEUTRAL_INTEREST, []
-    matched.sort(reverse=True)
     return max(0.0, min(1.0, matched[0][0])), [topic for _, topic in matched]

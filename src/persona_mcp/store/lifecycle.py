@@ -7,6 +7,7 @@ every memory either in place or archived (and restorable).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -203,17 +204,26 @@ def archive_batch(
     reasons: Sequence[str],
     now: float,
 ) -> None:
-    """Move one batch into the archive: copy, then delete, in the caller's transaction."""
-    conn.executemany(
+    """Move one batch into the archive: copy, then delete, in the caller's transaction.
+    Two set-based statements, whatever the batch size."""
+    rows = json.dumps([[c.rid, c.score, reason] for c, reason in zip(batch, reasons, strict=True)])
+    conn.execute(
         f"""INSERT INTO memory_archive (id, prune_run_id, archived_at, prune_score, reason,
                 {_ARCHIVED})
-            SELECT id, ?, ?, ?, ?, {_ARCHIVED} FROM memories WHERE rid = ?""",
-        [(run_id, now, c.score, reason, c.rid) for c, reason in zip(batch, reasons, strict=True)],
+            SELECT m.id, ?, ?, j.value ->> 1, j.value ->> 2, {_prefixed("m.")}
+            FROM json_each(?) AS j JOIN memories m ON m.rid = j.value ->> 0""",
+        (run_id, now, rows),
     )
-    conn.executemany("DELETE FROM memories WHERE rid = ?", [(c.rid,) for c in batch])
+    conn.execute(
+        "DELETE FROM memories WHERE rid IN (SELECT value ->> 0 FROM json_each(?))", (rows,)
+    )
     conn.execute(
         "UPDATE prune_runs SET pruned_count = pruned_count + ? WHERE id = ?", (len(batch), run_id)
     )
+
+
+def _prefixed(alias: str) -> str:
+    return ", ".join(alias + column.strip() for column in _ARCHIVED.split(","))
 
 
 def finish_run(conn: sqlite3.Connection, run_id: str, now: float, seconds: float) -> None:

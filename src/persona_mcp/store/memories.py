@@ -210,17 +210,22 @@ class Filters:
         )
 
 
+def owner_token(persona_id: str) -> str:
+    """The persona's token in the full-text index (the generated `owner` column)."""
+    return "p" + persona_id.replace("-", "")
+
+
 def lexical(
     conn: sqlite3.Connection, match: str, filters: Filters, limit: int, context_weight: float
 ) -> list[tuple[int, float]]:
-    """(rid, bm25) best first; bm25 is negated so that larger is better."""
+    """(rid, bm25) best first, for one persona; bm25 is negated so that larger is better."""
     where, args = filters.sql()
     rows = conn.execute(
-        f"""SELECT m.rid, -bm25(memories_fts, 1.0, ?) AS score
+        f"""SELECT m.rid, -bm25(memories_fts, 1.0, ?, 0.0) AS score
             FROM memories_fts JOIN memories m ON m.rid = memories_fts.rowid
             WHERE memories_fts MATCH ? AND {where}
             ORDER BY score DESC LIMIT ?""",
-        (context_weight, match, *args, limit),
+        (context_weight, f'owner:"{owner_token(filters.persona_id)}" AND ({match})', *args, limit),
     ).fetchall()
     return [(int(r[0]), float(r[1])) for r in rows]
 

@@ -265,3 +265,39 @@ def m003_lifecycle(conn: sqlite3.Connection) -> None:
         )
         """,
     )
+
+
+@migration
+def m004_fts_owner(conn: sqlite3.Connection) -> None:
+    """Index each memory's persona as a token, so a search reads one persona's postings
+    instead of scoring every persona's matches and filtering afterwards."""
+    _script(
+        conn,
+        """
+        ALTER TABLE memories ADD COLUMN owner TEXT
+            GENERATED ALWAYS AS ('p' || replace(persona_id, '-', '')) VIRTUAL;
+        DROP TRIGGER memories_fts_insert;
+        DROP TRIGGER memories_fts_delete;
+        DROP TRIGGER memories_fts_update;
+        DROP TABLE memories_fts;
+        CREATE VIRTUAL TABLE memories_fts USING fts5(
+            content, context, owner, content='memories', content_rowid='rid',
+            tokenize='porter unicode61'
+        );
+        INSERT INTO memories_fts (memories_fts) VALUES ('rebuild');
+        CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN
+            INSERT INTO memories_fts (rowid, content, context, owner)
+            VALUES (new.rid, new.content, new.context, new.owner);
+        END;
+        CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories BEGIN
+            INSERT INTO memories_fts (memories_fts, rowid, content, context, owner)
+            VALUES ('delete', old.rid, old.content, old.context, old.owner);
+        END;
+        CREATE TRIGGER memories_fts_update AFTER UPDATE OF content, context ON memories BEGIN
+            INSERT INTO memories_fts (memories_fts, rowid, content, context, owner)
+            VALUES ('delete', old.rid, old.content, old.context, old.owner);
+            INSERT INTO memories_fts (rowid, content, context, owner)
+            VALUES (new.rid, new.content, new.context, new.owner);
+        END
+        """,
+    )

@@ -1,0 +1,523 @@
+"""Memory at scale: bulk store, search latency at 100k memories, importance scoring.
+
+Prints figures; it is not a test. It starts its own server (the installed `persona-mcp`
+next to this interpreter, a fresh temporary data directory, `--llm offline`, the bundled
+MiniLM embedder) and always stops it again:
+
+    .venv/bin/python benchmarks/memory_scale.py            # 100k memories (5-8 min)
+    .venv/bin/python benchmarks/memory_scale.py --quick    # 10k memories (about 1 min)
+    .venv/bin/python benchmarks/memory_scale.py --json     # also the figures as JSON
+
+Measurements, against the goals of SPEC section 10:
+
+1. ingest: N synthetic memories (short sentences from templates, deterministic with
+   --seed) across 10 personas through `memory.store_batch` (importance scored by the
+   server, every memory embedded before the call returns), one batch in flight;
+   memories/s from the first batch sent to the last answer (goal >= 300/s). The model
+   loads in the background at start; timing begins once `system.status` says it is ready.
+   Automatic pruning is switched off first (`memory.set_pruning_config`), else every
+   persona past MAX_MEMORIES_PER_PERSONA would be pruned back while we store. No batch
+   starts after --ingest-budget seconds (480): on a slow or busy machine the run stays
+   bounded and says how many memories it reached;
+2. search: one warm-up `memory.search` per persona (it loads that persona's vectors from
+   SQLite: reported as "cold"), then --searches calls (limit 10) with paraphrased
+   questions against random personas, one at a time; client-measured round trips
+   through the WebSocket, query embedding included (goal p50 < 15 ms);
+3. importance scoring in this process (no server): `score_importance` alone, and VADER
+   sentiment + `score_importance` as the store path does it (goal < 0.1 ms per memory);
+4. the server's resident memory after ingest and after the searches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import percentile, rss_mib, start_server, stop_server
+from persona_mcp.client import PersonaClient
+from persona_mcp.personas.defaults import ARIA
+
+# -- synthetic memories ------------------------------------------------------------------
+
+NAMES = """Maya Liam Noah Emma Olivia Ava Sofia Lucas Ethan Mia Zoe Aria Leo Nora Isaac Ruby
+    Omar Priya Hiro Yuki Mateo Elena Tomas Ingrid Kofi Amara Dmitri Lena Rafael Chloe
+    Samir Fatima Jonas Greta Diego Lucia Arjun Mei Kai Tessa Felix Hannah Marco Aisha
+    Victor Clara Rohan Julia Ben Ivy""".split()
+CITIES = """Lisbon Denver Kyoto Oslo Austin Nairobi Porto Seattle Dublin Vienna Toronto Lyon
+    Krakow Boston Hanoi Madrid Tallinn Chicago Seoul Bergen Valencia Portland Munich Cairo
+    Melbourne Glasgow Montreal Prague Naples Tucson Reykjavik Bologna Quito Leeds Osaka
+    Halifax Bruges Lima Helsinki Marseille""".split()
+PLACES = """the lake|the old lighthouse|Pine Ridge|the harbour|the botanical garden|Cedar Falls|
+    the river trail|the north coast|Eagle Peak|the farmers market|the vineyard|the canyon|
+    the city park|the ski resort|the island ferry|the national forest|the sand dunes|
+    the waterfall|the hot springs|the cliffs""".split("|")
+FOODS = """ramen|paella|tacos al pastor|mushroom risotto|pho|a wood-fired pizza|dumplings|
+    lamb tagine|sushi|a lentil curry|grilled octopus|pad thai|shakshuka|bibimbap|
+    fish and chips|a goat cheese salad|pierogi|gnocchi|a bean burrito|carrot cake""".split("|")
+BOOKS = """The Overstory|Dune|Middlemarch|Piranesi|The Remains of the Day|Beloved|Circe|
+    Project Hail Mary|The Left Hand of Darkness|Anna Karenina|Station Eleven|Kindred|
+    The Name of the Wind|Pachinko|Never Let Me Go""".split("|")
+THEMES = """grief|forgiveness|memory|ambition|loneliness|family secrets|climate|first love|
+    betrayal|growing old|home|identity""".split("|")
+FEELINGS = """anxious|relieved|grateful|frustrated|nostalgic|hopeful|exhausted|proud|
+    restless|content|overwhelmed|excited|lonely|calm|embarrassed""".split("|")
+RELATIONS = "sister brother cousin aunt uncle grandmother grandfather neighbour coworker".split()
+PETS = "dog cat parrot rabbit hamster tortoise ferret goldfish".split()
+PET_NAMES = "Biscuit Pepper Mochi Luna Ziggy Olive Tofu Pickles Sunny Bruno Clover Noodle".split()
+FEARS = "thunder|vacuum cleaners|the mailman|balloons|the dark|fireworks|cucumbers".split("|")
+ALLERGENS = "peanuts|shellfish|gluten|sesame|strawberries|dairy|walnuts|eggs".split("|")
+WEEKDAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+MONTHS = """January February March April May June July August September October November
+    December""".split()
+ACTIVITIES = "hiking|kayaking|cycling|bird watching|camping|climbing|sailing|skiing".split("|")
+WEATHER = "freezing|pouring rain|windy|perfect|foggy|boiling hot|overcast".split("|")
+INSTRUMENTS = "the piano|the cello|the ukulele|the violin|the drums|the guitar|the flute".split("|")
+GENRES = "jazz standards|folk songs|pop ballads|blues|classical pieces|film scores".split("|")
+PROJECTS = "billing|onboarding|mobile app|data migration|search|reporting|checkout".split()
+JOBS = """team lead|senior engineer|head chef|principal|store manager|charge nurse|
+    creative director|lab manager""".split("|")
+WORKPLACES = """hospital|design studio|bakery|university|startup|law firm|museum|
+    public library|school|bank""".split("|")
+TOPICS = """remote work|space travel|minimalism|electric cars|social media|modern art|
+    veganism|city planning|video games|homeschooling|cryptocurrency|tiny houses""".split("|")
+GIFTS = "scarf|fountain pen|cookbook|vinyl record|houseplant|watercolour set|tea set".split("|")
+DRINKS = "champagne|craft beer|margaritas|hot chocolate|sangria|cider".split("|")
+ROOMS = "kitchen|bathroom|attic|basement|garden shed|living room".split("|")
+FURNITURE = "sofa|piano|bookshelf|wardrobe|dining table|bed frame".split("|")
+SEASONS = "spring summer autumn winter".split()
+DISTANCES = "5k|10k|half marathon|marathon|trail".split("|")
+ART = "impressionist paintings|Roman mosaics|ancient pottery|modern sculpture|old maps".split("|")
+EVENTS = "wedding|job interview|family reunion|surgery|move|exam|court date|recital".split("|")
+
+# (memory template, paraphrased question about the same kind of memory)
+TEMPLATES: list[tuple[str, str]] = [
+    ("{name} told me she is moving to {city} in {month} for a new job at a {workplace}.",
+     "where is {name} relocating for work?"),
+    ("We had {food} at a tiny place in {city} on {weekday}; {name} said it was the best "
+     "meal of the trip.", "what did we eat while travelling in {city}?"),
+    ("I finally finished reading {book} and the ending about {theme} left me feeling {feeling}.",
+     "which novel did I complete recently and how did it make me feel?"),
+    ("My {relation} {name} has a {pet} named {petname} who is terrified of {fear}.",
+     "what animal does my {relation} own?"),
+    ("Remember that {name} is allergic to {allergen}, so no {food} when they visit on {weekday}.",
+     "does {name} have any food allergies?"),
+    ("{name} and I went {activity} near {place} on {month} {day}; it was {weather} but we "
+     "loved every minute.", "outdoor trip with {name}"),
+    ("I started learning {instrument} in {month} and can already play {n} songs, mostly "
+     "{genre}.", "which musical instrument am I practising?"),
+    ("Work was hectic today: the {project} deadline moved to {month} {day} and my manager "
+     "{name} wants a demo.", "when is the {project} project due?"),
+    ("{name}'s birthday is on {month} {day}; a {gift} from that little shop in {city} would "
+     "make her happy.", "present ideas for {name}'s birthday"),
+    ("I have been {feeling} about the {event} since {weekday}, mostly because {name} still "
+     "has not called back.", "why am I worried about the {event}?"),
+    ("We argued over dinner about whether {topic} matters more than {topic2}; {name} "
+     "thinks I am completely wrong.", "disagreement with {name} about {topic}"),
+    ("The car broke down on the way to {place}, so we waited {n} hours for a tow truck in "
+     "the {weather} weather.", "vehicle trouble on the road to {place}"),
+    ("My goal this {season} is to run the {distance} in {city} together with {name}.",
+     "fitness target for {season}"),
+    ("I dreamed I was flying over {place} with {name} and woke up feeling {feeling}.",
+     "strange dream about flying"),
+    ("{name} recommended a podcast about {topic}; the episode on {topic2} was surprisingly "
+     "good.", "show or podcast suggestion from {name}"),
+    ("Dinner with {name} on {weekday}: they ordered {food} and we talked about {topic} for "
+     "hours.", "what did {name} eat when we went out?"),
+    ("I visited the museum in {city} and spent the whole afternoon looking at {art}.",
+     "gallery visit in {city}"),
+    ("Our neighbour {name} is renovating the {room} and the drilling starts every morning "
+     "at seven.", "construction noise from next door"),
+    ("I promised {name} I would help carry the {furniture} up three flights of stairs on "
+     "{weekday}.", "helping {name} move heavy furniture"),
+    ("{name} got promoted to {job} at the {workplace}, so we celebrated with {drink} in "
+     "{city}.", "what is {name}'s new position at work?"),
+    ("It was my first time in {city}; the {weather} weather did not stop us from walking "
+     "to {place}.", "earliest visit to {city}"),
+    ("I keep thinking about what {name} said about {theme}; it made me {feeling} all week.",
+     "conversation with {name} about {theme}"),
+]  # fmt: skip
+MEMORY_TYPES = ["conversation"] * 6 + ["fact", "observation", "episode", "goal"]
+# The default persona Aria's nine preferences: topic matching is most of the scoring cost.
+TOPIC_PREFERENCES = dict(ARIA.topic_preferences)
+
+
+def _slots(rng: random.Random) -> dict[str, Any]:
+    topic, topic2 = rng.sample(TOPICS, 2)
+    return {
+        "name": rng.choice(NAMES),
+        "city": rng.choice(CITIES),
+        "place": rng.choice(PLACES).strip(),
+        "food": rng.choice(FOODS).strip(),
+        "book": rng.choice(BOOKS).strip(),
+        "theme": rng.choice(THEMES).strip(),
+        "feeling": rng.choice(FEELINGS).strip(),
+        "relation": rng.choice(RELATIONS),
+        "pet": rng.choice(PETS),
+        "petname": rng.choice(PET_NAMES),
+        "fear": rng.choice(FEARS),
+        "allergen": rng.choice(ALLERGENS),
+        "weekday": rng.choice(WEEKDAYS),
+        "month": rng.choice(MONTHS),
+        "day": rng.randint(1, 28),
+        "activity": rng.choice(ACTIVITIES),
+        "weather": rng.choice(WEATHER),
+        "instrument": rng.choice(INSTRUMENTS),
+        "genre": rng.choice(GENRES),
+        "project": rng.choice(PROJECTS),
+        "job": rng.choice(JOBS).strip(),
+        "workplace": rng.choice(WORKPLACES).strip(),
+        "topic": topic.strip(),
+        "topic2": topic2.strip(),
+        "gift": rng.choice(GIFTS),
+        "drink": rng.choice(DRINKS),
+        "room": rng.choice(ROOMS),
+        "furniture": rng.choice(FURNITURE),
+        "season": rng.choice(SEASONS),
+        "distance": rng.choice(DISTANCES),
+        "art": rng.choice(ART),
+        "event": rng.choice(EVENTS),
+        "n": rng.randint(2, 9),
+    }
+
+
+def synth_texts(rng: random.Random, n: int) -> list[str]:
+    """n memory texts (about 12-25 words each), deterministic for a seeded `rng`."""
+    return [rng.choice(TEMPLATES)[0].format(**_slots(rng)) for _ in range(n)]
+
+
+def synth_queries(rng: random.Random, n: int) -> list[str]:
+    """n paraphrased questions (none is a stored sentence)."""
+    return [rng.choice(TEMPLATES)[1].format(**_slots(rng)) for _ in range(n)]
+
+
+def synth_memories(rng: random.Random, n: int, end: float) -> list[dict[str, Any]]:
+    """n `memory.store_batch` items for one persona, oldest first: conversations come in
+    bursts (mostly minutes apart, now and then a day or two), ending an hour before `end`."""
+    gaps = [
+        rng.uniform(30, 600) if rng.random() < 0.97 else rng.uniform(43200, 172800)
+        for _ in range(n)
+    ]
+    at = end - 3600 - sum(gaps)
+    items = []
+    for text, gap in zip(synth_texts(rng, n), gaps, strict=True):
+        at += gap
+        items.append(
+            {
+                "content": text,
+                "memory_type": rng.choice(MEMORY_TYPES),
+                "occurred_at": datetime.fromtimestamp(at, UTC).isoformat(),
+            }
+        )
+    return items
+
+
+# -- measuring -------------------------------------------------------------------------
+
+
+async def wait_embedder(client: PersonaClient, limit_seconds: float = 300.0) -> dict[str, Any]:
+    """Wait (bounded) until the bundled model has loaded; returns the embedder status."""
+    deadline = time.perf_counter() + limit_seconds
+    while True:
+        status = (await client.call("system.status"))["embedder"]
+        if status.get("ready") or status.get("provider") == "none" or status.get("error"):
+            return dict(status)
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"embedder not ready after {limit_seconds:.0f} s: {status}")
+        await asyncio.sleep(0.25)
+
+
+def ms_summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "p50": round(percentile(values, 50), 2),
+        "p95": round(percentile(values, 95), 2),
+        "p99": round(percentile(values, 99), 2),
+        "max": round(max(values), 2) if values else float("nan"),
+    }
+
+
+async def ingest(
+    client: PersonaClient,
+    personas: list[str],
+    per_persona: int,
+    batch: int,
+    seed: int,
+    concurrency: int,
+    budget: float,
+) -> dict[str, Any]:
+    """Store `per_persona` memories for each persona, batches interleaved across personas;
+    no new batch starts after `budget` seconds (so a busy machine cannot stretch a run)."""
+    end = time.time()
+    jobs: list[tuple[str, list[dict[str, Any]]]] = []
+    queues = []
+    for i, persona_id in enumerate(personas):
+        items = synth_memories(random.Random(seed * 1000 + i), per_persona, end)
+        queues.append([(persona_id, items[s : s + batch]) for s in range(0, len(items), batch)])
+    for round_ in zip(*queues, strict=True):  # persona 1, 2, ... 10, 1, 2, ...
+        jobs.extend(round_)
+    batch_ms: list[float] = []
+    stored = 0
+    pending = iter(jobs)
+
+    async def worker() -> None:
+        nonlocal stored
+        for persona_id, items in pending:
+            t0 = time.perf_counter()
+            if t0 - started > budget:
+                return
+            result = await client.call(
+                "memory.store_batch", {"persona_id": persona_id, "memories": items}
+            )
+            batch_ms.append((time.perf_counter() - t0) * 1000)
+            stored += result["count"]
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    seconds = time.perf_counter() - started
+    return {
+        "memories": stored,
+        "complete": stored == len(personas) * per_persona,
+        "batches": len(batch_ms),
+        "batch_size": batch,
+        "concurrency": concurrency,
+        "seconds": round(seconds, 2),
+        "per_second": round(stored / seconds, 1),
+        "batch_ms": ms_summary(batch_ms),
+    }
+
+
+async def search(
+    client: PersonaClient, personas: list[str], n: int, seed: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Cold (first per persona) and warm search round trips, in ms."""
+    rng = random.Random(seed + 1)
+    cold = []
+    for persona_id, query in zip(personas, synth_queries(rng, len(personas)), strict=True):
+        t0 = time.perf_counter()
+        await client.call("memory.search", {"query": query, "persona_id": persona_id})
+        cold.append((time.perf_counter() - t0) * 1000)
+    warm: list[float] = []
+    semantic = 0
+    returned = 0
+    for query in synth_queries(rng, n):
+        persona_id = rng.choice(personas)
+        t0 = time.perf_counter()
+        found = await client.call(
+            "memory.search", {"query": query, "persona_id": persona_id, "limit": 10}
+        )
+        warm.append((time.perf_counter() - t0) * 1000)
+        semantic += bool(found["semantic"])
+        returned += len(found["results"])
+    return ms_summary(cold), {
+        **ms_summary(warm),
+        "mean": round(sum(warm) / len(warm), 2),
+        "semantic": semantic,
+        "mean_results": round(returned / n, 2),
+    }
+
+
+def importance_in_process(n: int, seed: int) -> dict[str, Any]:
+    """Score n texts in this process, as the store path does (valence first, then the
+    score), with the default persona Aria's nine topic preferences; best of 3 rounds."""
+    from persona_mcp import nlp
+    from persona_mcp.memory.importance import ImportanceConfig, score_importance
+
+    rng = random.Random(seed + 2)
+    texts = synth_texts(rng, n)
+    ages = [rng.uniform(0, 365 * 86400) for _ in texts]
+    config = ImportanceConfig()
+    valences = [nlp.sentiment(t) for t in texts]  # also loads VADER's lexicon (a warm-up)
+
+    def score(preferences: dict[str, float], with_sentiment: bool) -> float:
+        t0 = time.perf_counter()
+        for text, valence, age in zip(texts, valences, ages, strict=True):
+            score_importance(
+                text, nlp.sentiment(text) if with_sentiment else valence, config,
+                topic_preferences=preferences, persona_name="Persona 01", age_seconds=age,
+            )  # fmt: skip
+        return time.perf_counter() - t0
+
+    def sentiment_only() -> float:
+        t0 = time.perf_counter()
+        for text in texts:
+            nlp.sentiment(text)
+        return time.perf_counter() - t0
+
+    variants: dict[str, Callable[[], float]] = {
+        "score_importance": lambda: score(TOPIC_PREFERENCES, False),
+        "score_no_preferences": lambda: score({}, False),
+        "sentiment": sentiment_only,
+        "sentiment_and_score": lambda: score(TOPIC_PREFERENCES, True),
+    }
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(3):  # rounds interleaved, so a burst of load elsewhere hits all alike
+        for name, fn in variants.items():
+            best[name] = min(best[name], fn())
+    return {
+        "texts": n,
+        "mean_words": round(sum(len(t.split()) for t in texts) / n, 1),
+        "topic_preferences": len(TOPIC_PREFERENCES),
+        **{f"{k}_us": round(v / n * 1e6, 2) for k, v in best.items()},
+    }
+
+
+async def run(args: argparse.Namespace, pid: int, url: str) -> dict[str, Any]:
+    per_persona = args.memories // args.personas
+    figures: dict[str, Any] = {"load_before": [round(x, 2) for x in os.getloadavg()]}
+    async with PersonaClient(url, timeout=600) as client:
+        t0 = time.perf_counter()
+        embedder = await wait_embedder(client)
+        figures["embedder"] = {
+            "model": embedder.get("model"),
+            "ready": embedder.get("ready"),
+            "waited_seconds": round(time.perf_counter() - t0, 1),
+            "load_seconds": embedder.get("load_seconds"),
+        }
+        if not embedder.get("ready"):
+            raise RuntimeError(f"embedding model unavailable: {embedder}")
+        await client.call("memory.set_pruning_config", {"auto_prune": False})
+        personas = []
+        for i in range(args.personas):
+            created = await client.call(
+                "persona.create",
+                {"name": f"Persona {i + 1:02d}", "topic_preferences": TOPIC_PREFERENCES},
+            )
+            personas.append(created["persona"]["id"])
+        figures["rss_mib_before"] = round(rss_mib(pid), 1)
+        figures["ingest"] = await ingest(
+            client, personas, per_persona, args.batch, args.seed, args.concurrency,
+            args.ingest_budget,
+        )  # fmt: skip
+        figures["rss_mib_after_ingest"] = round(rss_mib(pid), 1)
+        status = await client.call("system.status")
+        embedded = 0
+        for persona_id in personas:
+            stats = await client.call("memory.stats", {"persona_id": persona_id})
+            embedded += stats["index"]["embedded"]
+        figures["stored"] = {
+            "memories": status["counts"]["memories"],
+            "embedded": embedded,
+            "db_mib": round(status["storage"]["bytes"] / 2**20, 1),
+        }
+        figures["search_cold_ms"], figures["search_ms"] = await search(
+            client, personas, args.searches, args.seed
+        )
+        figures["rss_mib_after_search"] = round(rss_mib(pid), 1)
+    figures["importance"] = importance_in_process(args.score_texts, args.seed)
+    figures["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    return figures
+
+
+def report(figures: dict[str, Any], args: argparse.Namespace) -> None:
+    ing, s, imp = figures["ingest"], figures["search_ms"], figures["importance"]
+    emb, stored = figures["embedder"], figures["stored"]
+    print(f"memory scale: {ing['memories']} memories across {args.personas} personas")
+    print(
+        f"  embedder {emb['model']}: loaded in {emb['load_seconds']} s "
+        f"(waited {emb['waited_seconds']} s after /health)"
+    )
+    print(
+        f"  ingest: {ing['per_second']} memories/s ({ing['memories']} in {ing['seconds']} s, "
+        f"{ing['batches']} batches of {ing['batch_size']}, {ing['concurrency']} in flight; "
+        f"batch p50 {ing['batch_ms']['p50']} ms, p95 {ing['batch_ms']['p95']} ms)"
+    )
+    print(
+        f"  stored: {stored['memories']} memories, {stored['embedded']} embedded, "
+        f"database {stored['db_mib']} MiB"
+    )
+    cold = figures["search_cold_ms"]
+    print(
+        f"  search, first per persona (loads its vectors): p50 {cold['p50']} ms, "
+        f"max {cold['max']} ms"
+    )
+    print(
+        f"  search (limit 10, {s['n']} calls, {s['semantic']} semantic, "
+        f"{s['mean_results']} results each): p50 {s['p50']} ms, p95 {s['p95']} ms, "
+        f"p99 {s['p99']} ms, max {s['max']} ms"
+    )
+    print(
+        f"  importance, in process ({imp['texts']} texts, {imp['mean_words']} words each), "
+        f"per memory: score_importance {imp['score_importance_us']} us with "
+        f"{imp['topic_preferences']} topic preferences ({imp['score_no_preferences_us']} us "
+        f"with none); VADER sentiment {imp['sentiment_us']} us; sentiment + score "
+        f"{imp['sentiment_and_score_us']} us"
+    )
+    print(
+        f"  server RSS: {figures['rss_mib_before']} MiB before ingest, "
+        f"{figures['rss_mib_after_ingest']} MiB after ingest, "
+        f"{figures['rss_mib_after_search']} MiB after searches (vectors loaded)"
+    )
+    print(f"  load average before {figures['load_before']}, after {figures['load_after']}")
+    scale = f"at {ing['memories'] // 1000}k"
+    rows = [
+        (f"memory.search p50 {scale}", "< 15 ms", f"{s['p50']} ms", s["p50"] < 15),
+        ("memory.store_batch", ">= 300 /s", f"{ing['per_second']} /s", ing["per_second"] >= 300),
+        (
+            "score_importance",
+            "< 100 us",
+            f"{imp['score_importance_us']} us",
+            imp["score_importance_us"] < 100,
+        ),
+        (
+            "sentiment + score_importance",
+            "< 100 us",
+            f"{imp['sentiment_and_score_us']} us",
+            imp["sentiment_and_score_us"] < 100,
+        ),
+    ]
+    print()
+    print(f"{'target':34} {'goal':>10} {'measured':>12}  result")
+    for name, goal, got, ok in rows:
+        print(f"{name:34} {goal:>10} {got:>12}  {'PASS' if ok else 'MISS'}")
+    if not ing["complete"]:
+        print(
+            f"(ingest stopped at the --ingest-budget of {args.ingest_budget:.0f} s, after "
+            f"{ing['memories']} of {args.memories} memories: the machine is slower or busier)"
+        )
+    if ing["memories"] < 100_000:
+        print("(a --quick run: the search goal is stated at 100k memories)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10k memories instead of 100k")
+    parser.add_argument("--memories", type=int, help="total memories (default 100000)")
+    parser.add_argument("--personas", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=500, help="memories per store_batch")
+    parser.add_argument("--concurrency", type=int, default=1, help="store_batch calls in flight")
+    parser.add_argument(
+        "--ingest-budget",
+        type=float,
+        default=480.0,
+        help="seconds after which no new batch is sent (default 480)",
+    )
+    parser.add_argument("--searches", type=int, default=300)
+    parser.add_argument("--score-texts", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = parser.parse_args()
+    if args.memories is None:
+        args.memories = 10_000 if args.quick else 100_000
+    server = start_server(env={"EMBEDDING_PROVIDER": "minilm"})
+    try:
+        figures = asyncio.run(run(args, server.pid, server.url))
+    finally:
+        stop_server(server)
+    report(figures, args)
+    if args.json:
+        print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
