@@ -44,7 +44,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -57,6 +56,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import free_port, percentile
 
 try:
     import orjson
@@ -103,16 +105,6 @@ def run_async(coro: Awaitable[T]) -> T:
         return runner.run(coro)  # type: ignore[arg-type]
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (q in [0, 100]) of already sorted values."""
-    if not sorted_values:
-        return float("nan")
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
 def summarize_ms(latencies_s: Sequence[float]) -> dict[str, float]:
     values = sorted(latencies_s)
     if not values:
@@ -124,12 +116,6 @@ def summarize_ms(latencies_s: Sequence[float]) -> dict[str, float]:
         "max_ms": values[-1] * 1e3,
         "mean_ms": sum(values) / len(values) * 1e3,
     }
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def raise_nofile(needed: int) -> tuple[int, int]:
