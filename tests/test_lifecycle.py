@@ -272,8 +272,10 @@ async def test_a_server_killed_during_a_prune_loses_no_acknowledged_memory(
             except OSError:
                 await asyncio.sleep(0.05)
         persona = await fresh_persona(client, "doomed")
+        # One prune run only (2000 memories would also trigger the automatic one), cut
+        # into one-memory batches so that the kill lands between two of them.
+        await client.call("memory.set_pruning_config", {"auto_prune": False, "batch_size": 1})
         acknowledged = [m["id"] for m in await store_many(client, persona, 2000, importance=0.5)]
-        await client.call("memory.set_pruning_config", {"batch_size": 1})
         prune = asyncio.create_task(
             client.call("memory.prune", {"persona_id": persona, "target_count": 10})
         )
