@@ -67,10 +67,3 @@ def sentiment(text: str) -> float:
     if not text.strip():
         return 0.0
     return float(_vader().polarity_scores(text)["compound"])
-
-
-def sentiment_detail(text: str) -> dict[str, float]:
-    """VADER's scores: neg, neu, pos (proportions) and compound."""
-    if not text.strip():
-        return {"neg": 0.0, "neu": 1.0, "pos": 0.0, "compound": 0.0}
-    return {k: float(v) for k, v in _vader().polarity_scores(text).items()}

@@ -24,7 +24,6 @@ from persona_mcp.store.db import Database
 log = logging.getLogger(__name__)
 
 DecayMode = Literal["linear", "exponential", "logarithmic", "step", "access_based"]
-DECAY_MODES: tuple[str, ...] = ("linear", "exponential", "logarithmic", "step", "access_based")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import sqlite3
 import time
 import uuid
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from persona_mcp.clock import Clock
 from persona_mcp.config import Settings
@@ -29,7 +29,7 @@ from persona_mcp.store.lifecycle import Candidate
 
 log = logging.getLogger(__name__)
 
-STRATEGIES: tuple[str, ...] = ("importance_only", "importance_access", "importance_access_age")
+Strategy = Literal["importance_only", "importance_access", "importance_access_age"]
 
 
 @dataclass(frozen=True)

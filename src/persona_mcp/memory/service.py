@@ -17,7 +17,7 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -39,16 +39,9 @@ from persona_mcp.store.personas import PersonaRow
 
 log = logging.getLogger(__name__)
 
-MEMORY_TYPES = (
-    "conversation",
-    "fact",
-    "observation",
-    "reflection",
-    "episode",
-    "psyche",
-    "goal",
-    "visual",
-)
+MemoryType = Literal[
+    "conversation", "fact", "observation", "reflection", "episode", "psyche", "goal", "visual"
+]
 CONTEXT_CHARS = 400
 RECALL_LIMIT = 5
 RECALL_MIN_COSINE = 0.3

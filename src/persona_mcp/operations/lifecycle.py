@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, model_validator
 
 from persona_mcp.clock import to_datetime
+from persona_mcp.memory.decay import DecayMode
+from persona_mcp.memory.pruning import Strategy
 from persona_mcp.operations.common import PersonaRef, target_persona
 from persona_mcp.operations.registry import CallContext, OperationSet, Params, Result
 
 ops = OperationSet()
-
-DecayModeName = Literal["linear", "exponential", "logarithmic", "step", "access_based"]
-StrategyName = Literal["importance_only", "importance_access", "importance_access_age"]
 
 
 # -- decay ------------------------------------------------------------------------------
 
 
 class DecayConfigParams(Params):
-    mode: DecayModeName | None = None
+    mode: DecayMode | None = None
     rate: float | None = Field(None, gt=0, le=1, description="Importance lost per hour")
     interval_seconds: float | None = Field(None, ge=0.1, le=30 * 86400)
     min_importance: float | None = Field(None, ge=0, le=1, description="The floor")
@@ -49,7 +48,7 @@ class DecayForceParams(Params):
     persona_id: PersonaRef | None = Field(
         None, description="Only this persona's memories (default: all of yours)"
     )
-    mode: DecayModeName | None = None
+    mode: DecayMode | None = None
     rate: float | None = Field(None, gt=0, le=1, description="Per hour (default: configured)")
     hours: float | None = Field(
         None, gt=0, le=24 * 365 * 10, description="Age as if this much time had passed"
@@ -83,7 +82,7 @@ async def memory_decay_force(ctx: CallContext, params: DecayForceParams) -> Deca
 
 class DecayStartParams(Params):
     interval_seconds: float | None = Field(None, ge=0.1, le=30 * 86400)
-    mode: DecayModeName | None = None
+    mode: DecayMode | None = None
 
 
 class DecayStatsParams(Params):
@@ -139,7 +138,7 @@ async def memory_decay_stats(ctx: CallContext, params: DecayStatsParams) -> Deca
 
 class PruneParams(Params):
     persona_id: PersonaRef | None = None
-    strategy: StrategyName | None = None
+    strategy: Strategy | None = None
     target_count: int | None = Field(
         None, ge=0, description="Prune down to this many (never below 10); default: by score"
     )
@@ -176,7 +175,7 @@ async def memory_prune(ctx: CallContext, params: PruneParams) -> PruneResult:
 
 
 class PruneAllParams(Params):
-    strategy: StrategyName | None = None
+    strategy: Strategy | None = None
     dry_run: bool = False
 
 
@@ -200,7 +199,7 @@ async def memory_prune_all(ctx: CallContext, params: PruneAllParams) -> PruneAll
 
 class PruneRecommendationsParams(Params):
     persona_id: PersonaRef | None = None
-    strategy: StrategyName | None = None
+    strategy: Strategy | None = None
     limit: int = Field(50, ge=1, le=1000)
 
 
@@ -256,7 +255,7 @@ async def memory_prune_stats(ctx: CallContext, params: PruneStatsParams) -> Prun
 
 
 class PruningConfigParams(Params):
-    strategy: StrategyName | None = None
+    strategy: Strategy | None = None
     prune_below: float | None = Field(None, ge=0, le=1)
     batch_size: int | None = Field(None, ge=1, le=10_000)
     auto_prune: bool | None = None

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
 from persona_mcp.clock import to_datetime, to_timestamp
 from persona_mcp.errors import InvalidParams
 from persona_mcp.memory.importance import DEFAULT_WEIGHTS, ImportanceConfig
-from persona_mcp.memory.service import MemoryInput
+from persona_mcp.memory.service import MemoryInput, MemoryType
 from persona_mcp.operations.common import PersonaRef, target_persona
 from persona_mcp.operations.registry import CallContext, OperationSet, Params, Result
 from persona_mcp.store.memories import Filters, MemoryRow
 
 ops = OperationSet()
 
-MemoryType = Literal[
-    "conversation", "fact", "observation", "reflection", "episode", "psyche", "goal", "visual"
-]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 Valence = Annotated[float, Field(ge=-1.0, le=1.0)]
 MAX_BATCH = 1000

@@ -75,11 +75,6 @@ class Database:
         assert self._reader_pool is not None, "database is not open"
         return await asyncio.get_running_loop().run_in_executor(self._reader_pool, self._read, fn)
 
-    def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """For code already off the loop (CLI tools, migrations): same transaction rules."""
-        assert self._writer_pool is not None, "database is not open"
-        return self._writer_pool.submit(self._tx, fn).result()
-
     def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._writer
         assert conn is not None
