@@ -20,7 +20,7 @@ from persona_mcp import nlp
 from persona_mcp.clock import Clock, to_datetime
 from persona_mcp.config import Settings
 from persona_mcp.conversation import flow
-from persona_mcp.conversation.prompt import Recalled, build_messages
+from persona_mcp.conversation.prompt import Recalled, build_messages, day
 from persona_mcp.conversation.summary import extractive_summary, llm_summary
 from persona_mcp.errors import Conflict, InvalidParams, NotFound, Unavailable, check_text
 from persona_mcp.llm.base import ChatMessage, ChatRequest, LLMProvider, OnDelta, ResponderContext
@@ -208,7 +208,7 @@ class ConversationEngine:
             rtype,
             conv.summary if conv else "",
             window,
-            [Recalled(m.content, _day(m.occurred_at), m.memory_type) for m in recalled],
+            [Recalled(m.content, day(m.occurred_at), m.memory_type) for m in recalled],
             message,
         )
         request = ChatRequest(
@@ -480,8 +480,3 @@ def _new_conversation(
         summary_source=None,
         last_continue_score=None,
     )
-
-
-def _day(ts: float) -> str:
-    when = to_datetime(ts)
-    return when.strftime("%Y-%m-%d") if when else "unknown"

@@ -11,7 +11,7 @@ from persona_mcp.clock import to_datetime, to_timestamp
 from persona_mcp.errors import InvalidParams
 from persona_mcp.memory.importance import DEFAULT_WEIGHTS, ImportanceConfig
 from persona_mcp.memory.service import MemoryInput, MemoryType
-from persona_mcp.operations.common import PersonaRef, target_persona
+from persona_mcp.operations.common import Metadata, PersonaRef, When, target_persona
 from persona_mcp.operations.registry import CallContext, OperationSet, Params, Result
 from persona_mcp.store.memories import Filters, MemoryRow
 
@@ -65,8 +65,8 @@ class MemoryFields(Params):
     memory_type: MemoryType = "conversation"
     importance: Unit | None = Field(None, description="Kept as given; scored when omitted")
     emotional_valence: Valence | None = Field(None, description="Detected when omitted")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Any JSON object")
-    occurred_at: datetime | None = Field(None, description="When it happened (default: now)")
+    metadata: Metadata = Field(default_factory=dict)
+    occurred_at: When | None = Field(None, description="When it happened (default: now)")
 
     def to_input(self) -> MemoryInput:
         return MemoryInput(
@@ -125,8 +125,8 @@ class MemorySearchParams(Params):
     limit: int = Field(10, ge=1, le=100)
     memory_type: MemoryType | None = None
     min_importance: Unit | None = None
-    since: datetime | None = Field(None, description="Only memories that occurred at or after")
-    until: datetime | None = Field(None, description="Only memories that occurred at or before")
+    since: When | None = Field(None, description="Only memories that occurred at or after")
+    until: When | None = Field(None, description="Only memories that occurred at or before")
 
     @model_validator(mode="after")
     def _window(self) -> MemorySearchParams:

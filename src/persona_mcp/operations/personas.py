@@ -7,16 +7,16 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
+from persona_mcp.clock import to_datetime
 from persona_mcp.errors import InvalidParams
 from persona_mcp.models.persona import InteractionState, Persona
-from persona_mcp.operations.common import PersonaRef, target_persona
+from persona_mcp.operations.common import Name, PersonaRef, target_persona
 from persona_mcp.operations.registry import CallContext, OperationSet, Params, Result
 
 ops = OperationSet()
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Text = Annotated[str, StringConstraints(max_length=8000)]
-Trait = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Trait = Name
 Weight = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -267,7 +267,7 @@ async def persona_chat(ctx: CallContext, params: PersonaChatParams) -> PersonaCh
                 content=m.content,
                 memory_type=m.memory_type,
                 score=round(m.score, 4),
-                occurred_at=datetime.fromtimestamp(m.occurred_at).astimezone(),
+                occurred_at=to_datetime(m.occurred_at),
             )
             for m in outcome.memories_used
         ],

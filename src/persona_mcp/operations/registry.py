@@ -25,9 +25,11 @@ Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class Params(BaseModel):
-    """Base of every params model: unknown fields are errors, not silently ignored."""
+    """Base of every params model: unknown fields are errors, not silently ignored, and
+    types are strict (`"stream": "yes"` or `"limit": "10"` are errors, not coerced;
+    an int is still a valid float, and moments are ISO 8601 strings, see `When`)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
 
 
 class Result(BaseModel):

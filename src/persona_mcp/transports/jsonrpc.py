@@ -3,10 +3,16 @@
 Requests on one channel are handled in the order they arrive; a batch is answered as one
 array in request order, with no entry for notifications, and not at all when it held
 only notifications.
+
+A batch is bounded twice: at most MAX_BATCH_REQUESTS entries (else the whole batch is
+refused with -32600), and once its replies pass MAX_REPLY_BYTES the remaining entries
+are refused with -32600 instead of run. Between entries the loop is yielded, so one
+connection's batch never holds up the others.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -41,7 +47,21 @@ def _valid_id(value: Any) -> bool:
     return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
 
 
+def _encode(reply: Response) -> bytes:
+    """A reply as JSON; one whose result cannot be encoded becomes -32603 for its id, so
+    a bad value never drops the connection."""
+    try:
+        return orjson.dumps(reply)
+    except (orjson.JSONEncodeError, TypeError):
+        log.exception("reply to id %r could not be encoded", reply.get("id"))
+        return orjson.dumps(error(reply.get("id"), INTERNAL_ERROR, "Internal error"))
+
+
 class JsonRpcDispatcher:
+    def __init__(self, max_batch: int = 100, max_reply_bytes: int = 8 * 1024 * 1024) -> None:
+        self.max_batch = max_batch
+        self.max_reply_bytes = max_reply_bytes
+
     async def handle(self, raw: str | bytes, ctx: CallContext) -> bytes | None:
         """Answer one incoming message (single or batch); None when no reply is due."""
         try:
@@ -49,12 +69,47 @@ class JsonRpcDispatcher:
         except orjson.JSONDecodeError as exc:
             return orjson.dumps(error(None, PARSE_ERROR, f"Parse error: {exc.msg}"))
         if isinstance(message, list):
-            if not message:
-                return orjson.dumps(error(None, INVALID_REQUEST, "Invalid Request: empty batch"))
-            replies = [r for r in [await self._one(m, ctx) for m in message] if r is not None]
-            return orjson.dumps(replies) if replies else None
+            return await self._batch(message, ctx)
         reply = await self._one(message, ctx)
-        return orjson.dumps(reply) if reply is not None else None
+        return _encode(reply) if reply is not None else None
+
+    async def _batch(self, batch: list[Any], ctx: CallContext) -> bytes | None:
+        if not batch:
+            return orjson.dumps(error(None, INVALID_REQUEST, "Invalid Request: empty batch"))
+        if len(batch) > self.max_batch:
+            return orjson.dumps(
+                error(
+                    None,
+                    INVALID_REQUEST,
+                    f"Invalid Request: a batch holds at most {self.max_batch} requests; "
+                    f"this one has {len(batch)}",
+                )
+            )
+        parts: list[bytes] = []
+        size = 0
+        for i, message in enumerate(batch):
+            if i:
+                await asyncio.sleep(0)  # let other connections in between entries
+            if size > self.max_reply_bytes:
+                if isinstance(message, dict) and "id" in message:
+                    id_ = message["id"] if _valid_id(message["id"]) else None
+                    parts.append(
+                        orjson.dumps(
+                            error(
+                                id_,
+                                INVALID_REQUEST,
+                                f"Invalid Request: the batch's replies passed "
+                                f"{self.max_reply_bytes} bytes; send this request again",
+                            )
+                        )
+                    )
+                continue
+            reply = await self._one(message, ctx)
+            if reply is not None:
+                encoded = _encode(reply)
+                size += len(encoded)
+                parts.append(encoded)
+        return b"[" + b",".join(parts) + b"]" if parts else None
 
     async def _one(self, message: Any, ctx: CallContext) -> Response | None:
         if not isinstance(message, dict):

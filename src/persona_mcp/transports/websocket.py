@@ -14,9 +14,9 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from persona_mcp.app import DEFAULT_USER, App
+from persona_mcp.config import Settings
 from persona_mcp.operations.registry import CallContext
 from persona_mcp.transports.jsonrpc import JsonRpcDispatcher, notification
-from persona_mcp.transports.security import request_allowed
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +26,13 @@ class ClientGone(Exception):
 
 
 class WebSocketDoor:
-    def __init__(self) -> None:
-        self._dispatcher = JsonRpcDispatcher()
+    def __init__(self, settings: Settings) -> None:
+        self._dispatcher = JsonRpcDispatcher(settings.max_batch_requests, settings.max_reply_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app: App = scope["app"].state.persona_app
         event = await receive()
         if event["type"] != "websocket.connect":
-            return
-        if not request_allowed(scope, app.settings):
-            # Closing before accepting makes the server answer the handshake with 403.
-            await send({"type": "websocket.close", "code": 1008})
             return
         await send({"type": "websocket.accept"})
         session = await app.sessions.open(DEFAULT_USER, "websocket")
