@@ -55,21 +55,22 @@ def _sane_time(value: datetime) -> datetime:
 When = Annotated[datetime, Field(strict=False), AfterValidator(_sane_time)]
 
 
-def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
+def deeper_than(value: Any, limit: int) -> bool:
+    """Whether JSON data nests more than `limit` containers deep (iterative: no recursion
+    limit to hit, and it stops at the first branch past the limit)."""
+    stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            if deepest > MAX_METADATA_DEPTH:
-                break
+            if depth > limit:
+                return True
             children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
-    if _depth(value) > MAX_METADATA_DEPTH:
+    if deeper_than(value, MAX_METADATA_DEPTH):
         raise ValueError(f"nests deeper than {MAX_METADATA_DEPTH} levels")
     size = len(orjson.dumps(value))
     if size > MAX_METADATA_BYTES:

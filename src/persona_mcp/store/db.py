@@ -15,6 +15,7 @@ so nothing half-written stays and the next write succeeds once the cause is gone
 from __future__ import annotations
 
 import asyncio
+import errno
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -50,10 +51,11 @@ def storage_fault(exc: BaseException) -> StorageUnavailable | None:
             reason = "disk full"
         if reason is not None:
             return StorageUnavailable(f"storage unavailable: {reason}")
-    if isinstance(exc, PermissionError):
-        return StorageUnavailable("storage unavailable: permission denied")
-    if isinstance(exc, OSError) and exc.errno == 28:  # ENOSPC
-        return StorageUnavailable("storage unavailable: disk full")
+    if isinstance(exc, OSError):
+        if exc.errno == errno.ENOSPC:
+            return StorageUnavailable("storage unavailable: disk full")
+        reason = (exc.strerror or str(exc)).lower()
+        return StorageUnavailable(f"storage unavailable: {reason}")
     return None
 
 

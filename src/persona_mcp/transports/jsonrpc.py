@@ -6,7 +6,8 @@ only notifications.
 
 A batch is bounded twice: at most MAX_BATCH_REQUESTS entries (else the whole batch is
 refused with -32600), and once its replies pass MAX_REPLY_BYTES the remaining entries
-are refused with -32600 instead of run. Between entries the loop is yielded, so one
+are refused with -32600 instead of run. A message nested deeper than MAX_JSON_DEPTH is a
+parse error, as on the MCP door. Between entries the loop is yielded, so one
 connection's batch never holds up the others.
 """
 
@@ -25,11 +26,16 @@ from persona_mcp.errors import (
     PARSE_ERROR,
     PersonaMCPError,
 )
+from persona_mcp.operations.common import deeper_than
 from persona_mcp.operations.registry import CallContext
 
 log = logging.getLogger(__name__)
 
 Response = dict[str, Any]
+
+# The MCP SDK's JSON parser refuses messages nested deeper than this, so this door does
+# too: both answer a parse error (and bounded metadata is -32602 on both, well below).
+MAX_JSON_DEPTH = 200
 
 
 def error(id_: Any, code: int, message: str, data: Any = None) -> Response:
@@ -68,6 +74,10 @@ class JsonRpcDispatcher:
             message = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return orjson.dumps(error(None, PARSE_ERROR, f"Parse error: {exc.msg}"))
+        if deeper_than(message, MAX_JSON_DEPTH):
+            return orjson.dumps(
+                error(None, PARSE_ERROR, f"Parse error: nested deeper than {MAX_JSON_DEPTH} levels")
+            )
         if isinstance(message, list):
             return await self._batch(message, ctx)
         reply = await self._one(message, ctx)

@@ -77,8 +77,9 @@ def origin_allowed(origin: str | None, settings: Settings) -> bool:
 def refusal(scope: Scope, settings: Settings) -> int | None:
     """None when the request may pass, else the HTTP status to refuse it with: 421 for a
     foreign Host (misdirected), 403 for a foreign Origin."""
-    if not host_allowed(_header(scope, b"host"), settings):
-        return 421
+    hosts = [v for k, v in scope.get("headers", []) if k == b"host"]
+    if len(hosts) > 1 or not host_allowed(_header(scope, b"host"), settings):
+        return 421  # two Host headers are ambiguous: refused, whichever a proxy reads
     if not origin_allowed(_header(scope, b"origin"), settings):
         return 403
     return None
