@@ -11,6 +11,7 @@ from persona_mcp.clock import Clock, SystemClock
 from persona_mcp.config import Settings
 from persona_mcp.conversation.engine import ConversationEngine
 from persona_mcp.embeddings import Embedder, build_embedder
+from persona_mcp.events import EventBus
 from persona_mcp.jobs.sessions import SessionCleanupJob
 from persona_mcp.llm import LLMProvider, build_provider
 from persona_mcp.memory.decay import DecayService
@@ -39,6 +40,7 @@ class App:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.db = Database(settings.db_path)
+        self.events = EventBus()
         self.personas = PersonaService(self.db, self.clock)
         self.sessions = SessionService(self.db, self.clock, self.personas)
         self.llm = llm or build_provider(settings, self.clock)
