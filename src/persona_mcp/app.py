@@ -41,15 +41,15 @@ class App:
         self.clock = clock or SystemClock()
         self.db = Database(settings.db_path)
         self.events = EventBus()
-        self.personas = PersonaService(self.db, self.clock)
+        self.personas = PersonaService(self.db, self.clock, self.events)
         self.sessions = SessionService(self.db, self.clock, self.personas)
         self.llm = llm or build_provider(settings, self.clock)
         self._owns_embedder = embedder is None
         self.memory = MemoryService(
             self.db, self.clock, settings, embedder or build_embedder(settings)
         )
-        self.decay = DecayService(self.db, self.clock, settings)
-        self.pruning = PruningService(self.db, self.clock, settings, self.memory)
+        self.decay = DecayService(self.db, self.clock, settings, self.events)
+        self.pruning = PruningService(self.db, self.clock, settings, self.memory, self.events)
         self.memory.after_store.append(self.pruning.after_store)
         self.session_cleanup = SessionCleanupJob(self.sessions, settings.session_timeout_hours)
         self.conversations = ConversationEngine(

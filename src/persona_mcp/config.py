@@ -52,6 +52,13 @@ class Settings(BaseSettings):
         32 * 1024, ge=16, validation_alias=_env("max_content_bytes", "MAX_CONTENT_BYTES")
     )
 
+    max_concurrent_requests: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        validation_alias=_env("max_concurrent_requests", "MAX_CONCURRENT_REQUESTS"),
+        description="Requests one WebSocket connection may have in flight at once",
+    )
     max_batch_requests: int = Field(
         100, ge=1, validation_alias=_env("max_batch_requests", "MAX_BATCH_REQUESTS")
     )

@@ -28,6 +28,7 @@ CONFLICT = -32002
 FORBIDDEN = -32003
 RATE_LIMITED = -32004
 UNAVAILABLE = -32005
+REQUEST_CANCELLED = -32800  # the WebSocket door's answer to a cancelled request (LSP's code)
 
 
 class PersonaMCPError(Exception):

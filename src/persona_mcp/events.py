@@ -37,16 +37,16 @@ class Event:
     user_id: str
     persona_id: str | None
     params: dict[str, Any]
-    _encoded: bytes | None = field(default=None, repr=False)
+    _text: str | None = field(default=None, repr=False)
 
     @property
-    def encoded(self) -> bytes:
+    def text(self) -> str:
         """The JSON-RPC notification, serialized once for every subscriber."""
-        if self._encoded is None:
-            self._encoded = orjson.dumps(
+        if self._text is None:
+            self._text = orjson.dumps(
                 {"jsonrpc": "2.0", "method": self.topic, "params": self.params}
-            )
-        return self._encoded
+            ).decode()
+        return self._text
 
 
 class Subscription:
@@ -120,6 +120,9 @@ class EventBus:
 
     def has_subscribers(self, user_id: str) -> bool:
         return bool(self._subs.get(user_id))
+
+    def subscribed_users(self) -> list[str]:
+        return list(self._subs)
 
     def publish(
         self, user_id: str, topic: Topic, params: dict[str, Any], persona_id: str | None = None

@@ -270,10 +270,16 @@ class ConversationEngine:
             stored = self.memory.write_exchange(conn, prepared) if self.memory else []
             return turn, stored, repo.message_count(conn, conv_id)
 
-        turn, stored_ids, total_messages = await self._db.write(write)
-        self._personas.state_committed(new_state)
-        if self.memory:
-            self.memory.exchange_committed(prepared)
+        async def commit() -> tuple[int, list[str], int]:
+            written = await self._db.write(write)
+            self._personas.state_committed(new_state)
+            if self.memory:
+                self.memory.exchange_committed(prepared)
+            return written
+
+        # Once the turn is being written it is finished whole, even if the request is
+        # cancelled now: no half turn, and the in-memory indexes match the record.
+        turn, stored_ids, total_messages = await asyncio.shield(commit())
         self._maybe_summarize(conv_id, persona, total_messages, conv.summary_upto if conv else 0)
         return ChatOutcome(
             response=result.text,

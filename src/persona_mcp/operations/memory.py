@@ -94,6 +94,7 @@ async def memory_store(ctx: CallContext, params: MemoryStoreParams) -> MemoryRes
     persona = await target_persona(ctx, params.persona_id)
     ctx.app.memory.check_content(params.content, "content")
     rows = await ctx.app.memory.store(ctx.session.user_id, persona, [params.to_input()])
+    ctx.app.events.memory_changed(ctx.session.user_id, persona.id, [rows[0].id], "stored")
     return MemoryResult(memory=memory_out(rows[0]))
 
 
@@ -116,6 +117,7 @@ async def memory_store_batch(ctx: CallContext, params: MemoryStoreBatchParams) -
     rows = await ctx.app.memory.store(
         ctx.session.user_id, persona, [m.to_input() for m in params.memories]
     )
+    ctx.app.events.memory_changed(ctx.session.user_id, persona.id, [r.id for r in rows], "stored")
     return MemoryBatchResult(memories=[memory_out(r) for r in rows], count=len(rows))
 
 
@@ -195,6 +197,7 @@ async def memory_delete(ctx: CallContext, params: MemoryIdParams) -> MemoryDelet
     """Forget a memory: it is removed from the database, the full-text index and the vector
     index at once, and never returned again."""
     row = await ctx.app.memory.delete(ctx.session.user_id, params.memory_id)
+    ctx.app.events.memory_changed(ctx.session.user_id, row.persona_id, [row.id], "deleted")
     return MemoryDeleteResult(deleted=True, memory_id=row.id)
 
 

@@ -131,7 +131,7 @@ class PersonaSwitchResult(Result):
     turns: int
 
 
-@ops("persona.switch", idempotent=True, title="Switch the active persona")
+@ops("persona.switch", idempotent=True, barrier=True, title="Switch the active persona")
 async def persona_switch(ctx: CallContext, params: PersonaSwitchParams) -> PersonaSwitchResult:
     """Make a persona (by id or name) the active one for this session. Each persona's
     conversation with you is kept: switching back continues it."""
@@ -230,7 +230,7 @@ class PersonaChatResult(Result):
     stored_memory_ids: list[str]
 
 
-@ops("persona.chat", open_world=True, title="Chat with a persona")
+@ops("persona.chat", open_world=True, ordered=True, cancellable=True, title="Chat with a persona")
 async def persona_chat(ctx: CallContext, params: PersonaChatParams) -> PersonaChatResult:
     """Say something to a persona and get its reply. The exchange is stored in the
     conversation and in the persona's memory; relevant memories are recalled into the
@@ -250,6 +250,22 @@ async def persona_chat(ctx: CallContext, params: PersonaChatParams) -> PersonaCh
 
     outcome = await app.conversations.chat(
         session.user_id, persona, params.message, params.conversation_id, on_delta
+    )
+    app.events.publish(
+        session.user_id,
+        "conversation.turn",
+        {
+            "persona_id": outcome.persona_id,
+            "conversation_id": outcome.conversation_id,
+            "turn_number": outcome.turn_number,
+            "message": params.message,
+            "response": outcome.response,
+            "model": outcome.model,
+            "continue_score": outcome.continue_score,
+        },
+    )
+    app.events.memory_changed(
+        session.user_id, outcome.persona_id, outcome.stored_memory_ids, "stored"
     )
     return PersonaChatResult(
         response=outcome.response,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -63,6 +64,18 @@ def _encode(reply: Response) -> bytes:
         return orjson.dumps(error(reply.get("id"), INTERNAL_ERROR, "Internal error"))
 
 
+def parse(raw: str | bytes) -> tuple[Any, bytes | None]:
+    """The message, or None and the error reply when it is not JSON (or nests too deep)."""
+    try:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return None, orjson.dumps(error(None, PARSE_ERROR, f"Parse error: {exc.msg}"))
+    if deeper_than(message, MAX_JSON_DEPTH):
+        reason = f"Parse error: nested deeper than {MAX_JSON_DEPTH} levels"
+        return None, orjson.dumps(error(None, PARSE_ERROR, reason))
+    return message, None
+
+
 class JsonRpcDispatcher:
     def __init__(self, max_batch: int = 100, max_reply_bytes: int = 8 * 1024 * 1024) -> None:
         self.max_batch = max_batch
@@ -70,14 +83,13 @@ class JsonRpcDispatcher:
 
     async def handle(self, raw: str | bytes, ctx: CallContext) -> bytes | None:
         """Answer one incoming message (single or batch); None when no reply is due."""
-        try:
-            message = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return orjson.dumps(error(None, PARSE_ERROR, f"Parse error: {exc.msg}"))
-        if deeper_than(message, MAX_JSON_DEPTH):
-            return orjson.dumps(
-                error(None, PARSE_ERROR, f"Parse error: nested deeper than {MAX_JSON_DEPTH} levels")
-            )
+        message, refusal = parse(raw)
+        if refusal is not None:
+            return refusal
+        return await self.answer(message, ctx)
+
+    async def answer(self, message: Any, ctx: CallContext) -> bytes | None:
+        """Answer a parsed message (single or batch); None when no reply is due."""
         if isinstance(message, list):
             return await self._batch(message, ctx)
         reply = await self._one(message, ctx)
@@ -146,7 +158,7 @@ class JsonRpcDispatcher:
             if is_notification:
                 return None
             return error(id_, METHOD_NOT_FOUND, f"Method not found: {method}")
-        ctx.request_id = id_
+        ctx = replace(ctx, request_id=id_)
         try:
             result = await registry.call(op, message.get("params"), ctx)
         except PersonaMCPError as exc:
