@@ -104,8 +104,7 @@ def _claim_storage(settings: Settings) -> int | None:
 
 
 def serve(settings: Settings) -> int:
-    from persona_mcp.transports.asgi import create_asgi
-    from persona_mcp.transports.server import bind, uvicorn_config
+    from persona_mcp.transports.server import bind
 
     if not settings.is_loopback and not settings.allow_remote:
         print(
@@ -121,7 +120,11 @@ def serve(settings: Settings) -> int:
         sock = bind(settings.server_host, settings.server_port)
     except OSError as exc:
         return _fail(f"{settings.server_host}:{settings.server_port}: {exc.strerror or exc}")
+    # Bound and listening before the heavy imports: clients queue instead of being refused.
     import uvicorn
+
+    from persona_mcp.transports.asgi import create_asgi
+    from persona_mcp.transports.server import uvicorn_config
 
     server = uvicorn.Server(uvicorn_config(settings, create_asgi(settings)))
     log.info(
