@@ -17,6 +17,7 @@ from persona_mcp.llm import LLMProvider, build_provider
 from persona_mcp.memory.decay import DecayService
 from persona_mcp.memory.pruning import PruningService
 from persona_mcp.memory.service import MemoryService
+from persona_mcp.memory.tiers import TierService
 from persona_mcp.operations import Registry, build_registry
 from persona_mcp.personas.service import PersonaService
 from persona_mcp.sessions import SessionService
@@ -48,6 +49,7 @@ class App:
         self.memory = MemoryService(
             self.db, self.clock, settings, embedder or build_embedder(settings)
         )
+        self.tiers = TierService(self.db, self.clock, settings, self.memory.embedder, self.llm)
         self.decay = DecayService(self.db, self.clock, settings, self.events)
         self.pruning = PruningService(self.db, self.clock, settings, self.memory, self.events)
         self.memory.after_store.append(self.pruning.after_store)

@@ -141,6 +141,22 @@ class Settings(BaseSettings):
         24.0, gt=0, validation_alias=_env("session_timeout_hours", "SESSION_TIMEOUT_HOURS")
     )
 
+    # MemoryOS tiers (per user and persona)
+    short_term_capacity: int = Field(
+        10, ge=1, le=1000, validation_alias=_env("short_term_capacity", "SHORT_TERM_CAPACITY")
+    )
+    mid_term_capacity: int = Field(
+        2000, ge=1, validation_alias=_env("mid_term_capacity", "MID_TERM_CAPACITY")
+    )
+    mid_term_heat_threshold: float = Field(
+        5.0, gt=0, validation_alias=_env("mid_term_heat_threshold", "MID_TERM_HEAT_THRESHOLD")
+    )
+    long_term_knowledge_capacity: int = Field(
+        100,
+        ge=1,
+        validation_alias=_env("long_term_knowledge_capacity", "LONG_TERM_KNOWLEDGE_CAPACITY"),
+    )
+
     # Memory lifecycle
     max_memories_per_persona: int = Field(
         1000, ge=10, validation_alias=_env("max_memories_per_persona", "MAX_MEMORIES_PER_PERSONA")

@@ -301,3 +301,66 @@ def m004_fts_owner(conn: sqlite3.Connection) -> None:
         END
         """,
     )
+
+
+@migration
+def m008_tiers(conn: sqlite3.Connection) -> None:
+    """MemoryOS's three tiers per (user, persona): pages (short- and mid-term),
+    mid-term segments with heat, and long-term knowledge and profile."""
+    _script(
+        conn,
+        """
+        CREATE TABLE tier_segments (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            persona_id TEXT NOT NULL REFERENCES personas(id) ON DELETE CASCADE,
+            summary TEXT NOT NULL,
+            keywords TEXT NOT NULL,
+            embedding BLOB,
+            visits INTEGER NOT NULL DEFAULT 0,
+            pages INTEGER NOT NULL DEFAULT 0,
+            analyzed_pages INTEGER NOT NULL DEFAULT 0,
+            heat REAL NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            last_visit_at REAL NOT NULL,
+            promoted_at REAL
+        );
+        CREATE INDEX tier_segments_owner ON tier_segments (user_id, persona_id, heat);
+        CREATE TABLE tier_pages (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            persona_id TEXT NOT NULL REFERENCES personas(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            user_input TEXT NOT NULL,
+            agent_response TEXT NOT NULL,
+            timestamp REAL NOT NULL,
+            meta_data TEXT NOT NULL DEFAULT '{}',
+            embedding BLOB,
+            segment_id TEXT REFERENCES tier_segments(id) ON DELETE CASCADE,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX tier_pages_short ON tier_pages (user_id, persona_id, segment_id, seq);
+        CREATE INDEX tier_pages_segment ON tier_pages (segment_id);
+        CREATE TABLE tier_knowledge (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            persona_id TEXT NOT NULL REFERENCES personas(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('user', 'assistant')),
+            text TEXT NOT NULL,
+            embedding BLOB,
+            source_segment_id TEXT,
+            extractor TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            UNIQUE (user_id, persona_id, kind, text)
+        );
+        CREATE INDEX tier_knowledge_owner ON tier_knowledge (user_id, persona_id, kind, created_at);
+        CREATE TABLE tier_profiles (
+            user_id TEXT NOT NULL,
+            persona_id TEXT NOT NULL REFERENCES personas(id) ON DELETE CASCADE,
+            profile TEXT NOT NULL,
+            extractor TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (user_id, persona_id)
+        )
+        """,
+    )
