@@ -13,8 +13,9 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from persona_mcp.app import DEFAULT_USER, App
+from persona_mcp.app import App
 from persona_mcp.operations.registry import CallContext
+from persona_mcp.transports.edge import SUBPROTOCOL, principal_of
 from persona_mcp.transports.jsonrpc import JsonRpcDispatcher, notification
 from persona_mcp.transports.security import request_allowed
 
@@ -38,14 +39,15 @@ class WebSocketDoor:
             # Closing before accepting makes the server answer the handshake with 403.
             await send({"type": "websocket.close", "code": 1008})
             return
-        await send({"type": "websocket.accept"})
-        session = await app.sessions.open(DEFAULT_USER, "websocket")
+        principal = principal_of(scope, app)
+        await send({"type": "websocket.accept", "subprotocol": scope.get(SUBPROTOCOL)})
+        session = await app.sessions.open(principal.user_id, "websocket")
         app.connections += 1
 
         async def push(method: str, params: dict[str, Any]) -> None:
             await _send_text(send, notification(method, params))
 
-        ctx = CallContext(app=app, session=session, notify=push)
+        ctx = CallContext(app=app, session=session, principal=principal, notify=push)
         try:
             while True:
                 event = await receive()
