@@ -58,7 +58,7 @@ class Settings(BaseSettings):
         description="Requests per minute per token (per connection when auth is off); 0: none",
     )
     max_connections: int = Field(
-        1000, ge=1, validation_alias=_env("max_connections", "MAX_CONNECTIONS")
+        10_000, ge=1, validation_alias=_env("max_connections", "MAX_CONNECTIONS")
     )
     max_personas_per_user: int = Field(
         100, ge=2, validation_alias=_env("max_personas_per_user", "MAX_PERSONAS_PER_USER")
