@@ -153,6 +153,9 @@ async def test_alice_s_personas_memories_and_conversations_are_invisible_to_bob(
             "memory.search": {"query": "violin", "persona_id": ids["persona"]},
             "memory.stats": {"persona_id": ids["persona"]},
             "memory.prune": {"persona_id": ids["persona"]},
+            "memory.prune_recommendations": {"persona_id": ids["persona"]},
+            "memory.decay_force": {"persona_id": ids["persona"], "hours": 100},
+            "memory.restore": {"memory_ids": [ids["memory"]]},
             "conversation.status": {"conversation_id": ids["conv"]},
             "conversation.end": {"conversation_id": ids["conv"]},
             "persona.chat ": {"message": "hi", "conversation_id": ids["conv"]},
@@ -168,6 +171,7 @@ async def test_alice_s_personas_memories_and_conversations_are_invisible_to_bob(
     async with auth_server.client(token=alice_secret) as alice:
         kept = await alice.call("memory.get", {"memory_id": ids["memory"]})
         assert kept["memory"]["content"] == "Alice keeps a blue violin"
+        assert kept["memory"]["importance"] == memory["importance"]  # bob's decay did not reach
         after = await alice.call("conversation.status", {"conversation_id": ids["conv"]})
         assert after["turns"] == before["turns"]
         mine = await alice.call("persona.status", {"persona_id": "Vesper"})

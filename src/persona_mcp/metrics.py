@@ -86,10 +86,17 @@ class Metrics:
         )  # fmt: skip
         self.snapshot = _Snapshot()
         r.register(self.snapshot)
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def request(self, method: str, outcome: str, seconds: float) -> None:
-        self.requests.labels(method, outcome).inc()
-        self.latency.labels(method).observe(seconds)
+        # Label children are cached: `labels()` costs more than the increment itself.
+        key = (method, outcome)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(method, outcome), self.latency.labels(method))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def track_connections(self, transport: str, count: Callable[[], float]) -> None:
         self.connections.labels(transport).set_function(count)
