@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from persona_mcp import __version__
+from persona_mcp.auth.cli import add_token_commands, run_token_command
 from persona_mcp.config import Settings, load_settings
 
 log = logging.getLogger("persona_mcp")
@@ -56,9 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
         "reindex", help="re-embed every memory with the configured embedding model"
     )
     _common(reindex)
-
-    from persona_mcp.auth.cli import add_token_commands
-
     add_token_commands(commands, _common)
     return parser
 
@@ -205,7 +203,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "reindex":
         return reindex(settings)
     if args.command == "token":
-        from persona_mcp.auth.cli import run_token_command
-
         return run_token_command(args, settings)
     raise AssertionError(args.command)
