@@ -50,7 +50,11 @@ def start_server(
     exe = Path(sys.executable).parent / "persona-mcp"
     port = free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="persona-bench-"))
-    environment = {**os.environ, "PERSONA_MCP_DATA_DIR": str(data_dir), **(env or {})}
+    # Benchmarks measure the server, not its limits: no request rate limit.
+    environment = {
+        **os.environ, "PERSONA_MCP_DATA_DIR": str(data_dir), "RATE_LIMIT_PER_MINUTE": "0",
+        **(env or {}),
+    }  # fmt: skip
     started = time.perf_counter()
     process = subprocess.Popen(
         [str(exe), "serve", "--port", str(port), "--llm", "offline",

@@ -231,7 +231,8 @@ def stdio_sources(tmp: Path, log: TextIO) -> tuple[Callable[[], Any], Callable[[
             command=persona_exe(),
             args=["stdio", "--data-dir", str(data_dir), "--llm", "offline",
                   "--env-file", str(data_dir / "none.env")],
-            env={"EMBEDDING_PROVIDER": "none", "PERSONA_MCP_DATA_DIR": str(data_dir)},
+            env={"EMBEDDING_PROVIDER": "none", "PERSONA_MCP_DATA_DIR": str(data_dir),
+                 "RATE_LIMIT_PER_MINUTE": "0"},
             cwd=str(data_dir),
         )  # fmt: skip
         return stdio_client(params, errlog=log)

@@ -46,13 +46,13 @@ async def test_serve_starts_accepts_clients_and_stops_on_sigterm(tmp_path: Path)
     assert (tmp_path / "data" / "persona_memory.db").exists()
 
 
-def test_serve_refuses_a_non_loopback_bind_without_allow_remote(tmp_path: Path) -> None:
+def test_serve_refuses_a_non_loopback_bind_without_required_auth(tmp_path: Path) -> None:
     done = subprocess.run(
         [str(EXE), "serve", "--host", "0.0.0.0", "--env-file", str(tmp_path / "none.env")],
         env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2
-    assert "--allow-remote" in done.stderr
+    assert "--auth required" in done.stderr
 
 
 def test_invalid_settings_are_reported_plainly(tmp_path: Path) -> None:

@@ -146,3 +146,22 @@ async def test_one_event_is_serialized_once_for_every_subscriber() -> None:
     events = [await s.next() for s in subs]
     assert all(e is events[0] for e in events)
     assert events[0] is not None and events[0].text is events[0].text
+
+
+async def test_another_users_subscriber_hears_nothing(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", auth_mode="required")
+    async with serve(settings) as server:
+        _, alice_secret = await server.app.tokens.create("alice")
+        _, bob_secret = await server.app.tokens.create("bob")
+        bearer = {"Authorization": f"Bearer {bob_secret}"}
+        async with (
+            websockets.connect(server.ws_url, additional_headers=bearer) as bob_watch,
+            server.client(token=alice_secret) as alice,
+        ):
+            await bob_watch.send(request(1, "events.subscribe", {"topics": ["memory.changed"]}))
+            assert (await recv(bob_watch))["result"]["subscription_id"]
+            await alice.call("memory.store", {"content": "Alice's secret diary entry."})
+            await alice.call("persona.chat", {"message": "Hello there"})
+            # Bob's next message is the answer to his own request: no event came before it.
+            await bob_watch.send(request(2, "persona.list"))
+            assert (await recv(bob_watch))["id"] == 2

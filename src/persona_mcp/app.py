@@ -7,6 +7,8 @@ import os
 import sqlite3
 from typing import Any
 
+from persona_mcp.auth import LOCAL_USER, TokenService
+from persona_mcp.auth.limits import RateLimiter
 from persona_mcp.clock import Clock, SystemClock
 from persona_mcp.config import Settings
 from persona_mcp.conversation.engine import ConversationEngine
@@ -18,14 +20,13 @@ from persona_mcp.memory.decay import DecayService
 from persona_mcp.memory.pruning import PruningService
 from persona_mcp.memory.service import MemoryService
 from persona_mcp.memory.tiers import TierService
+from persona_mcp.metrics import InstrumentedEmbedder, InstrumentedLLM, Metrics
 from persona_mcp.operations import Registry, build_registry
 from persona_mcp.personas.service import PersonaService
 from persona_mcp.sessions import SessionService
 from persona_mcp.store.db import Database
 
 log = logging.getLogger(__name__)
-
-DEFAULT_USER = "default"
 
 
 class App:
@@ -42,12 +43,20 @@ class App:
         self.clock = clock or SystemClock()
         self.db = Database(settings.db_path)
         self.events = EventBus()
-        self.personas = PersonaService(self.db, self.clock, self.events)
+        self.metrics = Metrics()
+        self.tokens = TokenService(self.db, self.clock)
+        self.limiter = RateLimiter(settings.rate_limit_per_minute, self.clock.now)
+        self.personas = PersonaService(
+            self.db, self.clock, settings.max_personas_per_user, self.events
+        )
         self.sessions = SessionService(self.db, self.clock, self.personas)
-        self.llm = llm or build_provider(settings, self.clock)
+        self.llm = InstrumentedLLM(llm or build_provider(settings, self.clock), self.metrics)
         self._owns_embedder = embedder is None
         self.memory = MemoryService(
-            self.db, self.clock, settings, embedder or build_embedder(settings)
+            self.db,
+            self.clock,
+            settings,
+            InstrumentedEmbedder(embedder or build_embedder(settings), self.metrics),
         )
         self.tiers = TierService(self.db, self.clock, settings, self.memory.embedder, self.llm)
         self.decay = DecayService(self.db, self.clock, settings, self.events)
@@ -60,13 +69,16 @@ class App:
         self.registry: Registry = build_registry()
         self.started_at = self.clock.now()
         self.connections = 0
+        self.metrics.track_connections("websocket", lambda: self.connections)
+        self.metrics.track_connections("sessions", lambda: len(self.sessions.open_sessions))
 
     async def start(self, background: bool = True) -> None:
         """Open the database and load state; with `background`, start background work
         (embedding backfill, and the jobs of the lifecycle)."""
         await self.db.open()
         await self.personas.load()
-        await self.personas.ensure_user(DEFAULT_USER)
+        if self.settings.auth_mode == "off":
+            await self.personas.ensure_user(LOCAL_USER)
         await self.memory.start(backfill=background)  # the model loads in the background
         interrupted = await self.pruning.recover()
         if interrupted:
@@ -84,6 +96,14 @@ class App:
         await self.memory.close(close_embedder=self._owns_embedder)
         await self.llm.aclose()
         await self.db.close()
+
+    async def metrics_text(self) -> bytes:
+        """The Prometheus exposition, with the figures the database holds read now."""
+        await self.db.read(self.metrics.refresh)
+        self.metrics.snapshot.job_runs[("session_cleanup", "background")] = (
+            self.session_cleanup.runs
+        )
+        return self.metrics.render()
 
     # -- figures for system.status --------------------------------------------------
 

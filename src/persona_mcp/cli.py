@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from persona_mcp import __version__
+from persona_mcp.auth.cli import add_token_commands, run_token_command
 from persona_mcp.config import Settings, load_settings
 from persona_mcp.errors import PersonaMCPError
 
@@ -42,12 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--llm", choices=["auto", "ollama", "openai", "offline"], help="LLM provider (LLM_PROVIDER)"
     )
-    serve.add_argument(
-        "--allow-remote",
-        action="store_const",
-        const=True,
-        help="permit binding to a non-loopback address",
-    )
+    _auth(serve)
 
     stdio = commands.add_parser(
         "stdio", help="serve MCP over stdin/stdout (for Claude Desktop and other launchers)"
@@ -56,12 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     stdio.add_argument(
         "--llm", choices=["auto", "ollama", "openai", "offline"], help="LLM provider (LLM_PROVIDER)"
     )
+    _auth(stdio)
 
     reindex = commands.add_parser(
         "reindex", help="re-embed every memory with the configured embedding model"
     )
     _common(reindex)
+    add_token_commands(commands, _common)
     return parser
+
+
+def _auth(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--auth",
+        choices=["off", "required"],
+        help="off: callers without a token are the local admin; required: every caller "
+        "needs a bearer token (AUTH_MODE, default off)",
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -71,7 +78,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "server_host": getattr(args, "host", None),
         "server_port": getattr(args, "port", None),
         "llm_provider": getattr(args, "llm", None),
-        "allow_remote": getattr(args, "allow_remote", None),
+        "auth_mode": getattr(args, "auth", None),
     }
     return load_settings(env_file=args.env_file, **overrides)
 
@@ -106,10 +113,11 @@ def _claim_storage(settings: Settings) -> int | None:
 def serve(settings: Settings) -> int:
     from persona_mcp.transports.server import bind
 
-    if not settings.is_loopback and not settings.allow_remote:
+    if not settings.is_loopback and settings.auth_mode != "required":
         print(
-            f"refusing to bind to {settings.server_host}: the server has no authentication "
-            "yet. Pass --allow-remote (ALLOW_REMOTE=true) if you really mean it.",
+            f"refusing to bind to {settings.server_host}: a non-loopback address needs "
+            "authentication. Start with --auth required (AUTH_MODE=required) and give each "
+            "caller a token from `persona-mcp token create --user NAME`.",
             file=sys.stderr,
         )
         return 2
@@ -144,12 +152,20 @@ def stdio(settings: Settings) -> int:
     from mcp.server.stdio import stdio_server
 
     from persona_mcp.app import App
+    from persona_mcp.errors import Unauthenticated
     from persona_mcp.transports.mcp import McpDoor, extension_for
 
-    async def run() -> None:
+    async def run() -> int:
         app = App(settings)
         await app.start()
-        door = McpDoor(app, "mcp-stdio", extension_for(settings))
+        token = settings.mcp_token.get_secret_value() if settings.mcp_token else None
+        try:
+            principal = await app.tokens.resolve(token, settings.auth_mode)
+        except Unauthenticated as exc:
+            await app.close()
+            print(f"persona-mcp stdio: {exc.message}; set PERSONA_MCP_TOKEN", file=sys.stderr)
+            return 2
+        door = McpDoor(app, "mcp-stdio", extension_for(settings), principal)
         try:
             async with stdio_server() as (read_stream, write_stream):
                 await door.server.run(
@@ -158,9 +174,9 @@ def stdio(settings: Settings) -> int:
         finally:
             await door.close()
             await app.close()
+        return 0
 
-    anyio.run(run)
-    return 0
+    return anyio.run(run)
 
 
 def reindex(settings: Settings) -> int:
@@ -197,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"invalid settings:\n{exc}", file=sys.stderr)
         return 2
     _logging(settings)
-    if args.command != "serve":
+    if args.command in {"stdio", "reindex"}:  # token commands may run beside a server
         failed = _claim_storage(settings)
         if failed is not None:
             return failed
@@ -207,4 +223,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stdio(settings)
     if args.command == "reindex":
         return reindex(settings)
+    if args.command == "token":
+        return run_token_command(args, settings)
     raise AssertionError(args.command)

@@ -10,11 +10,12 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LLMProviderName = Literal["auto", "ollama", "openai", "offline"]
 EmbeddingProviderName = Literal["minilm", "ollama", "openai", "none"]
+AuthMode = Literal["off", "required"]
 
 
 def _env(*names: str) -> AliasChoices:
@@ -40,10 +41,31 @@ class Settings(BaseSettings):
         8000, ge=0, le=65535, validation_alias=_env("server_port", "SERVER_PORT")
     )
     debug_mode: bool = Field(False, validation_alias=_env("debug_mode", "DEBUG_MODE"))
-    allow_remote: bool = Field(
-        False,
-        validation_alias=_env("allow_remote", "ALLOW_REMOTE"),
-        description="Permit binding to a non-loopback address.",
+    auth_mode: AuthMode = Field(
+        "off",
+        validation_alias=_env("auth_mode", "AUTH_MODE"),
+        description="off: callers without a token are the local admin `default`; "
+        "required: every door needs a bearer token",
+    )
+    mcp_token: SecretStr | None = Field(
+        None,
+        validation_alias=_env("mcp_token", "PERSONA_MCP_TOKEN"),
+        description="The bearer token `persona-mcp stdio` acts with",
+    )
+    rate_limit_per_minute: int = Field(
+        600,
+        ge=0,
+        validation_alias=_env("rate_limit_per_minute", "RATE_LIMIT_PER_MINUTE"),
+        description="Requests per minute per token (per connection when auth is off); 0: none",
+    )
+    max_connections: int = Field(
+        10_000, ge=1, validation_alias=_env("max_connections", "MAX_CONNECTIONS")
+    )
+    max_personas_per_user: int = Field(
+        100, ge=2, validation_alias=_env("max_personas_per_user", "MAX_PERSONAS_PER_USER")
+    )
+    max_memories_per_user: int = Field(
+        100_000, ge=10, validation_alias=_env("max_memories_per_user", "MAX_MEMORIES_PER_USER")
     )
     max_message_bytes: int = Field(
         1024 * 1024, ge=1024, validation_alias=_env("max_message_bytes", "MAX_MESSAGE_BYTES")

@@ -4,7 +4,8 @@
     ├── InvalidParams          -32602  bad input; `data.errors` names each bad field
     ├── NotFound               -32001  no such persona, memory, conversation, ...
     ├── Conflict               -32002  e.g. a persona name already taken
-    ├── Forbidden              -32003  unauthorized or not the caller's data
+    ├── Forbidden              -32003  the caller's scope does not allow it
+    │   └── Unauthenticated    -32003  no valid token (HTTP 401 at the doors' edge)
     ├── RateLimited            -32004
     └── Unavailable            -32005  a provider (LLM, embedder) cannot serve now
         └── StorageUnavailable -32005  the database cannot be read or written
@@ -66,7 +67,13 @@ class Forbidden(PersonaMCPError):
     code = FORBIDDEN
 
 
+class Unauthenticated(Forbidden):
+    """No credential, or one that is unknown or revoked."""
+
+
 class RateLimited(PersonaMCPError):
+    """Over the request rate (`data.retry_after_seconds`) or a per-user cap."""
+
     code = RATE_LIMITED
 
 

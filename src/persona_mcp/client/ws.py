@@ -27,9 +27,13 @@ class RpcError(Exception):
 
 
 class PersonaClient:
-    def __init__(self, url: str = "ws://127.0.0.1:8000/mcp", timeout: float = 60.0) -> None:
+    def __init__(
+        self, url: str = "ws://127.0.0.1:8000/mcp", timeout: float = 60.0, token: str | None = None
+    ) -> None:
+        """`token`: a bearer token (`persona-mcp token create`), sent in the handshake."""
         self.url = url
         self.timeout = timeout
+        self.token = token
         self.notifications: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._ids = itertools.count(1)
         self._pending: dict[Any, asyncio.Future[dict[str, Any]]] = {}
@@ -49,7 +53,10 @@ class PersonaClient:
         await self.close()
 
     async def connect(self) -> None:
-        self._ws = await websockets.connect(self.url, max_size=None, open_timeout=self.timeout)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        self._ws = await websockets.connect(
+            self.url, max_size=None, open_timeout=self.timeout, additional_headers=headers
+        )
         self._reader = asyncio.create_task(self._read())
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ class SessionCleanupJob:
         self.interval_seconds = min(3600.0, timeout_hours * 3600.0 / 4)
         self._task: asyncio.Task[None] | None = None
         self.closed_total = 0
+        self.runs = 0
 
     def start(self) -> None:
         if self._task is None:
@@ -25,6 +26,7 @@ class SessionCleanupJob:
 
     async def run_once(self) -> int:
         closed = await self._sessions.close_idle(self._timeout_hours)
+        self.runs += 1
         self.closed_total += closed
         if closed:
             log.info("closed %d idle sessions", closed)

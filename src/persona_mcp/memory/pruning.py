@@ -57,34 +57,31 @@ class PruningService:
         self._clock = clock
         self._settings = settings
         self._memory = memory
-        self._config: PruningConfig | None = None
+        self._config: dict[str, PruningConfig] = {}  # per user
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._auto: set[tuple[str, str]] = set()
 
-    async def config(self) -> PruningConfig:
-        if self._config is None:
-            stored = await self._db.read(
-                lambda conn: config_store.get(conn, config_store.SERVER, "pruning")
-            )
+    async def config(self, user_id: str) -> PruningConfig:
+        """The user's pruning policy (each user sets their own; defaults from settings)."""
+        if user_id not in self._config:
+            stored = await self._db.read(lambda conn: config_store.get(conn, user_id, "pruning"))
             defaults = PruningConfig(
                 max_memories_per_persona=self._settings.max_memories_per_persona,
                 pruning_threshold=self._settings.pruning_threshold,
             )
-            self._config = PruningConfig(**{**asdict(defaults), **(stored or {})})
-        return self._config
+            self._config[user_id] = PruningConfig(**{**asdict(defaults), **(stored or {})})
+        return self._config[user_id]
 
-    async def set_config(self, **changes: Any) -> PruningConfig:
-        current = await self.config()
+    async def set_config(self, user_id: str, **changes: Any) -> PruningConfig:
+        current = await self.config(user_id)
         updated = replace(current, **{k: v for k, v in changes.items() if v is not None})
         if updated.pruning_threshold >= updated.max_memories_per_persona:
             raise InvalidParams.field("pruning_threshold", "must be below max_memories_per_persona")
         now = self._clock.now()
         await self._db.write(
-            lambda conn: config_store.put(
-                conn, config_store.SERVER, "pruning", asdict(updated), now
-            )
+            lambda conn: config_store.put(conn, user_id, "pruning", asdict(updated), now)
         )
-        self._config = updated
+        self._config[user_id] = updated
         return updated
 
     async def recover(self) -> int:
@@ -96,7 +93,7 @@ class PruningService:
     async def recommendations(
         self, user_id: str, persona_id: str, strategy: str | None, limit: int
     ) -> dict[str, Any]:
-        config = await self.config()
+        config = await self.config(user_id)
         strategy = strategy or config.strategy
         now = self._clock.now()
         selection = await self._db.read(
@@ -134,7 +131,7 @@ class PruningService:
         dry_run: bool = False,
         trigger: str = "manual",
     ) -> dict[str, Any]:
-        config = await self.config()
+        config = await self.config(user_id)
         strategy = strategy or config.strategy
         lock = self._locks.setdefault((user_id, persona_id), asyncio.Lock())
         async with lock:
@@ -247,7 +244,7 @@ class PruningService:
         self._auto.add(key)
         try:
             for _ in range(10):  # bounded: each round removes at least one batch
-                config = await self.config()
+                config = await self.config(user_id)
                 count = await self._memory.count(user_id, persona_id)
                 if not config.auto_prune or count <= config.max_memories_per_persona:
                     return
@@ -289,7 +286,7 @@ class PruningService:
 
     async def stats(self, user_id: str) -> dict[str, Any]:
         totals = await self._db.read(lambda conn: repo.prune_totals(conn, user_id))
-        return {**totals, "config": asdict(await self.config())}
+        return {**totals, "config": asdict(await self.config(user_id))}
 
 
 def _reason(c: Candidate, strategy: str, target_count: int | None, below: float) -> str:

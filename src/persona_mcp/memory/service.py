@@ -26,7 +26,7 @@ from persona_mcp.clock import Clock
 from persona_mcp.config import Settings
 from persona_mcp.conversation.engine import Exchange, RecalledMemory
 from persona_mcp.embeddings.base import Embedder, Vectors
-from persona_mcp.errors import NotFound, check_text
+from persona_mcp.errors import NotFound, RateLimited, check_text
 from persona_mcp.memory import retrieval
 from persona_mcp.memory.dates import proximity, query_dates
 from persona_mcp.memory.importance import ImportanceConfig, score_importance
@@ -238,8 +238,16 @@ class MemoryService:
     ) -> list[MemoryRow]:
         """Store memories in one transaction; returns them as committed."""
         prepared = await self._prepare(user_id, persona, items)
+        cap = self._settings.max_memories_per_user
 
         def write(conn: sqlite3.Connection) -> list[MemoryRow]:
+            held = repo.count_for_user(conn, user_id)
+            if held + len(prepared.memories) > cap:
+                raise RateLimited(
+                    f"This user holds {held} memories; storing {len(prepared.memories)} more "
+                    f"would pass the limit of {cap} (MAX_MEMORIES_PER_USER)",
+                    {"limit": "MAX_MEMORIES_PER_USER", "max": cap, "held": held},
+                )
             ids = self._write(conn, prepared)
             rows = {r.id: r for r in repo.by_ids(conn, user_id, ids)}
             return [rows[i] for i in ids]

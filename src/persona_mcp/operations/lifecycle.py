@@ -35,11 +35,12 @@ class DecayConfigResult(Result):
     enabled: bool
 
 
-@ops("memory.set_decay_config", idempotent=True, title="Configure decay")
+@ops("memory.set_decay_config", idempotent=True, title="Configure decay", admin=True)
 async def memory_set_decay_config(ctx: CallContext, params: DecayConfigParams) -> DecayConfigResult:
     """Change how memories age: mode (linear, exponential, logarithmic, step,
     access_based), rate (per hour), interval_seconds of the background job, min_importance
-    (the floor) and enabled. Fields left out keep their value; the result is persisted."""
+    (the floor) and enabled. Fields left out keep their value; the result is persisted.
+    Server-wide: needs admin scope."""
     config = await ctx.app.decay.set_config(**params.model_dump())
     return DecayConfigResult(**config.__dict__)
 
@@ -109,19 +110,21 @@ async def _decay_stats(ctx: CallContext) -> DecayStatsResult:
     return DecayStatsResult(**data)
 
 
-@ops("memory.decay_start", idempotent=True, title="Start background decay")
+@ops("memory.decay_start", idempotent=True, title="Start background decay", admin=True)
 async def memory_decay_start(ctx: CallContext, params: DecayStartParams) -> DecayStatsResult:
     """Start (or restart with new settings) the background decay job; it runs a pass every
-    interval_seconds and stays on across restarts until memory.decay_stop."""
+    interval_seconds and stays on across restarts until memory.decay_stop. Needs admin
+    scope."""
     decay = ctx.app.decay
     await decay.set_config(interval_seconds=params.interval_seconds, mode=params.mode, enabled=True)
     await decay.start_job()
     return await _decay_stats(ctx)
 
 
-@ops("memory.decay_stop", idempotent=True, title="Stop background decay")
+@ops("memory.decay_stop", idempotent=True, title="Stop background decay", admin=True)
 async def memory_decay_stop(ctx: CallContext, params: DecayStatsParams) -> DecayStatsResult:
-    """Stop the background decay job (and keep it off across restarts)."""
+    """Stop the background decay job (and keep it off across restarts). Needs admin
+    scope."""
     await ctx.app.decay.stop_job()
     await ctx.app.decay.set_config(enabled=False)
     return await _decay_stats(ctx)
@@ -177,6 +180,9 @@ async def memory_prune(ctx: CallContext, params: PruneParams) -> PruneResult:
 class PruneAllParams(Params):
     strategy: Strategy | None = None
     dry_run: bool = False
+    all_users: bool = Field(
+        False, description="Every user's personas, not only yours (needs admin scope)"
+    )
 
 
 class PruneAllResult(Result):
@@ -188,13 +194,25 @@ class PruneAllResult(Result):
 @ops("memory.prune_all", destructive=True, title="Prune every persona")
 async def memory_prune_all(ctx: CallContext, params: PruneAllParams) -> PruneAllResult:
     """Prune every one of your personas by score, with the same protections as
-    memory.prune."""
-    user = ctx.session.user_id
-    ids = [p.id for p in ctx.app.personas.visible(user)]
-    result = await ctx.app.pruning.prune_all(
-        user, ids, strategy=params.strategy, dry_run=params.dry_run
+    memory.prune; with all_users (admin scope), every user's personas, each by its
+    owner's pruning config."""
+    app = ctx.app
+    if params.all_users:
+        ctx.principal.require_admin("memory.prune_all with all_users")
+        users = app.personas.users()
+    else:
+        users = [ctx.session.user_id]
+    runs = []
+    for user in users:
+        ids = [p.id for p in app.personas.visible(user)]
+        runs.append(
+            await app.pruning.prune_all(user, ids, strategy=params.strategy, dry_run=params.dry_run)
+        )
+    return PruneAllResult(
+        dry_run=params.dry_run,
+        pruned_count=sum(r["pruned_count"] for r in runs),
+        personas=[p for r in runs for p in r["personas"]],
     )
-    return PruneAllResult(**result)
 
 
 class PruneRecommendationsParams(Params):
@@ -276,9 +294,9 @@ class PruningConfigResult(Result):
 async def memory_set_pruning_config(
     ctx: CallContext, params: PruningConfigParams
 ) -> PruningConfigResult:
-    """Change the pruning strategy, score threshold, batch size and the automatic limits
-    (prune past max_memories_per_persona back to pruning_threshold). Persisted."""
-    config = await ctx.app.pruning.set_config(**params.model_dump())
+    """Change your pruning strategy, score threshold, batch size and the automatic limits
+    (prune past max_memories_per_persona back to pruning_threshold). Per user; persisted."""
+    config = await ctx.app.pruning.set_config(ctx.session.user_id, **params.model_dump())
     return PruningConfigResult(**config.__dict__)
 
 

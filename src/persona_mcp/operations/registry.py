@@ -8,6 +8,8 @@ runs the handler and returns the result as JSON-ready data.
 
 from __future__ import annotations
 
+import logging
+import time
 import typing
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -15,11 +17,34 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from persona_mcp.errors import InvalidParams
+from persona_mcp.auth.principal import Principal
+from persona_mcp.errors import (
+    CONFLICT,
+    FORBIDDEN,
+    INVALID_PARAMS,
+    NOT_FOUND,
+    RATE_LIMITED,
+    UNAVAILABLE,
+    InvalidParams,
+    PersonaMCPError,
+    RateLimited,
+)
 
 if TYPE_CHECKING:
     from persona_mcp.app import App
     from persona_mcp.sessions import Session
+
+log = logging.getLogger(__name__)
+
+# The outcome label of a request, by error code (metrics and the request log).
+OUTCOMES = {
+    INVALID_PARAMS: "invalid_params",
+    NOT_FOUND: "not_found",
+    CONFLICT: "conflict",
+    FORBIDDEN: "forbidden",
+    RATE_LIMITED: "rate_limited",
+    UNAVAILABLE: "unavailable",
+}
 
 Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -38,10 +63,19 @@ class Result(BaseModel):
 
 @dataclass
 class CallContext:
+    """One call: the app, the caller's session, and who the caller is (from the edge)."""
+
     app: App
     session: Session
+    principal: Principal
     notify: Notify | None = None
     request_id: Any = None
+
+    @property
+    def rate_key(self) -> str:
+        """Whose bucket a request spends: the token's, else the connection's."""
+        token = self.principal.token_id
+        return f"token:{token}" if token else f"session:{self.session.id}"
 
 
 Handler = Callable[[CallContext, Any], Awaitable[Any]]
@@ -70,6 +104,7 @@ class Operation:
     ordered: bool = False
     barrier: bool = False
     cancellable: bool = False
+    admin: bool = False  # a server-wide job or setting: needs admin scope
 
 
 @dataclass
@@ -91,6 +126,7 @@ class OperationSet:
         ordered: bool = False,
         barrier: bool = False,
         cancellable: bool = False,
+        admin: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             hints = typing.get_type_hints(handler)
@@ -114,6 +150,7 @@ class OperationSet:
                     ordered=ordered or barrier,
                     barrier=barrier,
                     cancellable=cancellable or read_only,
+                    admin=admin,
                 )
             )
             return handler
@@ -178,7 +215,40 @@ class Registry:
         return parse_params(op.params, params)
 
     async def call(self, op: Operation, params: Any, ctx: CallContext) -> dict[str, Any]:
-        parsed = self.parse(op, params)
-        result = await op.handler(ctx, parsed)
-        dumped: dict[str, Any] = result.model_dump(mode="json")
+        """Admit (rate, scope), validate, run; every call is counted, timed and logged."""
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            _admit(op, ctx)
+            parsed = self.parse(op, params)
+            result = await op.handler(ctx, parsed)
+            dumped: dict[str, Any] = result.model_dump(mode="json")
+        except PersonaMCPError as exc:
+            outcome = OUTCOMES.get(exc.code, "error")
+            raise
+        except Exception:
+            outcome = "internal"
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            ctx.app.metrics.request(op.name, outcome, seconds)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "request method=%s user=%s transport=%s outcome=%s duration_ms=%.2f",
+                    op.name, ctx.principal.user_id, ctx.session.transport, outcome,
+                    seconds * 1000,
+                )  # fmt: skip
         return dumped
+
+
+def _admit(op: Operation, ctx: CallContext) -> None:
+    wait = ctx.app.limiter.take(ctx.rate_key)
+    if wait is not None:
+        retry = round(wait, 3)
+        raise RateLimited(
+            f"Rate limit of {ctx.app.limiter.per_minute} requests per minute reached; "
+            f"retry after {retry} s",
+            {"retry_after_seconds": retry},
+        )
+    if op.admin:
+        ctx.principal.require_admin(op.name)

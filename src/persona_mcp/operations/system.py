@@ -23,7 +23,7 @@ class LLMStatus(Result):
     available: bool
     default_model: str
     detail: str
-    address: str | None
+    address: str | None = Field(description="Only for admin scope")
 
 
 class SystemStatusResult(Result):
@@ -35,15 +35,17 @@ class SystemStatusResult(Result):
     counts: dict[str, int]
     llm: LLMStatus
     embedder: dict[str, Any]
-    background: dict[str, Any]
-    storage: dict[str, Any]
+    background: dict[str, Any] | None = Field(description="Only for admin scope")
+    storage: dict[str, Any] | None = Field(description="Only for admin scope")
 
 
 @ops("system.status", read_only=True, open_world=True, title="Server status")
 async def system_status(ctx: CallContext, params: SystemStatusParams) -> SystemStatusResult:
-    """Server health: version, uptime, connections, record counts, the LLM provider in use
-    and whether it answers, embedder readiness, background jobs and storage size."""
+    """Server health: version, uptime, connections, your record counts, the LLM provider in
+    use and whether it answers, embedder readiness; with admin scope also the background
+    jobs, the storage path and size, and the LLM's address."""
     app = ctx.app
+    admin = ctx.principal.is_admin
     llm = app.llm
     health = await llm.health()
     active = await llm.resolve()
@@ -60,11 +62,11 @@ async def system_status(ctx: CallContext, params: SystemStatusParams) -> SystemS
             available=health.available,
             default_model=app.settings.default_model,
             detail=health.detail,
-            address=health.address,
+            address=health.address if admin else None,
         ),
         embedder=app.embedder_status(),
-        background=app.background_status(),
-        storage=app.storage_status(),
+        background=app.background_status() if admin else None,
+        storage=app.storage_status() if admin else None,
     )
 
 

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import replace
 
 from persona_mcp.clock import Clock, to_datetime
-from persona_mcp.errors import Conflict, InvalidParams, NotFound
+from persona_mcp.errors import Conflict, InvalidParams, NotFound, RateLimited
 from persona_mcp.events import EventBus
 from persona_mcp.models.persona import InteractionState, Persona
 from persona_mcp.personas import state as rules
@@ -23,9 +23,16 @@ from persona_mcp.store.personas import PersonaRow, StateRow
 
 
 class PersonaService:
-    def __init__(self, db: Database, clock: Clock, events: EventBus | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        max_per_user: int = 100,
+        events: EventBus | None = None,
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._max_per_user = max_per_user
         self._events = events or EventBus()
         self._by_id: dict[str, PersonaRow] = {}
         self._states: dict[tuple[str, str], StateRow] = {}
@@ -104,6 +111,10 @@ class PersonaService:
         self._active[user_id] = persona_id
 
     # -- reading -------------------------------------------------------------------
+
+    def users(self) -> list[str]:
+        """Every user who has personas (server-wide jobs only)."""
+        return sorted({p.user_id for p in self._by_id.values()})
 
     def visible(self, user_id: str) -> list[PersonaRow]:
         return sorted(
@@ -223,8 +234,19 @@ class PersonaService:
             created_at=now,
             updated_at=now,
         )
+
+        def write(conn: sqlite3.Connection) -> None:
+            # Counted inside the transaction, so concurrent creates cannot pass the cap.
+            if repo.count_for_user(conn, user_id) >= self._max_per_user:
+                raise RateLimited(
+                    f"This user already has {self._max_per_user} personas, the limit "
+                    "(MAX_PERSONAS_PER_USER); delete one first",
+                    {"limit": "MAX_PERSONAS_PER_USER", "max": self._max_per_user},
+                )
+            repo.insert_persona(conn, row)
+
         try:
-            await self._db.write(lambda conn: repo.insert_persona(conn, row))
+            await self._db.write(write)
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"A persona named {row.name!r} already exists") from exc
         self._by_id[row.id] = row

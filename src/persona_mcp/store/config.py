@@ -6,7 +6,7 @@ import json
 import sqlite3
 from typing import Any
 
-SERVER = "server"  # scope of server-wide policies (decay, pruning)
+SERVER = "server"  # scope of server-wide policies (decay); other scopes are user ids
 
 
 def get(conn: sqlite3.Connection, scope: str, key: str) -> dict[str, Any] | None:

@@ -302,6 +302,12 @@ def set_embeddings(
     )
 
 
+def count_for_user(conn: sqlite3.Connection, user_id: str) -> int:
+    return int(
+        conn.execute("SELECT count(*) FROM memories WHERE user_id = ?", (user_id,)).fetchone()[0]
+    )
+
+
 def count(conn: sqlite3.Connection, user_id: str, persona_id: str) -> int:
     return int(
         conn.execute(

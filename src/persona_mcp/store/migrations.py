@@ -304,6 +304,33 @@ def m004_fts_owner(conn: sqlite3.Connection) -> None:
 
 
 @migration
+def m006_tokens(conn: sqlite3.Connection) -> None:
+    """Bearer tokens (only their SHA-256 is kept), and the pruning policy made per user:
+    the server-wide row of earlier versions becomes the local user's."""
+    _script(
+        conn,
+        """
+        CREATE TABLE tokens (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            label TEXT NOT NULL DEFAULT '',
+            scopes TEXT NOT NULL,
+            secret_sha256 TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            last_used_at REAL,
+            revoked_at REAL
+        );
+        CREATE INDEX tokens_user ON tokens (user_id);
+        INSERT INTO config (scope, key, value, updated_at)
+            SELECT 'default', key, value, updated_at FROM config
+            WHERE scope = 'server' AND key = 'pruning'
+            ON CONFLICT (scope, key) DO NOTHING;
+        DELETE FROM config WHERE scope = 'server' AND key = 'pruning'
+        """,
+    )
+
+
+@migration
 def m008_tiers(conn: sqlite3.Connection) -> None:
     """MemoryOS's three tiers per (user, persona): pages (short- and mid-term),
     mid-term segments with heat, and long-term knowledge and profile."""

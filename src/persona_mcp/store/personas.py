@@ -182,3 +182,9 @@ def set_user_state(
                updated_at = excluded.updated_at""",
         (user_id, active_persona_id, now if seeded else None, now),
     )
+
+
+def count_for_user(conn: sqlite3.Connection, user_id: str) -> int:
+    return int(
+        conn.execute("SELECT count(*) FROM personas WHERE user_id = ?", (user_id,)).fetchone()[0]
+    )

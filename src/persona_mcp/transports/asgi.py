@@ -1,5 +1,6 @@
-"""The ASGI application: /health, and /mcp for both WebSocket JSON-RPC (an upgrade) and
-MCP over Streamable HTTP (POST, GET, DELETE)."""
+"""The ASGI application: /health, /metrics, and /mcp for both WebSocket JSON-RPC (an
+upgrade) and MCP over Streamable HTTP (POST, GET, DELETE), behind the edge (callers and
+limits, see transports/edge.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from persona_mcp import __version__
 from persona_mcp.app import App
 from persona_mcp.config import Settings
+from persona_mcp.metrics import CONTENT_TYPE
+from persona_mcp.transports.edge import Edge, principal_of
 from persona_mcp.transports.mcp import McpDoor, extension_for, http_manager
 from persona_mcp.transports.security import DoorGuard
 from persona_mcp.transports.websocket import WebSocketDoor
@@ -32,6 +35,14 @@ async def health(request: Request) -> JSONResponse:
             "embedder": app.embedder_status(),
         }
     )
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text; admin scope only (always so for the local caller of AUTH_MODE=off)."""
+    app: App = request.app.state.persona_app
+    if not principal_of(request.scope, app).is_admin:
+        return JSONResponse({"error": "/metrics needs admin scope"}, status_code=403)
+    return Response(await app.metrics_text(), media_type=CONTENT_TYPE)
 
 
 def create_asgi(settings: Settings, app: App | None = None) -> Starlette:
@@ -54,9 +65,11 @@ def create_asgi(settings: Settings, app: App | None = None) -> Starlette:
     return Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             WebSocketRoute("/mcp", WebSocketDoor(settings)),
             Route("/mcp", StreamableHTTPASGIApp(manager)),
         ],
-        middleware=[Middleware(DoorGuard, settings=settings)],
+        # Outermost first: a foreign Host or Origin is refused before anything else.
+        middleware=[Middleware(DoorGuard, settings=settings), Middleware(Edge, app=persona_app)],
         lifespan=lifespan,
     )

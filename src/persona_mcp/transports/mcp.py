@@ -27,12 +27,14 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.uri_template import UriTemplate
 
 from persona_mcp import __version__
-from persona_mcp.app import DEFAULT_USER, App
+from persona_mcp.app import App
+from persona_mcp.auth.principal import LOCAL, Principal
 from persona_mcp.config import Settings
 from persona_mcp.conversation.prompt import Recalled, day, memory_block, system_prompt
 from persona_mcp.errors import NotFound, PersonaMCPError
 from persona_mcp.operations.registry import CallContext, Operation
 from persona_mcp.sessions import Session
+from persona_mcp.transports.edge import principal_of
 
 log = logging.getLogger(__name__)
 
@@ -134,15 +136,24 @@ def _error_result(text: str) -> types.CallToolResult:
 class McpDoor:
     """Builds the SDK server over the registry and keeps MCP sessions."""
 
-    def __init__(self, app: App, transport: str, extension: McpExtension | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        transport: str,
+        extension: McpExtension | None = None,
+        principal: Principal | None = None,
+    ) -> None:
+        """`principal`: the caller of a connection without HTTP requests (stdio, whose
+        token comes from PERSONA_MCP_TOKEN); HTTP requests carry theirs from the edge."""
         self.app = app
         self.transport = transport
         self.extension = extension
+        self._principal = principal
         self._tools = [tool_of(op) for op in app.registry]
         if extension is not None:
             self._tools += extension.tools
         self._schemas = {t.name: t.input_schema for t in self._tools}
-        self._sessions: dict[str, Session] = {}
+        self._sessions: dict[tuple[str, str], Session] = {}
         self._stdio_session: Session | None = None
         self.server: Server[Any] = Server(
             "persona-mcp",
@@ -161,16 +172,28 @@ class McpDoor:
 
     # -- sessions ------------------------------------------------------------------
 
+    def _caller(self, ctx: Ctx) -> Principal:
+        request = ctx.request
+        if request is None:
+            if self._principal is not None:
+                return self._principal
+            if self.app.settings.auth_mode == "off":
+                return LOCAL
+            raise MCPError(code=types.INVALID_REQUEST, message="No authenticated caller")
+        return principal_of(request.scope, self.app)
+
     async def _session(self, ctx: Ctx) -> Session:
-        user = DEFAULT_USER
+        user = self._caller(ctx).user_id
         request = ctx.request
         if request is None:  # stdio (or in-process): one session for the connection
             if self._stdio_session is None:
                 self._stdio_session = await self.app.sessions.open(user, self.transport)
             return self._stdio_session
-        session_id = request.headers.get("mcp-session-id")
-        if not session_id:
+        header = request.headers.get("mcp-session-id")
+        if not header:
             return self.app.sessions.ephemeral(user, "mcp-http")
+        # Keyed by user too: a session id presented by another user is another session.
+        session_id = (user, header)
         session = self._sessions.get(session_id)
         open_sessions = self.app.sessions.open_sessions
         if len(self._sessions) > 1000:  # forget sessions the idle cleanup has closed
@@ -205,9 +228,12 @@ class McpDoor:
         if op is None:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {params.name}")
         try:
+            principal = self._caller(ctx)
             session = await self._session(ctx)
             data = await self.app.registry.call(
-                op, params.arguments or {}, CallContext(app=self.app, session=session)
+                op,
+                params.arguments or {},
+                CallContext(app=self.app, session=session, principal=principal),
             )
             await self.app.sessions.touch(session)
         except PersonaMCPError as exc:

@@ -29,13 +29,15 @@ import orjson
 from pydantic import Field
 from starlette.types import Receive, Scope, Send
 
-from persona_mcp.app import DEFAULT_USER, App
+from persona_mcp.app import App
+from persona_mcp.auth.principal import Principal
 from persona_mcp.config import Settings
 from persona_mcp.errors import REQUEST_CANCELLED, PersonaMCPError
 from persona_mcp.events import Subscription, Topic
 from persona_mcp.operations.common import PersonaRef
 from persona_mcp.operations.registry import CallContext, Operation, Params, parse_params
 from persona_mcp.sessions import Session
+from persona_mcp.transports.edge import SUBPROTOCOL, principal_of
 from persona_mcp.transports.jsonrpc import JsonRpcDispatcher, error, notification, parse
 
 log = logging.getLogger(__name__)
@@ -71,10 +73,11 @@ class WebSocketDoor:
         event = await receive()
         if event["type"] != "websocket.connect":
             return
-        await send({"type": "websocket.accept"})
-        session = await app.sessions.open(DEFAULT_USER, "websocket")
+        principal = principal_of(scope, app)
+        await send({"type": "websocket.accept", "subprotocol": scope.get(SUBPROTOCOL)})
+        session = await app.sessions.open(principal.user_id, "websocket")
         app.connections += 1
-        connection = Connection(app, session, send, self._dispatcher, self._concurrency)
+        connection = Connection(app, session, principal, send, self._dispatcher, self._concurrency)
         try:
             await connection.serve(receive)
         finally:
@@ -90,6 +93,7 @@ class Connection:
         self,
         app: App,
         session: Session,
+        principal: Principal,
         send: Send,
         dispatcher: JsonRpcDispatcher,
         concurrency: int,
@@ -106,7 +110,7 @@ class Connection:
         self._subscriptions: dict[int, tuple[Subscription, asyncio.Task[None]]] = {}
         self._send_lock = asyncio.Lock()
         self._gone = False
-        self.ctx = CallContext(app=app, session=session, notify=self._push)
+        self.ctx = CallContext(app=app, session=session, principal=principal, notify=self._push)
 
     async def serve(self, receive: Receive) -> None:
         while True:
