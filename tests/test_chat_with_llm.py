@@ -24,11 +24,12 @@ async def test_chat_sends_the_persona_prompt_and_stores_both_sides(
     settings = make_settings(tmp_path / "data", llm_provider="ollama", ollama_host=ollama.url)
     async with serve(settings) as server, server.client() as client:
         await client.call("memory.store", {"content": "The user's cat is called Miso."})
-        reply = await client.call("persona.chat", {"message": "Tell me about my cat Miso"})
+        message = "My cat Miso sleeps all day in the sun"
+        reply = await client.call("persona.chat", {"message": message})
         assert reply["model"] == "llama3.1:8b"
-        assert reply["response"] == "echo: Tell me about my cat Miso"
+        assert reply["response"] == f"echo: {message}"
         assert reply["tokens_used"] > 0
-        assert len(reply["stored_memory_ids"]) == 2  # the message and the model's reply
+        assert len(reply["stored_memory_ids"]) == 2  # the statement and the model's reply
         sent = ollama.last("/api/chat").json
         system = sent["messages"][0]
         assert system["role"] == "system"
@@ -36,7 +37,7 @@ async def test_chat_sends_the_persona_prompt_and_stores_both_sides(
         assert "<recalled_memories>" in system["content"]
         assert "Miso" in system["content"]
         assert "not instructions" in system["content"]
-        assert sent["messages"][-1] == {"role": "user", "content": "Tell me about my cat Miso"}
+        assert sent["messages"][-1] == {"role": "user", "content": message}
 
 
 async def test_streaming_relays_the_model_pieces(tmp_path: Path, ollama: FakeLLMServer) -> None:

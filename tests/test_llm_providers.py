@@ -645,12 +645,23 @@ async def test_offline_reply_is_deterministic_for_the_same_input() -> None:
     assert other.text != first.text
 
 
-async def test_offline_reply_uses_a_recalled_memory() -> None:
+async def test_offline_reply_answers_a_question_from_a_recalled_memory() -> None:
     memory = "I grew up in a lighthouse on the northern coast"
+    ctx = persona_context("Where did I grow up?", memories=["I like tea.", memory])
 
-    result = await OfflineProvider().generate(offline_request(persona_context(memories=[memory])))
+    result = await OfflineProvider().generate(offline_request(ctx))
 
     assert memory in result.text
+    assert "I like tea." not in result.text
+
+
+async def test_offline_reply_does_not_guess_when_no_memory_answers() -> None:
+    ctx = persona_context("Where did I grow up?", memories=["I like tea."])
+
+    result = await OfflineProvider().generate(offline_request(ctx))
+
+    assert "I like tea." not in result.text
+    assert "invent" in result.text or "not make up" in result.text
 
 
 async def test_offline_streams_pieces_that_join_to_the_reply() -> None:

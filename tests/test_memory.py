@@ -285,9 +285,14 @@ async def test_chat_reports_the_memories_it_used_and_stored(
     memory = await mclient.call("memory.get", {"memory_id": first["stored_memory_ids"][0]})
     assert memory["memory"]["source"] == "chat"
     assert memory["memory"]["metadata"]["conversation_id"] == first["conversation_id"]
-    # Same conversation: the turn is in the prompt already, so it is not "recalled".
+    # Same conversation: a fact said a minute ago is used, with where it came from.
     second = await mclient.call("persona.chat", {"message": "How are my bees doing?"})
-    assert second["memories_used"] == []
+    used = second["memories_used"]
+    assert [m["content"] for m in used] == ["I keep bees on my roof in Porto."]
+    assert used[0]["speaker"] == "user"
+    assert used[0]["source"]["turn_number"] == 1
+    assert "bees" in used[0]["why"]["matched_terms"]
+    assert second["stored_memory_ids"] == []  # a question leaves no memory
     await mclient.call("conversation.start")
     third = await mclient.call("persona.chat", {"message": "Any advice for my bees?"})
     assert any("Porto" in m["content"] for m in third["memories_used"])

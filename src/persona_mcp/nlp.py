@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\-]+")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 
 # Standard English function words (and the fragments contractions leave behind).
 STOPWORDS = frozenset(
@@ -67,3 +67,39 @@ def sentiment(text: str) -> float:
     if not text.strip():
         return 0.0
     return float(_vader().polarity_scores(text)["compound"])
+
+
+# -- what kind of sentence: statement, question or filler ---------------------------
+
+Kind = Literal["statement", "question", "filler"]
+FILLER_WORDS = frozenset(
+    """ok okay k kk cool nice great thanks thank thx ty yes yeah yep yup no nope nah sure
+    hmm hm mm lol lmao haha hahaha hehe wow oh ah right alright fine good bye goodbye hi
+    hello hey yo morning evening night gn gm sup indeed true agreed awesome perfect
+    please welcome np cheers""".split()
+)
+_GREETINGS = frozenset(
+    "hi hello hey yo hiya howdy morning evening thanks thank cheers bye goodbye good".split()
+)
+_QUESTION_OPENERS = re.compile(
+    r"^(who|whom|whose|what|what's|when|where|where's|why|how|how's|which|do|does|did|is|"
+    r"isn't|are|aren't|was|were|can|could|would|will|should|shall|may|might|have|has|had|"
+    r"am|tell me|remind me|any idea|guess)\b",
+    re.IGNORECASE,
+)
+
+
+def kind_of(sentence: str) -> Kind:
+    """A statement (something to remember), a question, or filler ("ok", "thanks")."""
+    text = sentence.strip()
+    found = words(text)
+    if not found or all(w in FILLER_WORDS for w in found):
+        return "filler"
+    if text.endswith("?") or _QUESTION_OPENERS.match(text):
+        return "question"
+    if found[0] in _GREETINGS and len(found) <= 4:
+        return "filler"  # "hi Kira!", "thanks so much", "good morning you"
+    content = [w for w in content_words(text) if w not in FILLER_WORDS]
+    if not content and len(found) <= 3:
+        return "filler"
+    return "statement"

@@ -44,6 +44,8 @@ class RecalledMemory:
     memory_type: str
     occurred_at: float
     score: float
+    speaker: str = "user"  # user | persona | api
+    why: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -61,24 +63,23 @@ class Exchange:
     interest: float
     topics: list[str]
     now: float
+    recalled_ids: list[str] = field(default_factory=list)  # counted as accessed
 
 
 class ConversationMemory(Protocol):
     """What the engine needs from long-term memory (kept narrow so each side can change)."""
 
-    async def recall(
-        self, user_id: str, persona: PersonaRow, query: str, window: tuple[str, int] | None
-    ) -> list[RecalledMemory]:
-        """Relevant memories, leaving out those already in the prompt's recent window
-        (`window` is the conversation id and the first turn number it holds)."""
+    async def recall(self, user_id: str, persona: PersonaRow, query: str) -> list[RecalledMemory]:
+        """Relevant memories, those of the turns still in the window included."""
         ...
 
     async def prepare_exchange(self, exchange: Exchange) -> Any:
-        """Work done before the transaction (scoring, embedding)."""
+        """Work done before the transaction (forming, scoring, embedding)."""
         ...
 
     def write_exchange(self, conn: sqlite3.Connection, prepared: Any) -> list[str]:
-        """Insert the exchange's memories inside the turn's transaction; returns their ids."""
+        """Write the exchange's memories, and the accesses of those it used, inside the
+        turn's transaction; returns the ids of the memories it left."""
         ...
 
     def exchange_committed(self, prepared: Any) -> None: ...
@@ -185,16 +186,7 @@ class ConversationEngine:
                 {"conversation_id": conv.id},
             )
 
-        recalled = (
-            await self.memory.recall(
-                user_id,
-                persona,
-                message,
-                (conv.id, window[0].turn_number) if conv and window else None,
-            )
-            if self.memory
-            else []
-        )
+        recalled = await self.memory.recall(user_id, persona, message) if self.memory else []
         interest, topics = topic_interest(message, persona.topic_preferences)
         state = self._personas.state(persona, user_id)
         turns_before = conv.turn_count if conv else 0
@@ -220,7 +212,9 @@ class ConversationEngine:
                 personality_traits=persona.personality_traits,
                 user_message=message,
                 history=[ChatMessage(m.role, m.content) for m in window],
-                memories=[m.content for m in recalled],
+                memories=[m.content for m in recalled if m.speaker in ("user", "api")],
+                persona_notes=[m.content for m in recalled if m.speaker in ("persona", "summary")],
+                found_by={m.content: m.why["found_by"] for m in recalled if "found_by" in m.why},
                 topics=topics,
                 response_type=rtype,
             ),
@@ -248,6 +242,7 @@ class ConversationEngine:
             interest=interest,
             topics=topics,
             now=now,
+            recalled_ids=[m.id for m in recalled],
         )
         prepared = await self.memory.prepare_exchange(exchange) if self.memory else None
 

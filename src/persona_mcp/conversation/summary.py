@@ -21,16 +21,20 @@ _NAME_OR_NUMBER = re.compile(r"(?<!^)(?<![.!?] )\b([A-Z][a-z]+|\d+)")
 def extractive_summary(
     previous: str, messages: Sequence[MessageRow], max_sentences: int = 8
 ) -> str:
-    """Distinctive sentences, in order: rare words, names, numbers and what the user says
-    about themselves score high; near-duplicates of a chosen sentence are skipped."""
+    """Distinctive sentences, in order: what the user stated (never their questions or
+    filler) and what a real model replied (never the offline responder's stock phrases);
+    rare words, names, numbers and what the user says about themselves score high, and
+    near-duplicates of a chosen sentence are skipped."""
     candidates: list[tuple[int, str, str]] = [
         (i, "", s) for i, s in enumerate(nlp.sentences(previous))
     ]
     for m in messages:
+        if m.role != "user" and m.content.startswith("(Offline:"):
+            continue  # the offline responder only restates what is known: stock phrases
         who = "User" if m.role == "user" else "Persona"
         for sentence in nlp.sentences(m.content):
-            if sentence.startswith("(Offline:"):
-                continue  # the offline notice carries no content
+            if who == "User" and nlp.kind_of(sentence) != "statement":
+                continue  # what the user asked or filler is not what happened
             candidates.append((len(candidates), who, sentence))
     if not candidates:
         return previous

@@ -24,9 +24,12 @@ class ResponderContext:
     personality_traits: list[str]
     user_message: str
     history: list[ChatMessage] = field(default_factory=list)
-    memories: list[str] = field(default_factory=list)
+    memories: list[str] = field(default_factory=list)  # what the user said, recalled
     topics: list[str] = field(default_factory=list)
     response_type: str = "continue"
+    persona_notes: list[str] = field(default_factory=list)  # the persona's own earlier words
+    # A recalled correction -> the text of the memory it corrected, by which it was found.
+    found_by: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -27,19 +27,20 @@ OFFLINE_NOTICE = "(Offline: no language model is connected, so this reply comes 
 
 _VOICES: dict[str, dict[str, list[str]]] = {
     "bard": {
-        "open": [
-            "Ah, {topic}! That has the makings of a ballad.",
-            "{topic}, you say? My lute strings hum at the very word.",
-            "Now there's a thread worth weaving into a tale: {topic}.",
-        ],
-        "question": [
-            "I cannot fetch the answer from the wider world tonight, but I'll not pretend to it.",
-        ],
         "memory": [
             "I remember you once told me: \u201c{memory}\u201d",
             "A verse of yours still rings in my ear: \u201c{memory}\u201d",
         ],
-        "earlier": ["Earlier you spoke of {earlier}; the two tales may yet meet."],
+        "unknown": [
+            "You've never sung me a verse about {topic}, so I won't invent one.",
+            "Nothing in my songbook tells of {topic}, and I'll not make up a tale.",
+        ],
+        "ack": [
+            "I'll tuck that into my songbook: \u201c{statement}\u201d",
+            "Noted in my verses: \u201c{statement}\u201d",
+        ],
+        "filler": ["Mm, I'm listening.", "Ha! Go on, then."],
+        "greet": ["Well met, friend!", "Ah, a familiar face by the fire!"],
         "continue": [
             "Tell me more, and I'll set it to music.",
             "What happened next? Every good song needs its second verse.",
@@ -48,19 +49,20 @@ _VOICES: dict[str, dict[str, list[str]]] = {
         "end": ["The fire burns low and so do I; let us take this up another evening."],
     },
     "scholar": {
-        "open": [
-            "On {topic}: a subject worth examining carefully.",
-            "{topic}. Let me set down what I can say with confidence.",
-            "A fair question about {topic}; precision first.",
-        ],
-        "question": [
-            "Without my language model I cannot consult the references, so I will not guess.",
-        ],
         "memory": [
             "My notes record that you said: \u201c{memory}\u201d",
             "For the record, you told me: \u201c{memory}\u201d",
         ],
-        "earlier": ["This connects to what you raised earlier about {earlier}."],
+        "unknown": [
+            "My notes hold nothing on {topic}, so I will not guess.",
+            "You have not told me about {topic}, and I will not guess.",
+        ],
+        "ack": [
+            "Noted: \u201c{statement}\u201d",
+            "I have written that down: \u201c{statement}\u201d",
+        ],
+        "filler": ["Understood.", "Go on."],
+        "greet": ["Hello. Good to see you again.", "Greetings."],
         "continue": [
             "What evidence do you have in mind? I'd like to note it.",
             "Which aspect should we examine first?",
@@ -69,13 +71,11 @@ _VOICES: dict[str, dict[str, list[str]]] = {
         "end": ["I must return to the archive now; let's resume when I'm rested."],
     },
     "neutral": {
-        "open": [
-            "You're asking about {topic}.",
-            "Let's talk about {topic}.",
-        ],
-        "question": ["I can't research that while offline, so I won't make something up."],
         "memory": ["I remember you said: \u201c{memory}\u201d"],
-        "earlier": ["Earlier you mentioned {earlier}."],
+        "unknown": ["You haven't told me about {topic}, so I won't guess."],
+        "ack": ["Got it: \u201c{statement}\u201d"],
+        "filler": ["Okay.", "Sure."],
+        "greet": ["Hello!"],
         "continue": ["Tell me more?", "What would you like to explore next?"],
         "wrap_up": ["I'm getting tired; shall we wrap up soon?"],
         "end": ["I need to rest now; let's continue another time."],
@@ -105,23 +105,74 @@ def _clip(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
 
 
+_IRREGULAR = {
+    "grew": "grow", "grown": "grow", "went": "go", "gone": "go", "had": "have",
+    "made": "make", "got": "get", "bought": "buy", "met": "meet", "left": "leave",
+    "born": "birth", "ate": "eat", "drove": "drive", "wrote": "write", "taught": "teach",
+    "lost": "lose", "won": "win", "began": "begin", "fell": "fall", "felt": "feel",
+    "called": "name", "named": "name",
+}  # fmt: skip
+
+
+def _stems(text: str) -> set[str]:
+    out = set()
+    for word in nlp.content_words(re.sub(r"(\w)['’]s\b", r"\1", text)):
+        word = _IRREGULAR.get(word, word)
+        for suffix in ("ing", "ies", "es", "ed", "s"):
+            if len(word) > len(suffix) + 2 and word.endswith(suffix):
+                word = word[: -len(suffix)]
+                break
+        out.add(word)
+    return out
+
+
+def _facts(ctx: ResponderContext) -> list[str]:
+    """What the user stated: recalled memories first (best first), then the statements
+    of this conversation's recent turns, newest first. Never their questions."""
+    facts = list(ctx.memories)
+    for message in reversed(ctx.history):
+        if message.role != "user":
+            continue
+        for sentence in nlp.sentences(message.content):
+            if nlp.kind_of(sentence) == "statement" and sentence not in facts:
+                facts.append(sentence)
+    return facts
+
+
+def answer_from(question: str, facts: list[str], found_by: dict[str, str]) -> str | None:
+    """The stated fact sharing most words with the question (a correction also by the
+    words of what it corrected: `found_by`); None when none does: never a guess."""
+    wanted = _stems(question)
+    best, best_overlap = None, 0
+    for fact in facts:
+        overlap = len(wanted & (_stems(fact) | _stems(found_by.get(fact, ""))))
+        if overlap > best_overlap:
+            best, best_overlap = fact, overlap
+    return best
+
+
 def compose(ctx: ResponderContext) -> str:
     """The offline reply for this turn; the same inputs give the same reply."""
     voice = _voice(ctx)
     seed = f"{ctx.persona_name}|{ctx.user_message}|{len(ctx.history)}"
-    topic_words = nlp.keywords(ctx.user_message, 2)
-    topic = " and ".join(topic_words) if topic_words else "that"
-    parts = [OFFLINE_NOTICE, _pick(voice["open"], seed).format(topic=topic)]
-    parts[1] = parts[1][0].upper() + parts[1][1:]
-    if "?" in ctx.user_message:
-        parts.append(_pick(voice["question"], seed))
-    if ctx.memories:
-        parts.append(_pick(voice["memory"], seed).format(memory=_clip(ctx.memories[0])))
-    earlier = [m.content for m in ctx.history if m.role == "user"]
-    if earlier:
-        earlier_topics = [w for w in nlp.keywords(earlier[-1], 2) if w not in topic_words]
-        if earlier_topics:
-            parts.append(_pick(voice["earlier"], seed).format(earlier=" and ".join(earlier_topics)))
+    parts = [OFFLINE_NOTICE]
+    sentences = nlp.sentences(ctx.user_message) or [ctx.user_message]
+    kinds = [nlp.kind_of(s) for s in sentences]
+    statements = [s for s, k in zip(sentences, kinds, strict=True) if k == "statement"]
+    questions = [s for s, k in zip(sentences, kinds, strict=True) if k == "question"]
+    if statements:
+        parts.append(_pick(voice["ack"], seed).format(statement=_clip(" ".join(statements))))
+    for question in questions[:2]:
+        fact = answer_from(question, _facts(ctx), ctx.found_by)
+        if fact is not None:
+            parts.append(_pick(voice["memory"], seed + question).format(memory=_clip(fact)))
+        else:
+            words = nlp.keywords(question, 2)
+            topic = " and ".join(words) if words else "that"
+            parts.append(_pick(voice["unknown"], seed + question).format(topic=topic))
+    if not statements and not questions:
+        greeting = nlp.words(ctx.user_message)[:1] in (["hi"], ["hello"], ["hey"], ["morning"])
+        parts.append(_pick(voice["greet" if greeting else "filler"], seed))
     parts.append(_pick(voice.get(ctx.response_type, voice["continue"]), seed))
     return " ".join(parts)
 

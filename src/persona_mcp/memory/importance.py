@@ -1,10 +1,18 @@
 """Importance scoring: weighted factors, each in [0, 1], mapped into [base, cap].
 
 Factors (default weights, from the seed): emotional 0.25, context/significance 0.20,
-persona interests 0.15, engagement 0.10, relationship 0.10, recency 0.05. The weighted
-mean of the factors lifts a memory from `base` (0.5) towards `cap` (0.8), so automatic
-scores never claim the protected range a caller can give explicitly. The breakdown is
-kept with the memory so every score explains itself.
+persona interests 0.15, engagement 0.10, relationship 0.10, recency 0.05. Their weighted
+mean lifts a memory from `base` (0.1) towards `cap` (0.8), so automatic scores never
+claim the protected range (≥ 0.8) a caller can give explicitly.
+
+Two rules make the range discriminate (a plain mean squeezes everything into the middle):
+- significance carries: the mean is at least 0.9 × the context factor, so a
+  bereavement, a wedding, a diagnosis or an allergy lands near the top whatever its
+  length or tone, and a plain fact about the user ("my sister lives in Lisbon") in the
+  middle;
+- substance gates: a message with no content words ("ok", "cool", "thanks") keeps a
+  quarter of its mean, and a question 60 %, since neither states anything to keep.
+The breakdown is kept with the memory, so every score explains itself.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from persona_mcp import nlp
 from persona_mcp.personas.interest import topic_interest
 
 DEFAULT_WEIGHTS: dict[str, float] = {
@@ -26,10 +35,20 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "recency": 0.05,
 }
 
+# Events that change a life: alone they put a memory near the top of the range.
 _LIFE_EVENTS = re.compile(
-    r"\b(born|birth|died|death|passed away|funeral|married|wedding|engaged|divorce|pregnan\w*|"
-    r"graduat\w*|promot\w*|new job|hired|fired|quit|retir\w*|moved|moving|diagnos\w*|"
-    r"surgery|hospital|accident|anniversary|birthday|adopt\w*|lost my|broke up)\b",
+    r"\b(born|gave birth|died|dead|death|passed away|funeral|grief|grieving|widow\w*|"
+    r"married|marry|marrying|wedding|engaged|divorc\w*|pregnan\w*|miscarriage|"
+    r"diagnos\w*|cancer|tumou?r|disease|illness|chronic|allerg\w*|anaphyla\w*|surgery|"
+    r"hospitali[sz]ed|in (?:the )?hospital|accident|overdose|lost my (?:job|mother|father|mom|"
+    r"dad|wife|husband|son|daughter|baby|child|brother|sister|friend))\b",
+    re.I,
+)
+# Milestones: significant, though less so.
+_MILESTONES = re.compile(
+    r"\b(graduat\w*|promot\w*|new job|hired|fired|laid off|quit|retir\w*|moved|moving|"
+    r"relocat\w*|anniversary|birthday|adopt\w*|broke up|break-?up|first (?:day|time)|"
+    r"bought a (?:house|home|flat|car)|exam|interview)\b",
     re.I,
 )
 _SIGNIFICANCE = re.compile(
@@ -38,10 +57,12 @@ _SIGNIFICANCE = re.compile(
     re.I,
 )
 _SELF_FACT = re.compile(
-    r"\b(my name is|i am|i'm|i was|i have|i've|i live|i work|i study|"
-    r"my (?:\w+ ){0,2}(?:is|are|was))\b",
+    r"(\b(my name is|i am|i'm|i was|i have|i've|i live|i work|i study|i love|i like|i hate|"
+    r"i prefer|i need|i want|i plan|i will|i'll|my (?:\w+ ){0,2}(?:is|are|was|lives|works|"
+    r"has|had|died|moved)|my \w+)\b)",
     re.I,
 )
+_HAS_CONTENT = re.compile(r"[A-Za-z]{3,}")
 _SPECIFIC = re.compile(r"\b(\d{1,4}|[A-Z][a-z]{2,})\b")
 _SOCIAL = re.compile(
     r"\b(you|your|we|us|our|together|friend\w*|thank\w*|miss(?:ed)? you|love you|trust)\b",
@@ -49,10 +70,15 @@ _SOCIAL = re.compile(
 )
 
 
+SIGNIFICANCE_CARRY = 0.9
+NO_SUBSTANCE = 0.25
+QUESTION = 0.6
+
+
 @dataclass(frozen=True)
 class ImportanceConfig:
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
-    base: float = 0.5
+    base: float = 0.1
     cap: float = 0.8
 
     def as_dict(self) -> dict[str, Any]:
@@ -90,11 +116,13 @@ def score_importance(
 
     context = 0.0
     if _LIFE_EVENTS.search(content):
-        context += 0.55
+        context += 0.85
+    elif _MILESTONES.search(content):
+        context += 0.5
     if _SIGNIFICANCE.search(content):
-        context += 0.25
+        context += 0.2
     if _SELF_FACT.search(content):
-        context += 0.25
+        context += 0.3
     specifics = len(_SPECIFIC.findall(content))
     context += min(0.2, specifics * 0.05)
     context = min(1.0, context)
@@ -124,6 +152,12 @@ def score_importance(
     weights = config.weights
     total = sum(weights.values()) or 1.0
     mean = sum(factors[k] * weights.get(k, 0.0) for k in factors) / total
+    mean = max(mean, SIGNIFICANCE_CARRY * context)
+    kind = nlp.kind_of(content)
+    if kind == "filler" or not _HAS_CONTENT.search(content):
+        mean *= NO_SUBSTANCE
+    elif kind == "question":
+        mean *= QUESTION
     importance = config.base + (config.cap - config.base) * mean
     return ImportanceScore(
         importance=max(config.base, min(config.cap, importance)),

@@ -204,16 +204,7 @@ class PruningService:
         config: PruningConfig,
     ) -> list[Candidate]:
         """Archive one batch, re-checking the rules against the rows as they are now."""
-        marks = ",".join("?" * len(batch))
-        still = {
-            r[0]
-            for r in conn.execute(
-                f"""SELECT rid FROM memories WHERE rid IN ({marks})
-                    AND importance < {repo.PROTECT_IMPORTANCE}
-                    AND access_count < {repo.PROTECT_ACCESS}""",
-                [c.rid for c in batch],
-            )
-        }
+        still = repo.still_prunable(conn, [c.rid for c in batch])
         count = memory_repo.count(conn, user_id, persona_id)
         allowed = count - max(repo.MIN_KEEP, target_count or 0)
         eligible = [c for c in batch if c.rid in still][: max(0, allowed)]

@@ -54,6 +54,28 @@ def embedding_text(content: str, context: str) -> str:
     return content
 
 
+def query_terms(query: str) -> list[str]:
+    """The distinct non-stopword terms of a query, lower-cased."""
+    terms: list[str] = []
+    for term in _TOKEN.findall(query.lower()):
+        if term not in nlp.STOPWORDS and term not in terms:
+            terms.append(term)
+    return terms
+
+
+def matched_terms(terms: list[str], content: str) -> list[str]:
+    """Which query terms a memory holds (a word starting with the term, or the term's
+    stem: "lives" matches "live", "living" matches "lived")."""
+    words = set(_TOKEN.findall(content.lower()))
+    found = []
+    for term in terms:
+        stem = term[:-1] if len(term) > 4 and term.endswith("s") else term
+        stem = stem[:-3] if len(stem) > 6 and stem.endswith("ing") else stem
+        if any(w.startswith(stem) or (len(w) >= 4 and stem.startswith(w)) for w in words):
+            found.append(term)
+    return found
+
+
 def match_expression(query: str, params: RankingParams = DEFAULT_RANKING) -> str | None:
     """An FTS5 query: the distinct non-stopword terms, quoted, OR-ed; long ones as prefixes."""
     terms: list[str] = []

@@ -27,7 +27,7 @@ from persona_mcp.config import Settings
 from persona_mcp.conversation.engine import Exchange, RecalledMemory
 from persona_mcp.embeddings.base import Embedder, Vectors
 from persona_mcp.errors import NotFound, RateLimited, check_text
-from persona_mcp.memory import retrieval
+from persona_mcp.memory import formation, retrieval
 from persona_mcp.memory.dates import proximity, query_dates
 from persona_mcp.memory.importance import ImportanceConfig, score_importance
 from persona_mcp.memory.vectors import Key, VectorIndex
@@ -46,6 +46,11 @@ CONTEXT_CHARS = 400
 RECALL_LIMIT = 5
 RECALL_MIN_COSINE = 0.3
 BACKFILL_BATCH = 256
+PERSONA_WEIGHT = 0.6  # the persona's own words rank below what the user said
+SUPERSEDED_WEIGHT = 0.5  # a corrected memory is history: found, but after the correction
+TRUST_CANDIDATES = 5  # nearest memories checked for a duplicate or a contradiction
+TRUST_MIN_COSINE = 0.3
+EMBED_CACHE = 256
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ class Hit:
     score: float
     lexical: float
     cosine: float | None
+    why: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,6 +79,18 @@ class PreparedExchange:
     memories: list[NewMemory]
     vectors: Vectors | None
     rids: list[int] = field(default_factory=list)
+    accessed: list[str] = field(default_factory=list)  # memories the turn used
+    supersedes: dict[str, list[str]] = field(default_factory=dict)  # new id -> old ids
+    reinforced: dict[int, str] = field(default_factory=dict)  # position -> existing id
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A memory as committed, and what storing it did."""
+
+    memory: MemoryRow
+    deduplicated: bool = False
+    superseded: tuple[str, ...] = ()
 
 
 # Called after memories were committed for a persona (auto-pruning hooks in here).
@@ -92,6 +110,9 @@ class MemoryService:
         self._backfill: asyncio.Task[None] | None = None
         self.after_store: list[AfterStore] = []
         self._hooks: set[asyncio.Task[None]] = set()
+        # Texts embedded lately: a chat turn embeds the message once, for the search and
+        # for the memory it leaves.
+        self._embedded: dict[str, Vectors] = {}
 
     @property
     def semantic(self) -> bool:
@@ -137,6 +158,20 @@ class MemoryService:
 
     # -- storing ----------------------------------------------------------------------
 
+    async def embed(self, texts: list[str]) -> Vectors:
+        """Embed texts, reusing the vectors of texts embedded lately."""
+        known = {t: self._embedded[t] for t in texts if t in self._embedded}
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            fresh = await self.embedder.embed(missing)
+            for text, vector in zip(missing, fresh, strict=True):
+                known[text] = vector
+                if len(missing) <= EMBED_CACHE:  # bulk imports would only churn it
+                    self._embedded[text] = vector
+            while len(self._embedded) > EMBED_CACHE:
+                self._embedded.pop(next(iter(self._embedded)))
+        return np.stack([known[t] for t in texts])
+
     def check_content(self, content: str, field_name: str) -> None:
         check_text(content, field_name, self._settings.max_content_bytes)
 
@@ -154,7 +189,7 @@ class MemoryService:
             memories = self._score(user_id, persona, items, config, previous, now)
         vectors = None
         if self.semantic and self.embedder.ready and memories:
-            vectors = await self.embedder.embed(
+            vectors = await self.embed(
                 [retrieval.embedding_text(m.content, m.context) for m in memories]
             )
             memories = [
@@ -236,25 +271,207 @@ class MemoryService:
     async def store(
         self, user_id: str, persona: PersonaRow, items: Sequence[MemoryInput]
     ) -> list[MemoryRow]:
-        """Store memories in one transaction; returns them as committed."""
-        prepared = await self._prepare(user_id, persona, items)
-        cap = self._settings.max_memories_per_user
+        """Store memories in one transaction, as given (a bulk import: no duplicate or
+        contradiction checks); returns them as committed."""
+        return [s.memory for s in await self.remember(user_id, persona, items, check=False)]
 
-        def write(conn: sqlite3.Connection) -> list[MemoryRow]:
+    async def remember(
+        self,
+        user_id: str,
+        persona: PersonaRow,
+        items: Sequence[MemoryInput],
+        *,
+        check: bool = True,
+    ) -> list[Stored]:
+        """Store memories in one transaction. With `check`, a near-duplicate of a memory
+        already held reinforces that one instead of adding a copy, and a statement that
+        corrects an older one supersedes it (the old one is kept, marked)."""
+        prepared = await self._prepare(user_id, persona, items)
+        if check:
+            await self._trust(prepared)
+        cap = self._settings.max_memories_per_user
+        importance_cap = (await self.importance_config(user_id)).cap
+        now = self._clock.now()
+
+        def write(conn: sqlite3.Connection) -> list[Stored]:
+            fresh = len(prepared.memories) - len(prepared.reinforced)
             held = repo.count_for_user(conn, user_id)
-            if held + len(prepared.memories) > cap:
+            if held + fresh > cap:
                 raise RateLimited(
-                    f"This user holds {held} memories; storing {len(prepared.memories)} more "
+                    f"This user holds {held} memories; storing {fresh} more "
                     f"would pass the limit of {cap} (MAX_MEMORIES_PER_USER)",
                     {"limit": "MAX_MEMORIES_PER_USER", "max": cap, "held": held},
                 )
-            ids = self._write(conn, prepared)
+            ids = [prepared.reinforced.get(i, m.id) for i, m in enumerate(prepared.memories)]
+            repeated = set(prepared.reinforced)
+            self._write_checked(conn, prepared, importance_cap, now)
             rows = {r.id: r for r in repo.by_ids(conn, user_id, ids)}
-            return [rows[i] for i in ids]
+            return [
+                Stored(
+                    rows[memory_id],
+                    deduplicated=i in repeated,
+                    superseded=tuple(prepared.supersedes.get(memory_id, ())),
+                )
+                for i, memory_id in enumerate(ids)
+            ]
 
-        rows = await self._db.write(write)
+        stored = await self._db.write(write)
         self._committed(prepared)
-        return rows
+        return stored
+
+    def _write_checked(
+        self, conn: sqlite3.Connection, prepared: PreparedExchange, cap: float, now: float
+    ) -> None:
+        """Insert what is new, reinforce what was said again, mark what was corrected."""
+        if prepared.reinforced:
+            keep = [i for i in range(len(prepared.memories)) if i not in prepared.reinforced]
+            for i, existing in prepared.reinforced.items():
+                rows = repo.by_ids(conn, prepared.key[0], [existing])
+                if rows:
+                    repo.reinforce(conn, rows[0].rid, prepared.memories[i].importance, now, cap)
+            prepared.memories = [prepared.memories[i] for i in keep]
+            if prepared.vectors is not None:
+                prepared.vectors = prepared.vectors[keep] if keep else None
+            prepared.reinforced = {}
+        self._write(conn, prepared)
+        for new_id, old_ids in prepared.supersedes.items():
+            repo.supersede(conn, old_ids, new_id)
+        if prepared.accessed:
+            rows = repo.by_ids(conn, prepared.key[0], prepared.accessed)
+            repo.record_access(conn, [r.rid for r in rows], now)
+
+    async def _trust(self, prepared: PreparedExchange) -> None:
+        """Find, for each new memory, a memory it repeats or one it corrects."""
+        user_id, persona_id = prepared.key
+        for i, memory in enumerate(prepared.memories):
+            if memory.metadata.get("speaker") == "persona":
+                continue  # the persona's words never overrule what the user said
+            vector = prepared.vectors[i] if prepared.vectors is not None else None
+            candidates = await self._neighbours(user_id, persona_id, memory.content, vector)
+            for row, cosine in candidates:
+                if row.superseded_by or speaker_of(row) == "persona":
+                    continue
+                if formation.is_duplicate(memory.content, row.content, cosine):
+                    prepared.reinforced[i] = row.id
+                    break
+                if formation.contradicts(memory.content, row.content, cosine):
+                    prepared.supersedes.setdefault(memory.id, []).append(row.id)
+
+    async def _neighbours(
+        self, user_id: str, persona_id: str, content: str, vector: Vectors | None
+    ) -> list[tuple[MemoryRow, float | None]]:
+        """The memories nearest to `content`: by meaning when vectors exist, else words."""
+        key = (user_id, persona_id)
+        if vector is not None:
+            await self._shelf(key)
+
+            def nearest(shelf: Any) -> list[tuple[int, float]]:
+                if shelf.size == 0:
+                    return []
+                cos = shelf.matrix @ vector
+                k = min(TRUST_CANDIDATES, shelf.size)
+                top = np.argpartition(-cos, k - 1)[:k]
+                return [(int(shelf.rids[j]), float(cos[j])) for j in top]
+
+            found = self.vectors.use(key, nearest) or []
+            found = [(rid, c) for rid, c in found if c >= TRUST_MIN_COSINE]
+            rows = await self._db.read(lambda conn: repo.by_rids(conn, [r for r, _ in found]))
+            return sorted(
+                ((rows[rid], c) for rid, c in found if rid in rows), key=lambda p: -(p[1] or 0)
+            )
+        match = retrieval.match_expression(content, self.ranking)
+        if not match:
+            return []
+
+        def read(conn: sqlite3.Connection) -> list[tuple[MemoryRow, float | None]]:
+            hits = repo.lexical(conn, match, Filters(user_id, persona_id), TRUST_CANDIDATES, 0.0)
+            rows = repo.by_rids(conn, [rid for rid, _ in hits])
+            return [(rows[rid], None) for rid, _ in hits if rid in rows]
+
+        return await self._db.read(read)
+
+    # -- editing -------------------------------------------------------------------------
+
+    async def update(
+        self,
+        user_id: str,
+        memory_id: str,
+        *,
+        content: str | None,
+        importance: float | None,
+        metadata: dict[str, Any] | None,
+    ) -> MemoryRow:
+        """Edit a memory; what it said before is kept as a version (`history`)."""
+        current = await self.get(user_id, memory_id)
+        text = content if content is not None else current.content
+        blob, model = None, None
+        vector = None
+        changed = content is not None and content != current.content
+        if changed and self.semantic and self.embedder.ready:
+            vector = (await self.embed([text]))[0]
+            blob, model = repo.to_blob(vector), self.embedder.model
+        now = self._clock.now()
+
+        def write(conn: sqlite3.Connection) -> MemoryRow:
+            rows = repo.by_ids(conn, user_id, [memory_id])
+            if not rows:
+                raise NotFound(f"No memory {memory_id!r}", {"memory_id": memory_id})
+            row = rows[0]
+            repo.add_version(conn, row, "edited", now)
+            repo.update(
+                conn,
+                row.rid,
+                content=text,
+                importance=importance if importance is not None else row.importance,
+                metadata=metadata if metadata is not None else row.metadata,
+                embedding=blob,
+                embedding_model=model,
+            )
+            return repo.by_ids(conn, user_id, [memory_id])[0]
+
+        row = await self._db.write(write)
+        key = (row.user_id, row.persona_id)
+        if content is not None and content != current.content:
+            self.vectors.remove(key, [row.rid])
+            if vector is not None:
+                self.vectors.add(key, [row.rid], vector.reshape(1, -1), [row.occurred_at])
+            elif self.semantic:
+                self.schedule_backfill()
+        return row
+
+    async def history(
+        self, user_id: str, memory_id: str
+    ) -> tuple[MemoryRow, list[dict[str, Any]], list[MemoryRow]]:
+        """A memory, its earlier versions, and the memories in its chain of corrections."""
+        current = await self.get(user_id, memory_id)
+
+        def read(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], list[MemoryRow]]:
+            return repo.versions(conn, memory_id), repo.superseded_by_chain(
+                conn, user_id, memory_id
+            )
+
+        versions, chain = await self._db.read(read)
+        return current, versions, chain
+
+    async def set_pinned(self, user_id: str, memory_id: str, pinned: bool) -> MemoryRow:
+        changed = await self._db.write(
+            lambda conn: repo.set_pinned(conn, user_id, memory_id, pinned)
+        )
+        if not changed:
+            raise NotFound(f"No memory {memory_id!r}", {"memory_id": memory_id})
+        return await self.get(user_id, memory_id)
+
+    async def page(
+        self,
+        user_id: str,
+        persona_id: str,
+        memory_type: str | None,
+        after_rid: int,
+        limit: int,
+    ) -> list[MemoryRow]:
+        return await self._db.read(
+            lambda conn: repo.page(conn, user_id, persona_id, memory_type, after_rid, limit)
+        )
 
     # -- reading ------------------------------------------------------------------------
 
@@ -312,11 +529,14 @@ class MemoryService:
         limit: int,
         *,
         record_access: bool = True,
+        max_tokens: int | None = None,
     ) -> list[Hit]:
-        """Hybrid search (see `retrieval`); each hit counts as an access."""
+        """Hybrid search (see `retrieval`); each hit returned counts as an access. With
+        `max_tokens`, results stop before their text passes that budget."""
         key = (filters.user_id, filters.persona_id)
         params = self.ranking
         match = retrieval.match_expression(query, params)
+        terms = retrieval.query_terms(query)
         named_dates = query_dates(query)
         now = self._clock.now()
         everything = Filters(filters.user_id, filters.persona_id)
@@ -336,7 +556,7 @@ class MemoryService:
             await self._shelf(key)
             # The query embedding (model thread) and the full-text read (reader thread) overlap.
             vectors, (bm25, allowed) = await asyncio.gather(
-                self.embedder.embed([query]), self._db.read(read_words)
+                self.embed([query]), self._db.read(read_words)
             )
             query_vector = vectors[0]
         else:
@@ -364,24 +584,44 @@ class MemoryService:
             rows = repo.by_rids(conn, [*ranked, *off_shelf])
             hits = []
             for rid, row in rows.items():
+                date = 0.0
+                if named_dates:
+                    date = params.date_weight * float(
+                        proximity(named_dates, np.array([row.occurred_at]), params.date_tau_days)[0]
+                    )
                 if rid in ranked:
                     score, lex, cos = ranked[rid]
                     cosine: float | None = cos
+                    semantic = (1 - params.lexical_weight) * cos
                 else:
-                    lex, cosine = off_shelf[rid], None
-                    score = params.lexical_weight * lex
-                    if named_dates:
-                        score += params.date_weight * float(
-                            proximity(
-                                named_dates, np.array([row.occurred_at]), params.date_tau_days
-                            )[0]
-                        )
+                    lex, cosine, semantic = off_shelf[rid], None, 0.0
+                    score = params.lexical_weight * lex + date
+                lexical_part = params.lexical_weight * lex
                 final = retrieval.nudge(score, row.importance, row.occurred_at, now, params)
-                hits.append(Hit(row, final, lex, cosine))
+                importance_part = params.importance_weight * (row.importance - 0.5)
+                weight = 1.0
+                if speaker_of(row) == "persona":
+                    weight *= PERSONA_WEIGHT
+                if row.superseded_by:
+                    weight *= SUPERSEDED_WEIGHT
+                why = {
+                    "lexical": round(lexical_part, 4),
+                    "semantic": round(semantic, 4),
+                    "neighbour": round(max(0.0, score - lexical_part - semantic - date), 4),
+                    "date": round(date, 4),
+                    "importance": round(importance_part, 4),
+                    "recency": round(final - score - importance_part, 4),
+                    "weight": weight,
+                    "matched_terms": retrieval.matched_terms(terms, row.content),
+                    "source": source_of(row),
+                }
+                hits.append(Hit(row, final * weight, lex, cosine, why))
             hits.sort(key=lambda h: -h.score)
             return hits[:limit]
 
         hits = await self._db.read(read)
+        if max_tokens is not None:
+            hits = trim_to_tokens(hits, max_tokens)
         if record_access and hits:
             await self._db.write(
                 lambda conn: repo.record_access(conn, [h.memory.rid for h in hits], now)
@@ -491,61 +731,113 @@ class MemoryService:
 
     # -- conversation hooks (ConversationMemory) ----------------------------------------
 
-    async def recall(
-        self, user_id: str, persona: PersonaRow, query: str, window: tuple[str, int] | None
-    ) -> list[RecalledMemory]:
-        hits = await self.search(Filters(user_id, persona.id), query, RECALL_LIMIT * 3)
-        recalled = []
-        for hit in hits:
-            meta = hit.memory.metadata
-            if (
-                window is not None
-                and meta.get("conversation_id") == window[0]
-                and int(meta.get("turn_number", 0)) >= window[1]
-            ):
-                continue  # the prompt carries this turn verbatim already
-            relevant = (
-                hit.cosine >= RECALL_MIN_COSINE if hit.cosine is not None else hit.lexical > 0
-            )
-            if relevant:
-                recalled.append(
-                    RecalledMemory(
-                        id=hit.memory.id,
-                        content=hit.memory.content,
-                        memory_type=hit.memory.memory_type,
-                        occurred_at=hit.memory.occurred_at,
-                        score=hit.score,
-                    )
+    async def recall(self, user_id: str, persona: PersonaRow, query: str) -> list[RecalledMemory]:
+        """The memories a chat turn draws on: relevant ones from long-term memory and
+        from the turns still in the window alike, corrected ones left out. They count as
+        accessed only once the turn commits (see `prepare_exchange`)."""
+        hits = await self.search(
+            Filters(user_id, persona.id), query, RECALL_LIMIT * 3, record_access=False
+        )
+        relevant = [
+            h
+            for h in hits
+            if (h.cosine >= RECALL_MIN_COSINE if h.cosine is not None else h.lexical > 0)
+        ]
+        # A corrected memory that matches stands for its correction: "where does my sister
+        # live?" finds "my sister Mara lives in Lisbon" and answers with "Mara moved to Porto".
+        replacements = await self._current_versions(
+            user_id, [h.memory.superseded_by for h in relevant if h.memory.superseded_by]
+        )
+        recalled: list[RecalledMemory] = []
+        seen: set[str] = set()
+        for hit in relevant:
+            row, why = hit.memory, hit.why
+            if row.superseded_by:
+                replacement = replacements.get(row.superseded_by)
+                if replacement is None:
+                    continue
+                row = replacement
+                why = {
+                    **hit.why,
+                    "via_correction_of": hit.memory.id,
+                    "found_by": hit.memory.content,
+                }
+            if row.id in seen:
+                continue
+            seen.add(row.id)
+            recalled.append(
+                RecalledMemory(
+                    id=row.id,
+                    content=row.content,
+                    memory_type=row.memory_type,
+                    occurred_at=row.occurred_at,
+                    score=hit.score,
+                    speaker=speaker_of(row),
+                    why={**why, "source": source_of(row)},
                 )
+            )
         return recalled[:RECALL_LIMIT]
 
+    async def _current_versions(self, user_id: str, ids: list[str]) -> dict[str, MemoryRow]:
+        """The memories with these ids, each followed to its latest correction."""
+        found: dict[str, MemoryRow] = {}
+        pending = {i: i for i in ids}  # asked id -> id to look up now
+        for _ in range(8):  # corrections of corrections, bounded
+            if not pending:
+                break
+            lookup = list(set(pending.values()))
+            rows = await self._db.read(functools.partial(_by_ids, user_id=user_id, ids=lookup))
+            by_id = {r.id: r for r in rows}
+            nxt = {}
+            for asked, current in pending.items():
+                row = by_id.get(current)
+                if row is None:
+                    continue
+                if row.superseded_by:
+                    nxt[asked] = row.superseded_by
+                else:
+                    found[asked] = row
+            pending = nxt
+        return found
+
     async def prepare_exchange(self, exchange: Exchange) -> PreparedExchange:
+        """What the turn leaves in memory: the user's statements (never their questions
+        or filler), and a real model's reply as the persona's own words."""
         meta = {"conversation_id": exchange.conversation_id, "turn_number": exchange.turn_number}
-        items = [
-            MemoryInput(
-                content=exchange.user_message,
-                emotional_valence=exchange.valence,
-                metadata=meta | {"role": "user"},
-                occurred_at=exchange.now,
-                source="chat",
+        items = []
+        formed = formation.form(exchange.user_message)
+        if formed.statement:
+            items.append(
+                MemoryInput(
+                    content=formed.statement,
+                    emotional_valence=exchange.valence,
+                    metadata=meta | {"speaker": "user"},
+                    occurred_at=exchange.now,
+                    source="chat",
+                )
             )
-        ]
         if exchange.model != "offline":
             # A real model's reply may hold promises or facts; the offline responder's
             # reply is derived from what is stored already and adds nothing.
             items.append(
                 MemoryInput(
                     content=exchange.reply,
-                    metadata=meta | {"role": "assistant", "model": exchange.model},
+                    metadata=meta | {"speaker": "persona", "model": exchange.model},
                     occurred_at=exchange.now,
                     source="chat",
                 )
             )
-        return await self._prepare(exchange.user_id, exchange.persona, items)
+        prepared = await self._prepare(exchange.user_id, exchange.persona, items)
+        await self._trust(prepared)
+        prepared.accessed = list(exchange.recalled_ids)
+        return prepared
 
     def write_exchange(self, conn: sqlite3.Connection, prepared: Any) -> list[str]:
         assert isinstance(prepared, PreparedExchange)
-        return self._write(conn, prepared)
+        cap = self._config.get(prepared.key[0], ImportanceConfig()).cap
+        reinforced = list(prepared.reinforced.values())
+        self._write_checked(conn, prepared, cap, self._clock.now())
+        return [m.id for m in prepared.memories] + reinforced
 
     def exchange_committed(self, prepared: Any) -> None:
         assert isinstance(prepared, PreparedExchange)
@@ -567,6 +859,51 @@ class MemoryService:
             ],
         )
         return [r.id for r in rows]
+
+
+def _by_ids(conn: sqlite3.Connection, user_id: str, ids: list[str]) -> list[MemoryRow]:
+    return repo.by_ids(conn, user_id, ids)
+
+
+def estimate_tokens(text: str) -> int:
+    """About how many tokens a text takes (4 characters a token, as common tokenizers
+    average on English)."""
+    return max(1, (len(text) + 3) // 4)
+
+
+def trim_to_tokens(hits: list[Hit], budget: int) -> list[Hit]:
+    kept, used = [], 0
+    for hit in hits:
+        cost = estimate_tokens(hit.memory.content)
+        if used + cost > budget:
+            break
+        kept.append(hit)
+        used += cost
+    return kept
+
+
+def speaker_of(row: MemoryRow) -> str:
+    """Who said a memory: "user", "persona", "summary" (of a conversation), or "api"
+    (stored through memory.store)."""
+    speaker = row.metadata.get("speaker") or row.metadata.get("role")
+    if speaker in ("assistant", "persona"):
+        return "persona"
+    if row.source == "conversation_summary":
+        return "summary"
+    if speaker == "user" or row.source == "chat":
+        return "user"
+    return "api"
+
+
+def source_of(row: MemoryRow) -> dict[str, Any]:
+    """Where a memory came from: the conversation turn and speaker of a chat-born one."""
+    meta = row.metadata
+    return {
+        "kind": row.source,
+        "speaker": speaker_of(row),
+        "conversation_id": meta.get("conversation_id"),
+        "turn_number": meta.get("turn_number"),
+    }
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

@@ -39,6 +39,10 @@ class Memory(Result):
     importance_breakdown: dict[str, Any] | None = Field(
         description="How an automatic importance was scored (null when it was given)"
     )
+    pinned: bool = Field(description="Pinned memories never decay and are never pruned")
+    superseded_by: str | None = Field(
+        description="The memory that corrected this one (it is kept as history)"
+    )
 
 
 def memory_out(row: MemoryRow) -> Memory:
@@ -57,6 +61,8 @@ def memory_out(row: MemoryRow) -> Memory:
         source=row.source,
         metadata=row.metadata,
         importance_breakdown=row.importance_breakdown,
+        pinned=row.pinned,
+        superseded_by=row.superseded_by,
     )
 
 
@@ -87,15 +93,37 @@ class MemoryResult(Result):
     memory: Memory
 
 
+class MemoryStoreResult(Result):
+    memory: Memory
+    deduplicated: bool = Field(
+        description="True when the memory repeated one already held: that one was "
+        "reinforced (one more access, importance raised) and is returned instead"
+    )
+    superseded: list[str] = Field(
+        description="Older memories this one corrects: kept as history, marked superseded"
+    )
+
+
 @ops("memory.store", title="Store a memory")
-async def memory_store(ctx: CallContext, params: MemoryStoreParams) -> MemoryResult:
+async def memory_store(ctx: CallContext, params: MemoryStoreParams) -> MemoryStoreResult:
     """Store one memory for a persona (the active one by default). Importance is scored
-    from the content unless given; the memory is searchable once this returns."""
+    from the content unless given; the memory is searchable once this returns. A
+    near-duplicate reinforces the memory already held instead of adding a copy; a
+    statement that corrects an older one supersedes it (see memory.history)."""
     persona = await target_persona(ctx, params.persona_id)
     ctx.app.memory.check_content(params.content, "content")
-    rows = await ctx.app.memory.store(ctx.session.user_id, persona, [params.to_input()])
-    ctx.app.events.memory_changed(ctx.session.user_id, persona.id, [rows[0].id], "stored")
-    return MemoryResult(memory=memory_out(rows[0]))
+    user = ctx.session.user_id
+    stored = (await ctx.app.memory.remember(user, persona, [params.to_input()]))[0]
+    events = ctx.app.events
+    events.memory_changed(
+        user, persona.id, [stored.memory.id], "updated" if stored.deduplicated else "stored"
+    )
+    events.memory_changed(user, persona.id, list(stored.superseded), "updated")
+    return MemoryStoreResult(
+        memory=memory_out(stored.memory),
+        deduplicated=stored.deduplicated,
+        superseded=list(stored.superseded),
+    )
 
 
 class MemoryStoreBatchParams(Params):
@@ -129,6 +157,9 @@ class MemorySearchParams(Params):
     min_importance: Unit | None = None
     since: When | None = Field(None, description="Only memories that occurred at or after")
     until: When | None = Field(None, description="Only memories that occurred at or before")
+    max_tokens: int | None = Field(
+        None, ge=1, le=100_000, description="Trim the results to about this many tokens"
+    )
 
     @model_validator(mode="after")
     def _window(self) -> MemorySearchParams:
@@ -140,6 +171,10 @@ class MemorySearchParams(Params):
 class SearchHit(Result):
     memory: Memory
     score: float
+    why: dict[str, Any] = Field(
+        description="The parts of the score (lexical, semantic, neighbour, date, "
+        "importance, recency, weight), the matched terms and the source turn"
+    )
 
 
 class MemorySearchResult(Result):
@@ -168,9 +203,11 @@ async def memory_search(ctx: CallContext, params: MemorySearchParams) -> MemoryS
         since=to_timestamp(params.since) if params.since else None,
         until=to_timestamp(params.until) if params.until else None,
     )
-    hits = await memory.search(filters, params.query, params.limit)
+    hits = await memory.search(filters, params.query, params.limit, max_tokens=params.max_tokens)
     return MemorySearchResult(
-        results=[SearchHit(memory=memory_out(h.memory), score=round(h.score, 6)) for h in hits],
+        results=[
+            SearchHit(memory=memory_out(h.memory), score=round(h.score, 6), why=h.why) for h in hits
+        ],
         persona_id=persona.id,
         semantic=memory.semantic and memory.embedder.ready,
     )
@@ -268,3 +305,116 @@ async def memory_set_importance_weights(
     config = ImportanceConfig(weights, base, cap)
     await memory.set_importance_config(user, config)
     return ImportanceWeightsResult(**config.as_dict())
+
+
+class MemoryUpdateParams(Params):
+    memory_id: str = Field(min_length=1, max_length=100)
+    content: str | None = Field(None, description="New text (the old one is kept as a version)")
+    importance: Unit | None = None
+    metadata: Metadata | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> MemoryUpdateParams:
+        if self.content is None and self.importance is None and self.metadata is None:
+            raise ValueError("give at least one of content, importance, metadata")
+        return self
+
+
+@ops("memory.update", idempotent=True, title="Edit a memory")
+async def memory_update(ctx: CallContext, params: MemoryUpdateParams) -> MemoryResult:
+    """Edit a memory's content, importance or metadata. What it said before is kept as a
+    version (memory.history); a new text is re-embedded and re-indexed."""
+    if params.content is not None:
+        ctx.app.memory.check_content(params.content, "content")
+    row = await ctx.app.memory.update(
+        ctx.session.user_id,
+        params.memory_id,
+        content=params.content,
+        importance=params.importance,
+        metadata=params.metadata,
+    )
+    ctx.app.events.memory_changed(ctx.session.user_id, row.persona_id, [row.id], "updated")
+    return MemoryResult(memory=memory_out(row))
+
+
+class MemoryVersion(Result):
+    version: int
+    content: str
+    importance: float
+    metadata: dict[str, Any]
+    changed_at: datetime | None
+    reason: str
+
+
+class MemoryHistoryResult(Result):
+    memory: Memory
+    versions: list[MemoryVersion] = Field(description="Earlier versions, oldest first")
+    corrections: list[Memory] = Field(
+        description="The memories in its chain of corrections (what it superseded, and "
+        "what superseded it), oldest first"
+    )
+
+
+@ops("memory.history", read_only=True, title="A memory's history")
+async def memory_history(ctx: CallContext, params: MemoryIdParams) -> MemoryHistoryResult:
+    """A memory's earlier versions (edits) and its chain of corrections: the older
+    memories it superseded and any newer one that superseded it."""
+    row, versions, chain = await ctx.app.memory.history(ctx.session.user_id, params.memory_id)
+    return MemoryHistoryResult(
+        memory=memory_out(row),
+        versions=[
+            MemoryVersion(**{**v, "changed_at": to_datetime(v["changed_at"])}) for v in versions
+        ],
+        corrections=[memory_out(m) for m in chain],
+    )
+
+
+@ops("memory.pin", idempotent=True, title="Pin a memory")
+async def memory_pin(ctx: CallContext, params: MemoryIdParams) -> MemoryResult:
+    """Pin a memory: it never decays and is never pruned, until unpinned."""
+    row = await ctx.app.memory.set_pinned(ctx.session.user_id, params.memory_id, True)
+    ctx.app.events.memory_changed(ctx.session.user_id, row.persona_id, [row.id], "updated")
+    return MemoryResult(memory=memory_out(row))
+
+
+@ops("memory.unpin", idempotent=True, title="Unpin a memory")
+async def memory_unpin(ctx: CallContext, params: MemoryIdParams) -> MemoryResult:
+    """Unpin a memory: it decays and may be pruned again like any other."""
+    row = await ctx.app.memory.set_pinned(ctx.session.user_id, params.memory_id, False)
+    ctx.app.events.memory_changed(ctx.session.user_id, row.persona_id, [row.id], "updated")
+    return MemoryResult(memory=memory_out(row))
+
+
+class MemoryListParams(Params):
+    persona_id: PersonaRef | None = None
+    memory_type: MemoryType | None = None
+    cursor: str | None = Field(None, max_length=40, description="From the previous page")
+    limit: int = Field(50, ge=1, le=500)
+
+
+class MemoryListResult(Result):
+    memories: list[Memory]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page")
+    persona_id: str
+
+
+@ops("memory.list", read_only=True, title="List memories")
+async def memory_list(ctx: CallContext, params: MemoryListParams) -> MemoryListResult:
+    """A persona's memories in the order they were stored, a page at a time: pass
+    `next_cursor` back as `cursor` for the next page (null when there is none)."""
+    persona = await target_persona(ctx, params.persona_id)
+    after = 0
+    if params.cursor is not None:
+        if not params.cursor.isdigit():
+            raise InvalidParams.field("cursor", "is not a cursor this server gave")
+        after = int(params.cursor)
+    rows = await ctx.app.memory.page(
+        ctx.session.user_id, persona.id, params.memory_type, after, params.limit + 1
+    )
+    more = len(rows) > params.limit
+    rows = rows[: params.limit]
+    return MemoryListResult(
+        memories=[memory_out(r) for r in rows],
+        next_cursor=str(rows[-1].rid) if more and rows else None,
+        persona_id=persona.id,
+    )

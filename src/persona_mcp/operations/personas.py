@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
@@ -214,6 +214,9 @@ class MemoryUsed(Result):
     memory_type: str
     score: float
     occurred_at: datetime
+    speaker: str = Field(description="Who said it: user, persona or api")
+    source: dict[str, Any] = Field(description="The conversation turn it came from, if any")
+    why: dict[str, Any] = Field(description="The parts of its score and the matched terms")
 
 
 class PersonaChatResult(Result):
@@ -284,6 +287,9 @@ async def persona_chat(ctx: CallContext, params: PersonaChatParams) -> PersonaCh
                 memory_type=m.memory_type,
                 score=round(m.score, 4),
                 occurred_at=to_datetime(m.occurred_at),
+                speaker=m.speaker,
+                source=m.why.get("source", {}),
+                why=m.why,
             )
             for m in outcome.memories_used
         ],

@@ -21,7 +21,8 @@ MIN_KEEP = 10
 _ARCHIVED = (
     "persona_id, user_id, content, memory_type, importance, base_importance, "
     "emotional_valence, access_count, last_accessed_at, created_at, occurred_at, source, "
-    "metadata, importance_breakdown, context, embedding, embedding_model, decayed_at"
+    "metadata, importance_breakdown, context, embedding, embedding_model, decayed_at, "
+    "pinned, superseded_by"
 )
 
 
@@ -71,7 +72,7 @@ def decay(
     sql = f"""
         UPDATE memories SET importance = max(:floor, {expr}), decayed_at = {stamp}
         FROM (SELECT rid AS r, {elapsed} AS h FROM memories
-              WHERE importance > :floor {scope}) AS aged
+              WHERE importance > :floor AND pinned = 0 {scope}) AS aged
         WHERE memories.rid = aged.r AND {expr} < importance
     """
     cur = conn.execute(
@@ -152,7 +153,7 @@ def select(
     """What a prune would remove, lowest value first, within the protection rules."""
     total, protected = conn.execute(
         f"""SELECT count(*), coalesce(sum(importance >= {PROTECT_IMPORTANCE}
-                                          OR access_count >= {PROTECT_ACCESS}), 0)
+                                          OR access_count >= {PROTECT_ACCESS} OR pinned), 0)
             FROM memories WHERE user_id = ? AND persona_id = ?""",
         (user_id, persona_id),
     ).fetchone()
@@ -175,6 +176,7 @@ def select(
                 FROM memories
                 WHERE user_id = :user AND persona_id = :persona
                   AND importance < {PROTECT_IMPORTANCE} AND access_count < {PROTECT_ACCESS}
+                  AND pinned = 0
             ) WHERE 1 {threshold}
             ORDER BY score, rid LIMIT :wanted""",
         {"user": user_id, "persona": persona_id, "now": now, "below": prune_below,
@@ -185,6 +187,20 @@ def select(
         protected,
         [Candidate(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows],
     )
+
+
+def still_prunable(conn: sqlite3.Connection, rids: Sequence[int]) -> set[int]:
+    """Those of `rids` that the protection rules still allow to prune, as rows are now."""
+    marks = ",".join("?" * len(rids))
+    return {
+        r[0]
+        for r in conn.execute(
+            f"""SELECT rid FROM memories WHERE rid IN ({marks})
+                AND importance < {PROTECT_IMPORTANCE} AND access_count < {PROTECT_ACCESS}
+                AND pinned = 0""",
+            list(rids),
+        )
+    }
 
 
 def start_run(conn: sqlite3.Connection, run: dict[str, Any]) -> None:

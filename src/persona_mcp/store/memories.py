@@ -19,7 +19,7 @@ from persona_mcp.embeddings.base import Vectors
 COLUMNS = (
     "rid, id, persona_id, user_id, content, memory_type, importance, base_importance, "
     "emotional_valence, access_count, last_accessed_at, created_at, occurred_at, source, "
-    "metadata, importance_breakdown, context"
+    "metadata, importance_breakdown, context, pinned, superseded_by"
 )
 
 
@@ -42,6 +42,8 @@ class MemoryRow:
     metadata: dict[str, Any]
     importance_breakdown: dict[str, Any] | None
     context: str
+    pinned: bool = False
+    superseded_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ def _row(r: sqlite3.Row) -> MemoryRow:
         if r["importance_breakdown"]
         else None,
         context=r["context"],
+        pinned=bool(r["pinned"]),
+        superseded_by=r["superseded_by"],
     )
 
 
@@ -175,6 +179,123 @@ def record_access(conn: sqlite3.Connection, rids: Sequence[int], now: float) -> 
                 WHERE rid IN ({",".join("?" * len(rids))})""",
             (now, *rids),
         )
+
+
+def reinforce(
+    conn: sqlite3.Connection, rid: int, importance: float, now: float, cap: float
+) -> None:
+    """A duplicate was stated again: one more access, and importance raised a little
+    (at least to the new statement's, never into the protected range by itself)."""
+    conn.execute(
+        """UPDATE memories SET access_count = access_count + 1, last_accessed_at = ?,
+               importance = max(importance, min(?, max(importance, ?) + 0.05))
+           WHERE rid = ?""",
+        (now, cap, importance, rid),
+    )
+
+
+def supersede(conn: sqlite3.Connection, old_ids: Sequence[str], new_id: str) -> None:
+    conn.executemany(
+        "UPDATE memories SET superseded_by = ? WHERE id = ?", [(new_id, i) for i in old_ids]
+    )
+
+
+def set_pinned(conn: sqlite3.Connection, user_id: str, memory_id: str, pinned: bool) -> bool:
+    cur = conn.execute(
+        "UPDATE memories SET pinned = ? WHERE user_id = ? AND id = ?",
+        (int(pinned), user_id, memory_id),
+    )
+    return cur.rowcount > 0
+
+
+def add_version(conn: sqlite3.Connection, row: MemoryRow, reason: str, now: float) -> int:
+    """Keep a memory's current text and importance as a version before it changes."""
+    version = int(
+        conn.execute(
+            "SELECT coalesce(max(version), 0) + 1 FROM memory_versions WHERE memory_id = ?",
+            (row.id,),
+        ).fetchone()[0]
+    )
+    conn.execute(
+        """INSERT INTO memory_versions (memory_id, version, user_id, content, importance,
+               metadata, changed_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+        (row.id, version, row.user_id, row.content, row.importance,
+         json.dumps(row.metadata, ensure_ascii=False), now, reason),
+    )  # fmt: skip
+    return version
+
+
+def versions(conn: sqlite3.Connection, memory_id: str) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        """SELECT version, content, importance, metadata, changed_at, reason
+           FROM memory_versions WHERE memory_id = ? ORDER BY version""",
+        (memory_id,),
+    ).fetchall()
+    return [
+        {"version": r[0], "content": r[1], "importance": r[2], "metadata": json.loads(r[3]),
+         "changed_at": r[4], "reason": r[5]}
+        for r in rows
+    ]  # fmt: skip
+
+
+def update(
+    conn: sqlite3.Connection,
+    rid: int,
+    *,
+    content: str,
+    importance: float,
+    metadata: dict[str, Any],
+    embedding: bytes | None,
+    embedding_model: str | None,
+) -> None:
+    conn.execute(
+        """UPDATE memories SET content = ?, importance = ?, metadata = ?,
+               embedding = coalesce(?, CASE WHEN content = ? THEN embedding END),
+               embedding_model = coalesce(?, CASE WHEN content = ? THEN embedding_model END)
+           WHERE rid = ?""",
+        (content, importance, json.dumps(metadata, ensure_ascii=False), embedding, content,
+         embedding_model, content, rid),
+    )  # fmt: skip
+
+
+def superseded_by_chain(conn: sqlite3.Connection, user_id: str, memory_id: str) -> list[MemoryRow]:
+    """The memories this one replaced (directly or through earlier corrections), oldest
+    first, and those that replaced it."""
+    seen: dict[str, MemoryRow] = {}
+    frontier = [memory_id]
+    while frontier:
+        marks = ",".join("?" * len(frontier))
+        rows = conn.execute(
+            f"""SELECT {COLUMNS} FROM memories WHERE user_id = ?
+                AND (superseded_by IN ({marks}) OR id IN (
+                    SELECT superseded_by FROM memories WHERE id IN ({marks})))""",
+            (user_id, *frontier, *frontier),
+        ).fetchall()
+        frontier = []
+        for r in rows:
+            row = _row(r)
+            if row.id != memory_id and row.id not in seen:
+                seen[row.id] = row
+                frontier.append(row.id)
+    return sorted(seen.values(), key=lambda m: (m.created_at, m.rid))
+
+
+def page(
+    conn: sqlite3.Connection,
+    user_id: str,
+    persona_id: str,
+    memory_type: str | None,
+    after_rid: int,
+    limit: int,
+) -> list[MemoryRow]:
+    """Memories in insertion order after `after_rid` (a cursor), at most `limit`."""
+    sql = f"SELECT {COLUMNS} FROM memories WHERE user_id = ? AND persona_id = ? AND rid > ?"
+    args: list[Any] = [user_id, persona_id, after_rid]
+    if memory_type:
+        sql += " AND memory_type = ?"
+        args.append(memory_type)
+    rows = conn.execute(sql + " ORDER BY rid LIMIT ?", (*args, limit)).fetchall()
+    return [_row(r) for r in rows]
 
 
 @dataclass(frozen=True)

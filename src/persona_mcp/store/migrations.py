@@ -304,6 +304,36 @@ def m004_fts_owner(conn: sqlite3.Connection) -> None:
 
 
 @migration
+def m005_memory_trust(conn: sqlite3.Connection) -> None:
+    """Pinned memories, corrections (a memory superseded by a newer one, kept as history)
+    and the versions of edited memories."""
+    _script(
+        conn,
+        """
+        ALTER TABLE memories ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE memories ADD COLUMN superseded_by TEXT;
+        ALTER TABLE memory_archive ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE memory_archive ADD COLUMN superseded_by TEXT;
+        CREATE TABLE memory_versions (
+            memory_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            user_id TEXT NOT NULL,
+            content TEXT NOT NULL,
+            importance REAL NOT NULL,
+            metadata TEXT NOT NULL,
+            changed_at REAL NOT NULL,
+            reason TEXT NOT NULL,
+            PRIMARY KEY (memory_id, version)
+        );
+        CREATE TRIGGER memory_versions_forget AFTER DELETE ON memories
+        WHEN NOT EXISTS (SELECT 1 FROM memory_archive WHERE id = old.id) BEGIN
+            DELETE FROM memory_versions WHERE memory_id = old.id;
+        END
+        """,
+    )
+
+
+@migration
 def m006_tokens(conn: sqlite3.Connection) -> None:
     """Bearer tokens (only their SHA-256 is kept), and the pruning policy made per user:
     the server-wide row of earlier versions becomes the local user's."""

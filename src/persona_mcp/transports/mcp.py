@@ -344,7 +344,7 @@ class McpDoor:
         text = system_prompt(persona, state, self.app.personas.mood(persona, session.user_id))
         topic = args.get("topic")
         if topic:
-            recalled = await self.app.memory.recall(session.user_id, persona, topic, None)
+            recalled = await self.app.memory.recall(session.user_id, persona, topic)
             if recalled:
                 text += "\n\n" + memory_block(
                     [Recalled(m.content, day(m.occurred_at), m.memory_type) for m in recalled]
