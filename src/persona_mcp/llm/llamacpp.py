@@ -131,7 +131,8 @@ class LlamaCppProvider:
     async def wait_loaded(self) -> None:
         """Wait until the model is loaded; Unavailable (saying what to configure) if not."""
         self.start_loading()
-        assert self._load_job is not None
+        if self._load_job is None:
+            raise self._unavailable("The local model has been shut down with the server")
         await asyncio.wrap_future(self._load_job)
         if self._load_error is not None:
             raise self._unavailable(self._load_error)
@@ -418,6 +419,8 @@ class LlamaCppProvider:
 
     async def aclose(self) -> None:
         with self._guard:
+            if self._closed:
+                return
             self._closed = True
         for stop in list(self._stops):
             stop.set()
