@@ -18,6 +18,7 @@ from persona_mcp.clock import ManualClock
 from persona_mcp.config import Settings
 from persona_mcp.embeddings.minilm import MiniLMEmbedder
 from persona_mcp.transports.asgi import create_asgi
+from persona_mcp.transports.server import uvicorn_config
 
 
 def free_port() -> int:
@@ -53,14 +54,8 @@ async def serve(settings: Settings, app: App | None = None) -> AsyncIterator[Run
     """Run the real ASGI app under uvicorn on a free loopback port, in this event loop."""
     app = app or App(settings)
     port = free_port()
-    config = uvicorn.Config(
-        create_asgi(settings, app),
-        host="127.0.0.1",
-        port=port,
-        ws="websockets-sansio",
-        ws_max_size=settings.max_message_bytes,
-        lifespan="on",
-        log_level="warning",
+    config = uvicorn_config(
+        settings, create_asgi(settings, app), host="127.0.0.1", port=port, log_level="warning"
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -11,6 +11,7 @@ from persona_mcp.clock import Clock, SystemClock
 from persona_mcp.config import Settings
 from persona_mcp.conversation.engine import ConversationEngine
 from persona_mcp.embeddings import Embedder, build_embedder
+from persona_mcp.events import EventBus
 from persona_mcp.jobs.sessions import SessionCleanupJob
 from persona_mcp.llm import LLMProvider, build_provider
 from persona_mcp.memory.decay import DecayService
@@ -39,15 +40,16 @@ class App:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.db = Database(settings.db_path)
-        self.personas = PersonaService(self.db, self.clock)
+        self.events = EventBus()
+        self.personas = PersonaService(self.db, self.clock, self.events)
         self.sessions = SessionService(self.db, self.clock, self.personas)
         self.llm = llm or build_provider(settings, self.clock)
         self._owns_embedder = embedder is None
         self.memory = MemoryService(
             self.db, self.clock, settings, embedder or build_embedder(settings)
         )
-        self.decay = DecayService(self.db, self.clock, settings)
-        self.pruning = PruningService(self.db, self.clock, settings, self.memory)
+        self.decay = DecayService(self.db, self.clock, settings, self.events)
+        self.pruning = PruningService(self.db, self.clock, settings, self.memory, self.events)
         self.memory.after_store.append(self.pruning.after_store)
         self.session_cleanup = SessionCleanupJob(self.sessions, settings.session_timeout_hours)
         self.conversations = ConversationEngine(

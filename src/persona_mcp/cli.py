@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from persona_mcp import __version__
 from persona_mcp.config import LLMProviderName, Settings, load_settings
+from persona_mcp.errors import PersonaMCPError
 
 log = logging.getLogger("persona_mcp")
 
@@ -93,10 +94,26 @@ def _logging(settings: Settings) -> None:
     )
 
 
-def serve(settings: Settings) -> int:
-    import uvicorn
+def _fail(message: str) -> int:
+    """A start-up failure: one readable line on stderr, no traceback."""
+    print(f"persona-mcp: cannot start: {message}", file=sys.stderr)
+    return 1
 
-    from persona_mcp.transports.asgi import create_asgi
+
+def _claim_storage(settings: Settings) -> int | None:
+    """Lock the database to this process and check it opens and migrates, before
+    anything slow starts; a failure is one line and an exit code."""
+    from persona_mcp.store import db
+
+    try:
+        db.check_storage(settings.db_path)
+    except PersonaMCPError as exc:
+        return _fail(exc.message)
+    return None
+
+
+def serve(settings: Settings) -> int:
+    from persona_mcp.transports.server import bind
 
     if not settings.is_loopback and not settings.allow_remote:
         print(
@@ -105,20 +122,20 @@ def serve(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    config = uvicorn.Config(
-        create_asgi(settings),
-        host=settings.server_host,
-        port=settings.server_port,
-        ws="websockets-sansio",
-        ws_max_size=settings.max_message_bytes,
-        ws_per_message_deflate=False,
-        loop="auto",
-        lifespan="on",
-        log_level="debug" if settings.debug_mode else "info",
-        access_log=settings.debug_mode,
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
+    failed = _claim_storage(settings)
+    if failed is not None:
+        return failed
+    try:
+        sock = bind(settings.server_host, settings.server_port)
+    except OSError as exc:
+        return _fail(f"{settings.server_host}:{settings.server_port}: {exc.strerror or exc}")
+    # Bound and listening before the heavy imports: clients queue instead of being refused.
+    import uvicorn
+
+    from persona_mcp.transports.asgi import create_asgi
+    from persona_mcp.transports.server import uvicorn_config
+
+    server = uvicorn.Server(uvicorn_config(settings, create_asgi(settings)))
     log.info(
         "persona-mcp %s on ws://%s:%s/mcp (data: %s)",
         __version__,
@@ -126,7 +143,7 @@ def serve(settings: Settings) -> int:
         settings.server_port,
         settings.db_path,
     )
-    server.run()  # uvicorn's own loop setup picks uvloop when it is installed
+    server.run(sockets=[sock])  # uvicorn's own loop setup picks uvloop when it is installed
     return 0
 
 
@@ -189,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"invalid settings:\n{exc}", file=sys.stderr)
         return 2
     _logging(settings)
+    if args.command != "serve":
+        failed = _claim_storage(settings)
+        if failed is not None:
+            return failed
     if args.command == "serve":
         return serve(settings)
     if args.command == "stdio":

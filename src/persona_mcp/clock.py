@@ -35,7 +35,14 @@ class ManualClock:
 
 
 def to_datetime(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz=UTC)
+    """Epoch seconds as a UTC datetime; a time past what datetime can hold (a row from
+    before inputs were bounded) is clamped, so a stored row can always be read."""
+    if ts is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ts, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return datetime.max.replace(tzinfo=UTC) if ts > 0 else datetime.min.replace(tzinfo=UTC)
 
 
 def to_timestamp(value: datetime) -> float:

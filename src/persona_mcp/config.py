@@ -6,6 +6,7 @@ root. Nothing here reads the environment at import time.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +50,35 @@ class Settings(BaseSettings):
     )
     max_content_bytes: int = Field(
         32 * 1024, ge=16, validation_alias=_env("max_content_bytes", "MAX_CONTENT_BYTES")
+    )
+
+    max_concurrent_requests: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        validation_alias=_env("max_concurrent_requests", "MAX_CONCURRENT_REQUESTS"),
+        description="Requests one WebSocket connection may have in flight at once",
+    )
+    max_batch_requests: int = Field(
+        100, ge=1, validation_alias=_env("max_batch_requests", "MAX_BATCH_REQUESTS")
+    )
+    max_reply_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=64 * 1024,
+        validation_alias=_env("max_reply_bytes", "MAX_REPLY_BYTES"),
+        description="Past this a batch's remaining requests are refused, not run",
+    )
+    request_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        validation_alias=_env("request_timeout_seconds", "REQUEST_TIMEOUT_SECONDS"),
+        description="An HTTP request (head and body) must arrive within this",
+    )
+    ws_ping_interval_seconds: float = Field(
+        20.0, gt=0, validation_alias=_env("ws_ping_interval_seconds", "WS_PING_INTERVAL_SECONDS")
+    )
+    ws_ping_timeout_seconds: float = Field(
+        20.0, gt=0, validation_alias=_env("ws_ping_timeout_seconds", "WS_PING_TIMEOUT_SECONDS")
     )
 
     mcp_conformance_fixtures: bool = Field(
@@ -181,9 +211,18 @@ class Settings(BaseSettings):
 
     @property
     def is_loopback(self) -> bool:
-        return self.server_host in {"127.0.0.1", "localhost", "::1"} or self.server_host.startswith(
-            "127."
-        )
+        return is_loopback_name(self.server_host)
+
+
+def is_loopback_name(host: str) -> bool:
+    """Exactly `localhost`, or a loopback IP address (127.0.0.0/8, ::1), parsed as one."""
+    name = host.strip().lower().rstrip(".")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:

@@ -7,6 +7,8 @@
     ├── Forbidden              -32003  unauthorized or not the caller's data
     ├── RateLimited            -32004
     └── Unavailable            -32005  a provider (LLM, embedder) cannot serve now
+        └── StorageUnavailable -32005  the database cannot be read or written
+                                       (disk full, read-only, I/O error, in use)
 
 Protocol-level codes (-32700 parse error, -32600 invalid request, -32601 method not
 found) belong to the JSON-RPC door and are listed here so every code lives in one place.
@@ -26,6 +28,7 @@ CONFLICT = -32002
 FORBIDDEN = -32003
 RATE_LIMITED = -32004
 UNAVAILABLE = -32005
+REQUEST_CANCELLED = -32800  # the WebSocket door's answer to a cancelled request (LSP's code)
 
 
 class PersonaMCPError(Exception):
@@ -69,6 +72,10 @@ class RateLimited(PersonaMCPError):
 
 class Unavailable(PersonaMCPError):
     code = UNAVAILABLE
+
+
+class StorageUnavailable(Unavailable):
+    """The database cannot serve: the message says why (\"storage unavailable: disk full\")."""
 
 
 def check_text(text: str, field: str, max_bytes: int) -> None:

@@ -20,7 +20,7 @@ from persona_mcp import nlp
 from persona_mcp.clock import Clock, to_datetime
 from persona_mcp.config import Settings
 from persona_mcp.conversation import flow
-from persona_mcp.conversation.prompt import Recalled, build_messages
+from persona_mcp.conversation.prompt import Recalled, build_messages, day
 from persona_mcp.conversation.summary import extractive_summary, llm_summary
 from persona_mcp.errors import Conflict, InvalidParams, NotFound, Unavailable, check_text
 from persona_mcp.llm.base import ChatMessage, ChatRequest, LLMProvider, OnDelta, ResponderContext
@@ -208,7 +208,7 @@ class ConversationEngine:
             rtype,
             conv.summary if conv else "",
             window,
-            [Recalled(m.content, _day(m.occurred_at), m.memory_type) for m in recalled],
+            [Recalled(m.content, day(m.occurred_at), m.memory_type) for m in recalled],
             message,
         )
         request = ChatRequest(
@@ -270,10 +270,16 @@ class ConversationEngine:
             stored = self.memory.write_exchange(conn, prepared) if self.memory else []
             return turn, stored, repo.message_count(conn, conv_id)
 
-        turn, stored_ids, total_messages = await self._db.write(write)
-        self._personas.state_committed(new_state)
-        if self.memory:
-            self.memory.exchange_committed(prepared)
+        async def commit() -> tuple[int, list[str], int]:
+            written = await self._db.write(write)
+            self._personas.state_committed(new_state)
+            if self.memory:
+                self.memory.exchange_committed(prepared)
+            return written
+
+        # Once the turn is being written it is finished whole, even if the request is
+        # cancelled now: no half turn, and the in-memory indexes match the record.
+        turn, stored_ids, total_messages = await asyncio.shield(commit())
         self._maybe_summarize(conv_id, persona, total_messages, conv.summary_upto if conv else 0)
         return ChatOutcome(
             response=result.text,
@@ -480,8 +486,3 @@ def _new_conversation(
         summary_source=None,
         last_continue_score=None,
     )
-
-
-def _day(ts: float) -> str:
-    when = to_datetime(ts)
-    return when.strftime("%Y-%m-%d") if when else "unknown"

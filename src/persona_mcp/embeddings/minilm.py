@@ -7,18 +7,22 @@ worker thread, and requests that arrive together are encoded in one batch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
+import threading
 import time
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
 from persona_mcp.embeddings.base import Vectors, normalize
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 MAX_BATCH = 64
@@ -44,6 +48,34 @@ def _load_model(threads: int, int8: bool = False) -> Any:
             )
             gc.collect()
     return model
+
+
+async def _in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn` on a daemon thread: loading the model takes seconds that nothing may wait
+    for at exit (`stdio` must end as soon as stdin closes, even mid-load)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the awaiting task, which logs it
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(settle, None, exc)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=run, name="model-loader", daemon=True).start()
+    return await future
 
 
 class MiniLMEmbedder:
@@ -79,7 +111,7 @@ class MiniLMEmbedder:
     async def _load(self) -> None:
         started = time.perf_counter()
         try:
-            self._model = await asyncio.to_thread(_load_model, self._threads, self._int8)
+            self._model = await _in_daemon_thread(_load_model, self._threads, self._int8)
         except Exception as exc:  # an install problem: report it, keep serving lexically
             self._error = f"{type(exc).__name__}: {exc}"
             log.exception("could not load the embedding model")

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from persona_mcp.clock import Clock
 from persona_mcp.config import Settings
+from persona_mcp.events import EventBus
 from persona_mcp.store import config as config_store
 from persona_mcp.store import lifecycle as repo
 from persona_mcp.store.db import Database
@@ -36,7 +37,10 @@ class DecayConfig:
 
 
 class DecayService:
-    def __init__(self, db: Database, clock: Clock, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, settings: Settings, events: EventBus | None = None
+    ) -> None:
+        self._events = events or EventBus()
         self._db = db
         self._clock = clock
         self._settings = settings
@@ -115,6 +119,13 @@ class DecayService:
 
         async with self._lock:  # passes never overlap
             decayed = await self._db.write(write)
+        if decayed:
+            for user in [user_id] if user_id else self._events.subscribed_users():
+                self._events.publish(
+                    user,
+                    "memory.changed",
+                    {"persona_id": persona_id, "memory_ids": [], "change": "decayed"},
+                )
         return {
             "decayed": decayed,
             "mode": mode,

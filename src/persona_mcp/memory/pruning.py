@@ -20,6 +20,7 @@ from typing import Any, Literal
 from persona_mcp.clock import Clock
 from persona_mcp.config import Settings
 from persona_mcp.errors import InvalidParams, NotFound
+from persona_mcp.events import EventBus
 from persona_mcp.memory.service import MemoryService
 from persona_mcp.store import config as config_store
 from persona_mcp.store import lifecycle as repo
@@ -44,8 +45,14 @@ class PruningConfig:
 
 class PruningService:
     def __init__(
-        self, db: Database, clock: Clock, settings: Settings, memory: MemoryService
+        self,
+        db: Database,
+        clock: Clock,
+        settings: Settings,
+        memory: MemoryService,
+        events: EventBus | None = None,
     ) -> None:
+        self._events = events or EventBus()
         self._db = db
         self._clock = clock
         self._settings = settings
@@ -179,6 +186,7 @@ class PruningService:
             seconds = time.perf_counter() - started
             finished = self._clock.now()
             await self._db.write(lambda conn: repo.finish_run(conn, run_id, finished, seconds))
+            self._events.memory_changed(user_id, persona_id, pruned, "pruned")
             return result | {
                 "pruned_count": len(pruned),
                 "pruned_ids": pruned,
@@ -261,7 +269,7 @@ class PruningService:
     async def restore(
         self, user_id: str, *, memory_ids: list[str] | None, run_id: str | None
     ) -> list[str]:
-        def write(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+        def write(conn: sqlite3.Connection) -> list[tuple[int, str, str]]:
             ids = repo.archived_ids(conn, user_id, run_id=run_id, ids=memory_ids)
             return repo.restore(conn, ids)
 
@@ -271,8 +279,13 @@ class PruningService:
             raise NotFound(f"Nothing archived for {what}", {"prune_run_id": run_id})
         if memory_ids is not None and len(restored) < len(memory_ids):
             log.info("restore: %d of %d ids were archived", len(restored), len(memory_ids))
-        await self._memory.reindex_rows([rid for rid, _ in restored])
-        return [memory_id for _, memory_id in restored]
+        await self._memory.reindex_rows([rid for rid, _, _ in restored])
+        by_persona: dict[str, list[str]] = {}
+        for _, memory_id, persona_id in restored:
+            by_persona.setdefault(persona_id, []).append(memory_id)
+        for persona_id, ids in by_persona.items():
+            self._events.memory_changed(user_id, persona_id, ids, "restored")
+        return [memory_id for _, memory_id, _ in restored]
 
     async def stats(self, user_id: str) -> dict[str, Any]:
         totals = await self._db.read(lambda conn: repo.prune_totals(conn, user_id))

@@ -28,7 +28,7 @@ class ConversationStartResult(Result):
     previous_summary: str | None
 
 
-@ops("conversation.start", open_world=True, title="Start a conversation")
+@ops("conversation.start", open_world=True, ordered=True, title="Start a conversation")
 async def conversation_start(
     ctx: CallContext, params: ConversationStartParams
 ) -> ConversationStartResult:
@@ -54,7 +54,7 @@ class ConversationEndResult(Result):
     stored_memory_ids: list[str]
 
 
-@ops("conversation.end", open_world=True, title="End a conversation")
+@ops("conversation.end", open_world=True, ordered=True, title="End a conversation")
 async def conversation_end(
     ctx: CallContext, params: ConversationEndParams
 ) -> ConversationEndResult:

@@ -11,7 +11,7 @@ from persona_mcp.clock import to_datetime, to_timestamp
 from persona_mcp.errors import InvalidParams
 from persona_mcp.memory.importance import DEFAULT_WEIGHTS, ImportanceConfig
 from persona_mcp.memory.service import MemoryInput, MemoryType
-from persona_mcp.operations.common import PersonaRef, target_persona
+from persona_mcp.operations.common import Metadata, PersonaRef, When, target_persona
 from persona_mcp.operations.registry import CallContext, OperationSet, Params, Result
 from persona_mcp.store.memories import Filters, MemoryRow
 
@@ -65,8 +65,8 @@ class MemoryFields(Params):
     memory_type: MemoryType = "conversation"
     importance: Unit | None = Field(None, description="Kept as given; scored when omitted")
     emotional_valence: Valence | None = Field(None, description="Detected when omitted")
-    metadata: dict[str, Any] = Field(default_factory=dict, description="Any JSON object")
-    occurred_at: datetime | None = Field(None, description="When it happened (default: now)")
+    metadata: Metadata = Field(default_factory=dict)
+    occurred_at: When | None = Field(None, description="When it happened (default: now)")
 
     def to_input(self) -> MemoryInput:
         return MemoryInput(
@@ -94,6 +94,7 @@ async def memory_store(ctx: CallContext, params: MemoryStoreParams) -> MemoryRes
     persona = await target_persona(ctx, params.persona_id)
     ctx.app.memory.check_content(params.content, "content")
     rows = await ctx.app.memory.store(ctx.session.user_id, persona, [params.to_input()])
+    ctx.app.events.memory_changed(ctx.session.user_id, persona.id, [rows[0].id], "stored")
     return MemoryResult(memory=memory_out(rows[0]))
 
 
@@ -116,6 +117,7 @@ async def memory_store_batch(ctx: CallContext, params: MemoryStoreBatchParams) -
     rows = await ctx.app.memory.store(
         ctx.session.user_id, persona, [m.to_input() for m in params.memories]
     )
+    ctx.app.events.memory_changed(ctx.session.user_id, persona.id, [r.id for r in rows], "stored")
     return MemoryBatchResult(memories=[memory_out(r) for r in rows], count=len(rows))
 
 
@@ -125,8 +127,8 @@ class MemorySearchParams(Params):
     limit: int = Field(10, ge=1, le=100)
     memory_type: MemoryType | None = None
     min_importance: Unit | None = None
-    since: datetime | None = Field(None, description="Only memories that occurred at or after")
-    until: datetime | None = Field(None, description="Only memories that occurred at or before")
+    since: When | None = Field(None, description="Only memories that occurred at or after")
+    until: When | None = Field(None, description="Only memories that occurred at or before")
 
     @model_validator(mode="after")
     def _window(self) -> MemorySearchParams:
@@ -195,6 +197,7 @@ async def memory_delete(ctx: CallContext, params: MemoryIdParams) -> MemoryDelet
     """Forget a memory: it is removed from the database, the full-text index and the vector
     index at once, and never returned again."""
     row = await ctx.app.memory.delete(ctx.session.user_id, params.memory_id)
+    ctx.app.events.memory_changed(ctx.session.user_id, row.persona_id, [row.id], "deleted")
     return MemoryDeleteResult(deleted=True, memory_id=row.id)
 
 

@@ -7,16 +7,16 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
+from persona_mcp.clock import to_datetime
 from persona_mcp.errors import InvalidParams
 from persona_mcp.models.persona import InteractionState, Persona
-from persona_mcp.operations.common import PersonaRef, target_persona
+from persona_mcp.operations.common import Name, PersonaRef, target_persona
 from persona_mcp.operations.registry import CallContext, OperationSet, Params, Result
 
 ops = OperationSet()
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Text = Annotated[str, StringConstraints(max_length=8000)]
-Trait = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Trait = Name
 Weight = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
@@ -131,7 +131,7 @@ class PersonaSwitchResult(Result):
     turns: int
 
 
-@ops("persona.switch", idempotent=True, title="Switch the active persona")
+@ops("persona.switch", idempotent=True, barrier=True, title="Switch the active persona")
 async def persona_switch(ctx: CallContext, params: PersonaSwitchParams) -> PersonaSwitchResult:
     """Make a persona (by id or name) the active one for this session. Each persona's
     conversation with you is kept: switching back continues it."""
@@ -230,7 +230,7 @@ class PersonaChatResult(Result):
     stored_memory_ids: list[str]
 
 
-@ops("persona.chat", open_world=True, title="Chat with a persona")
+@ops("persona.chat", open_world=True, ordered=True, cancellable=True, title="Chat with a persona")
 async def persona_chat(ctx: CallContext, params: PersonaChatParams) -> PersonaChatResult:
     """Say something to a persona and get its reply. The exchange is stored in the
     conversation and in the persona's memory; relevant memories are recalled into the
@@ -251,6 +251,22 @@ async def persona_chat(ctx: CallContext, params: PersonaChatParams) -> PersonaCh
     outcome = await app.conversations.chat(
         session.user_id, persona, params.message, params.conversation_id, on_delta
     )
+    app.events.publish(
+        session.user_id,
+        "conversation.turn",
+        {
+            "persona_id": outcome.persona_id,
+            "conversation_id": outcome.conversation_id,
+            "turn_number": outcome.turn_number,
+            "message": params.message,
+            "response": outcome.response,
+            "model": outcome.model,
+            "continue_score": outcome.continue_score,
+        },
+    )
+    app.events.memory_changed(
+        session.user_id, outcome.persona_id, outcome.stored_memory_ids, "stored"
+    )
     return PersonaChatResult(
         response=outcome.response,
         persona_id=outcome.persona_id,
@@ -267,7 +283,7 @@ async def persona_chat(ctx: CallContext, params: PersonaChatParams) -> PersonaCh
                 content=m.content,
                 memory_type=m.memory_type,
                 score=round(m.score, 4),
-                occurred_at=datetime.fromtimestamp(m.occurred_at).astimezone(),
+                occurred_at=to_datetime(m.occurred_at),
             )
             for m in outcome.memories_used
         ],

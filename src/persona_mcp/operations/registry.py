@@ -11,7 +11,7 @@ from __future__ import annotations
 import typing
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -25,9 +25,11 @@ Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class Params(BaseModel):
-    """Base of every params model: unknown fields are errors, not silently ignored."""
+    """Base of every params model: unknown fields are errors, not silently ignored, and
+    types are strict (`"stream": "yes"` or `"limit": "10"` are errors, not coerced;
+    an int is still a valid float, and moments are ISO 8601 strings, see `When`)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
 
 
 class Result(BaseModel):
@@ -43,6 +45,7 @@ class CallContext:
 
 
 Handler = Callable[[CallContext, Any], Awaitable[Any]]
+ParamsT = TypeVar("ParamsT", bound=Params)
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,15 @@ class Operation:
     open_world: bool = False
     aliases: tuple[str, ...] = ()
     title: str | None = None
+    # How a door that runs one connection's requests concurrently must treat this one:
+    # `ordered` operations run one at a time, in arrival order (chat, conversation
+    # start/end, switch); a `barrier` (switch) also holds back every request that arrives
+    # after it until it is done. `cancellable` ones may be stopped mid-way: they either
+    # write nothing or commit their writes whole (read-only operations and chat);
+    # a cancellation of any other request comes too late and is ignored.
+    ordered: bool = False
+    barrier: bool = False
+    cancellable: bool = False
 
 
 @dataclass
@@ -76,6 +88,9 @@ class OperationSet:
         open_world: bool = False,
         aliases: tuple[str, ...] = (),
         title: str | None = None,
+        ordered: bool = False,
+        barrier: bool = False,
+        cancellable: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             hints = typing.get_type_hints(handler)
@@ -96,6 +111,9 @@ class OperationSet:
                     open_world=open_world,
                     aliases=aliases,
                     title=title,
+                    ordered=ordered or barrier,
+                    barrier=barrier,
+                    cancellable=cancellable or read_only,
                 )
             )
             return handler
@@ -115,6 +133,23 @@ def validation_data(exc: ValidationError) -> dict[str, Any]:
             for err in exc.errors(include_url=False, include_context=False, include_input=False)
         ]
     }
+
+
+def parse_params(model: type[ParamsT], params: Any) -> ParamsT:
+    """Validate named params against a model; -32602 naming each bad field otherwise."""
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise InvalidParams(
+            "Invalid params: params must be an object (named parameters)",
+            {"errors": [{"field": "params", "message": "must be an object", "type": "dict_type"}]},
+        )
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        data = validation_data(exc)
+        fields = ", ".join(e["field"] for e in data["errors"])
+        raise InvalidParams(f"Invalid params: {fields}", data) from exc
 
 
 class Registry:
@@ -140,23 +175,7 @@ class Registry:
         return self._ops.get(name) or self._aliases.get(name)
 
     def parse(self, op: Operation, params: Any) -> Params:
-        if params is None:
-            params = {}
-        if not isinstance(params, dict):
-            raise InvalidParams(
-                "Invalid params: params must be an object (named parameters)",
-                {
-                    "errors": [
-                        {"field": "params", "message": "must be an object", "type": "dict_type"}
-                    ]
-                },
-            )
-        try:
-            return op.params.model_validate(params)
-        except ValidationError as exc:
-            data = validation_data(exc)
-            fields = ", ".join(e["field"] for e in data["errors"])
-            raise InvalidParams(f"Invalid params: {fields}", data) from exc
+        return parse_params(op.params, params)
 
     async def call(self, op: Operation, params: Any, ctx: CallContext) -> dict[str, Any]:
         parsed = self.parse(op, params)

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from persona_mcp.clock import Clock, to_datetime
 from persona_mcp.errors import Conflict, InvalidParams, NotFound
+from persona_mcp.events import EventBus
 from persona_mcp.models.persona import InteractionState, Persona
 from persona_mcp.personas import state as rules
 from persona_mcp.personas.defaults import DEFAULT_PERSONAS
@@ -22,9 +23,10 @@ from persona_mcp.store.personas import PersonaRow, StateRow
 
 
 class PersonaService:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, events: EventBus | None = None) -> None:
         self._db = db
         self._clock = clock
+        self._events = events or EventBus()
         self._by_id: dict[str, PersonaRow] = {}
         self._states: dict[tuple[str, str], StateRow] = {}
         self._seeded: set[str] = set()
@@ -273,5 +275,17 @@ class PersonaService:
 
     def state_committed(self, row: StateRow) -> None:
         """Call after the transaction holding `write_state` has committed."""
-        if row.persona_id in self._by_id:
+        persona = self._by_id.get(row.persona_id)
+        if persona is not None:
             self._states[(row.persona_id, row.user_id)] = row
+            if self._events.has_subscribers(row.user_id):
+                model = self.to_model(persona, row.user_id)
+                self._events.publish(
+                    row.user_id,
+                    "persona.state",
+                    {
+                        "persona_id": persona.id,
+                        "interaction_state": model.interaction_state.model_dump(mode="json"),
+                        "mood": model.mood,
+                    },
+                )

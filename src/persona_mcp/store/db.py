@@ -5,11 +5,17 @@ One writer connection lives on one dedicated thread, so writes are serialized an
 resumes (nothing is acknowledged before it is committed) or rolls back on any error.
 Readers use a small pool of threads, each with its own connection; in WAL mode they
 read committed data concurrently with the writer.
+
+The database is locked to this process while open (see `lock`). Failures of the storage
+itself (disk full, read-only file, I/O error) surface as `StorageUnavailable` with a
+message saying which, never as an internal error; SQLite has rolled the transaction back,
+so nothing half-written stays and the next write succeeds once the cause is gone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -17,9 +23,40 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from persona_mcp.errors import StorageUnavailable
+from persona_mcp.store import lock
 from persona_mcp.store.migrations import apply_migrations
 
 T = TypeVar("T")
+
+# Primary SQLite result codes that mean "the storage cannot serve", and what to say.
+_STORAGE_FAULTS = {
+    sqlite3.SQLITE_FULL: "disk full",
+    sqlite3.SQLITE_IOERR: "disk I/O error",
+    sqlite3.SQLITE_READONLY: "the database is read-only",
+    sqlite3.SQLITE_CANTOPEN: "the database file cannot be opened",
+    sqlite3.SQLITE_CORRUPT: "the database file is damaged",
+    sqlite3.SQLITE_NOTADB: "the file is not a database",
+    sqlite3.SQLITE_BUSY: "the database is busy",
+    sqlite3.SQLITE_PERM: "permission denied",
+}
+
+
+def storage_fault(exc: BaseException) -> StorageUnavailable | None:
+    """The StorageUnavailable that a SQLite or OS error stands for, if it is one."""
+    if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
+        code = getattr(exc, "sqlite_errorcode", None)
+        reason = _STORAGE_FAULTS.get(code & 0xFF) if isinstance(code, int) else None
+        if reason is None and "disk is full" in str(exc):
+            reason = "disk full"
+        if reason is not None:
+            return StorageUnavailable(f"storage unavailable: {reason}")
+    if isinstance(exc, OSError):
+        if exc.errno == errno.ENOSPC:
+            return StorageUnavailable("storage unavailable: disk full")
+        reason = (exc.strerror or str(exc)).lower()
+        return StorageUnavailable(f"storage unavailable: {reason}")
+    return None
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -44,14 +81,22 @@ class Database:
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._file_lock: Path | None = None
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._file_lock = lock.acquire(self.path)
+        except OSError as exc:
+            raise storage_fault(exc) or exc from exc
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._reader_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="sqlite-reader")
         loop = asyncio.get_running_loop()
-        self._writer = await loop.run_in_executor(self._writer_pool, connect, self.path)
-        await loop.run_in_executor(self._writer_pool, apply_migrations, self._writer)
+        try:
+            self._writer = await loop.run_in_executor(self._writer_pool, connect, self.path)
+            await loop.run_in_executor(self._writer_pool, apply_migrations, self._writer)
+        except (sqlite3.Error, OSError) as exc:
+            await self.close()
+            raise storage_fault(exc) or exc from exc
 
     async def close(self) -> None:
         for pool in (self._writer_pool, self._reader_pool):
@@ -64,6 +109,9 @@ class Database:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._file_lock is not None:
+            lock.release(self._file_lock)
+            self._file_lock = None
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in one BEGIN IMMEDIATE transaction on the writer thread."""
@@ -78,24 +126,55 @@ class Database:
     def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._writer
         assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            result = fn(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # SQLite may already have rolled back (disk full)
+                    conn.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            fault = storage_fault(exc)
+            if fault is None:
+                raise
+            raise fault from exc
         return result
 
     def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.path)
-            self._local.conn = conn
-            with self._lock:
-                self._reader_conns.append(conn)
-        conn.execute("BEGIN")
         try:
-            return fn(conn)
+            conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = connect(self.path)
+                self._local.conn = conn
+                with self._lock:
+                    self._reader_conns.append(conn)
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            fault = storage_fault(exc)
+            if fault is None:
+                raise
+            raise fault from exc
+
+
+def check_storage(path: Path) -> None:
+    """Take the database's lock for this process and check that it opens and migrates
+    (run before the server starts, so a bad data directory is one clear error)."""
+    try:
+        lock.acquire(path)
+        conn = connect(path)
+        try:
+            apply_migrations(conn)
         finally:
-            conn.execute("COMMIT")
+            conn.close()
+    except (sqlite3.Error, OSError) as exc:
+        fault = storage_fault(exc)
+        if fault is None:
+            raise
+        raise StorageUnavailable(f"{fault.message} ({path})") from exc

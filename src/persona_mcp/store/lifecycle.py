@@ -258,13 +258,13 @@ def archived_ids(
     return [r[0] for r in rows]
 
 
-def restore(conn: sqlite3.Connection, ids: Sequence[str]) -> list[tuple[int, str]]:
-    """Move archived memories back (new rowids, same ids); returns (rid, id) pairs."""
+def restore(conn: sqlite3.Connection, ids: Sequence[str]) -> list[tuple[int, str, str]]:
+    """Move archived memories back (new rowids, same ids); returns (rid, id, persona id)."""
     restored = []
     for memory_id in ids:
-        run_id = conn.execute(
-            "SELECT prune_run_id FROM memory_archive WHERE id = ?", (memory_id,)
-        ).fetchone()[0]
+        run_id, persona_id = conn.execute(
+            "SELECT prune_run_id, persona_id FROM memory_archive WHERE id = ?", (memory_id,)
+        ).fetchone()
         cur = conn.execute(
             f"""INSERT INTO memories (id, {_ARCHIVED})
                 SELECT id, {_ARCHIVED} FROM memory_archive WHERE id = ?""",
@@ -274,7 +274,7 @@ def restore(conn: sqlite3.Connection, ids: Sequence[str]) -> list[tuple[int, str
         conn.execute(
             "UPDATE prune_runs SET restored_count = restored_count + 1 WHERE id = ?", (run_id,)
         )
-        restored.append((int(cur.lastrowid or 0), memory_id))
+        restored.append((int(cur.lastrowid or 0), memory_id, str(persona_id)))
     return restored
 
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
@@ -16,6 +17,7 @@ from persona_mcp import __version__
 from persona_mcp.app import App
 from persona_mcp.config import Settings
 from persona_mcp.transports.mcp import McpDoor, extension_for, http_manager
+from persona_mcp.transports.security import DoorGuard
 from persona_mcp.transports.websocket import WebSocketDoor
 
 
@@ -36,7 +38,7 @@ def create_asgi(settings: Settings, app: App | None = None) -> Starlette:
     """The server's ASGI app; the services start in its lifespan."""
     persona_app = app or App(settings)
     door = McpDoor(persona_app, "mcp-http", extension_for(settings))
-    manager = http_manager(door, loopback_only=settings.is_loopback)
+    manager = http_manager(door)
 
     @contextlib.asynccontextmanager
     async def lifespan(asgi: Starlette) -> AsyncIterator[None]:
@@ -52,8 +54,9 @@ def create_asgi(settings: Settings, app: App | None = None) -> Starlette:
     return Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
-            WebSocketRoute("/mcp", WebSocketDoor()),
+            WebSocketRoute("/mcp", WebSocketDoor(settings)),
             Route("/mcp", StreamableHTTPASGIApp(manager)),
         ],
+        middleware=[Middleware(DoorGuard, settings=settings)],
         lifespan=lifespan,
     )

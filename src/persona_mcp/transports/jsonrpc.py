@@ -3,11 +3,19 @@
 Requests on one channel are handled in the order they arrive; a batch is answered as one
 array in request order, with no entry for notifications, and not at all when it held
 only notifications.
+
+A batch is bounded twice: at most MAX_BATCH_REQUESTS entries (else the whole batch is
+refused with -32600), and once its replies pass MAX_REPLY_BYTES the remaining entries
+are refused with -32600 instead of run. A message nested deeper than MAX_JSON_DEPTH is a
+parse error, as on the MCP door. Between entries the loop is yielded, so one
+connection's batch never holds up the others.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -19,11 +27,16 @@ from persona_mcp.errors import (
     PARSE_ERROR,
     PersonaMCPError,
 )
+from persona_mcp.operations.common import deeper_than
 from persona_mcp.operations.registry import CallContext
 
 log = logging.getLogger(__name__)
 
 Response = dict[str, Any]
+
+# The MCP SDK's JSON parser refuses messages nested deeper than this, so this door does
+# too: both answer a parse error (and bounded metadata is -32602 on both, well below).
+MAX_JSON_DEPTH = 200
 
 
 def error(id_: Any, code: int, message: str, data: Any = None) -> Response:
@@ -41,20 +54,84 @@ def _valid_id(value: Any) -> bool:
     return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
 
 
+def _encode(reply: Response) -> bytes:
+    """A reply as JSON; one whose result cannot be encoded becomes -32603 for its id, so
+    a bad value never drops the connection."""
+    try:
+        return orjson.dumps(reply)
+    except (orjson.JSONEncodeError, TypeError):
+        log.exception("reply to id %r could not be encoded", reply.get("id"))
+        return orjson.dumps(error(reply.get("id"), INTERNAL_ERROR, "Internal error"))
+
+
+def parse(raw: str | bytes) -> tuple[Any, bytes | None]:
+    """The message, or None and the error reply when it is not JSON (or nests too deep)."""
+    try:
+        message = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return None, orjson.dumps(error(None, PARSE_ERROR, f"Parse error: {exc.msg}"))
+    if deeper_than(message, MAX_JSON_DEPTH):
+        reason = f"Parse error: nested deeper than {MAX_JSON_DEPTH} levels"
+        return None, orjson.dumps(error(None, PARSE_ERROR, reason))
+    return message, None
+
+
 class JsonRpcDispatcher:
+    def __init__(self, max_batch: int = 100, max_reply_bytes: int = 8 * 1024 * 1024) -> None:
+        self.max_batch = max_batch
+        self.max_reply_bytes = max_reply_bytes
+
     async def handle(self, raw: str | bytes, ctx: CallContext) -> bytes | None:
         """Answer one incoming message (single or batch); None when no reply is due."""
-        try:
-            message = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            return orjson.dumps(error(None, PARSE_ERROR, f"Parse error: {exc.msg}"))
+        message, refusal = parse(raw)
+        if refusal is not None:
+            return refusal
+        return await self.answer(message, ctx)
+
+    async def answer(self, message: Any, ctx: CallContext) -> bytes | None:
+        """Answer a parsed message (single or batch); None when no reply is due."""
         if isinstance(message, list):
-            if not message:
-                return orjson.dumps(error(None, INVALID_REQUEST, "Invalid Request: empty batch"))
-            replies = [r for r in [await self._one(m, ctx) for m in message] if r is not None]
-            return orjson.dumps(replies) if replies else None
+            return await self._batch(message, ctx)
         reply = await self._one(message, ctx)
-        return orjson.dumps(reply) if reply is not None else None
+        return _encode(reply) if reply is not None else None
+
+    async def _batch(self, batch: list[Any], ctx: CallContext) -> bytes | None:
+        if not batch:
+            return orjson.dumps(error(None, INVALID_REQUEST, "Invalid Request: empty batch"))
+        if len(batch) > self.max_batch:
+            return orjson.dumps(
+                error(
+                    None,
+                    INVALID_REQUEST,
+                    f"Invalid Request: a batch holds at most {self.max_batch} requests; "
+                    f"this one has {len(batch)}",
+                )
+            )
+        parts: list[bytes] = []
+        size = 0
+        for i, message in enumerate(batch):
+            if i:
+                await asyncio.sleep(0)  # let other connections in between entries
+            if size > self.max_reply_bytes:
+                if isinstance(message, dict) and "id" in message:
+                    id_ = message["id"] if _valid_id(message["id"]) else None
+                    parts.append(
+                        orjson.dumps(
+                            error(
+                                id_,
+                                INVALID_REQUEST,
+                                f"Invalid Request: the batch's replies passed "
+                                f"{self.max_reply_bytes} bytes; send this request again",
+                            )
+                        )
+                    )
+                continue
+            reply = await self._one(message, ctx)
+            if reply is not None:
+                encoded = _encode(reply)
+                size += len(encoded)
+                parts.append(encoded)
+        return b"[" + b",".join(parts) + b"]" if parts else None
 
     async def _one(self, message: Any, ctx: CallContext) -> Response | None:
         if not isinstance(message, dict):
@@ -81,7 +158,7 @@ class JsonRpcDispatcher:
             if is_notification:
                 return None
             return error(id_, METHOD_NOT_FOUND, f"Method not found: {method}")
-        ctx.request_id = id_
+        ctx = replace(ctx, request_id=id_)
         try:
             result = await registry.call(op, message.get("params"), ctx)
         except PersonaMCPError as exc:
