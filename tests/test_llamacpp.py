@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -239,6 +241,35 @@ async def test_a_damaged_gguf_is_unavailable_and_says_what_to_configure(tmp_path
 
     assert "could not load" in failed.value.message
     assert "LLAMA_MODEL_PATH" in failed.value.message
+
+
+async def test_loading_a_model_leaves_the_servers_sigterm_handler_in_place() -> None:
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    provider = LlamaCppProvider(GGUF, max_tokens=4)
+    try:
+        await asyncio.wait_for(provider.wait_loaded(), 60)
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(500):  # bounded wait for the handler to run: up to 5 s
+            if received:
+                break
+            await asyncio.sleep(0.01)
+        # The model still answers: llama.cpp's own handler (which stops its loop) never ran.
+        result = await provider.generate(ask("hello"))
+    finally:
+        await provider.aclose()
+        signal.signal(signal.SIGTERM, previous)
+
+    assert received == [signal.SIGTERM]
+    assert result.text.strip()
+
+
+async def test_closing_right_after_loading_returns() -> None:
+    for _ in range(3):
+        provider = LlamaCppProvider(GGUF)
+        await asyncio.wait_for(provider.wait_loaded(), 60)
+        await asyncio.wait_for(provider.aclose(), 30)
+        assert not provider.loaded
 
 
 # -- settings, command line, composition ----------------------------------------------------

@@ -16,14 +16,17 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import ctypes
 import json
 import logging
 import os
 import secrets
 import shutil
+import signal
+import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +53,33 @@ def default_threads() -> int:
     """Half the cores, at least one: on 2 cores one thread gives 15 tok/s where two
     threads with OpenMP spinning gave 1-3 (the server's other work needs the second)."""
     return max(1, min(8, (os.cpu_count() or 1) // 2))
+
+
+@contextlib.contextmanager
+def _signal_handlers_kept() -> Iterator[None]:
+    """Put SIGINT and SIGTERM handling back as it was once the block ends.
+
+    xllamacpp installs its own handlers for both while it starts a model (they stop its
+    task loop, and a second signal calls exit(1)), which would take Ctrl-C and `kill`
+    away from the server. The handlers are saved and restored through libc's sigaction,
+    from this (non-main) thread, as opaque bytes: no layout of `struct sigaction` is
+    assumed, only that it fits in the buffer.
+    """
+    if sys.platform == "win32":  # xllamacpp uses a console handler there instead
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    saved: dict[int, ctypes.Array[ctypes.c_char]] = {}
+    for which in (signal.SIGINT, signal.SIGTERM):
+        buffer = ctypes.create_string_buffer(1024)
+        if libc.sigaction(int(which), None, buffer) == 0:
+            saved[int(which)] = buffer
+    try:
+        yield
+    finally:
+        for signum, buffer in saved.items():
+            if libc.sigaction(signum, buffer, None) != 0:
+                log.warning("llamacpp: could not restore the handler of signal %d", signum)
 
 
 class ModelLoadError(Exception):
@@ -188,7 +218,8 @@ class LlamaCppProvider:
         params.api_keys = [secrets.token_urlsafe(32)]
         params.verbosity = 3 if self._verbose else 0
         try:
-            server = xllamacpp.Server(params)
+            with _signal_handlers_kept():
+                server = xllamacpp.Server(params)
         except RuntimeError as exc:
             shutil.rmtree(socket_dir, ignore_errors=True)
             raise ModelLoadError(
@@ -197,14 +228,14 @@ class LlamaCppProvider:
                 f"{self.context_tokens} needs more memory than there is. Set LLAMA_MODEL_PATH "
                 "to another GGUF file, or DEBUG_MODE=true to see llama.cpp's log"
             ) from exc
+        # llama.cpp's task loop starts on its own thread after the constructor returns and
+        # marks itself running when it starts, so a shutdown that came first would be lost
+        # and the destructor would wait forever (holding the GIL). A metrics request is
+        # answered by that loop: once it returns, the loop runs and shutdown is safe.
+        server.handle_metrics()
         self._server = server
         self._socket_dir = socket_dir
-        log.info(
-            "llamacpp: loaded %s (%d threads, context %d tokens)",
-            path.name,
-            self.threads,
-            self.context_tokens,
-        )
+        log.info("llamacpp: loaded %s (%s)", path.name, self._shape())
 
     # -- generation --------------------------------------------------------------------
 
@@ -405,14 +436,16 @@ class LlamaCppProvider:
                 self.name, False, f"LLAMA_MODEL_PATH={self.model_path} is not a file", address
             )
         state = "loaded" if self.loaded else "loading" if self._load_job else "not loaded yet"
-        threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
         return ProviderHealth(
             self.name,
             True,
-            f"{self.default_model} in-process, {state} "
-            f"({threads}, context {self.context_tokens} tokens)",
+            f"{self.default_model} in-process, {state} ({self._shape()})",
             address,
         )
+
+    def _shape(self) -> str:
+        threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
+        return f"{threads}, context {self.context_tokens} tokens"
 
     async def resolve(self) -> LLMProvider:
         return self
