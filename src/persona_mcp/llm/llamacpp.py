@@ -50,8 +50,9 @@ INSTALL_HINT = "pip install 'persona-mcp[llamacpp]'"
 
 
 def default_threads() -> int:
-    """Half the cores, at least one: on 2 cores one thread gives 15 tok/s where two
-    threads with OpenMP spinning gave 1-3 (the server's other work needs the second)."""
+    """Half the cores, at least one. On 2 cores one thread decoded SmolLM2 at 41-53 tok/s
+    whether or not another process was busy; two threads reached 61 tok/s on an idle
+    machine but 4 tok/s beside one busy process (`benchmarks/llamacpp.py --matrix`)."""
     return max(1, min(8, (os.cpu_count() or 1) // 2))
 
 
@@ -194,8 +195,8 @@ class LlamaCppProvider:
                 f"LLAMA_MODEL_PATH={path} is not a GGUF file: llama.cpp loads .gguf models "
                 "(convert it, or download a GGUF build of the model)"
             )
-        # OpenMP reads this when the library loads: spinning worker threads starve
-        # everything else on a small machine (measured 15 tok/s passive vs 1-3 spinning).
+        # OpenMP reads this when the library loads: its waiting threads spin by default,
+        # which starves the rest of the server (and the model itself) on a small machine.
         os.environ.setdefault("OMP_WAIT_POLICY", "passive")
         try:
             import xllamacpp
