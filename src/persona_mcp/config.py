@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-LLMProviderName = Literal["auto", "ollama", "openai", "offline"]
+LLMProviderName = Literal["auto", "ollama", "openai", "llamacpp", "offline"]
 EmbeddingProviderName = Literal["minilm", "ollama", "openai", "none"]
 AuthMode = Literal["off", "required"]
 
@@ -137,6 +137,31 @@ class Settings(BaseSettings):
     llm_probe_ttl_seconds: float = Field(
         5.0, ge=0, validation_alias=_env("llm_probe_ttl_seconds", "LLM_PROBE_TTL_SECONDS")
     )
+    llama_model_path: Path | None = Field(
+        None,
+        validation_alias=_env("llama_model_path", "LLAMA_MODEL_PATH"),
+        description="A GGUF model file run in-process by llama.cpp (LLM_PROVIDER=llamacpp, "
+        "or auto when Ollama does not answer)",
+    )
+    llama_threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        validation_alias=_env("llama_threads", "LLAMA_THREADS"),
+        description="llama.cpp threads; default half the cores (one on 2 cores)",
+    )
+    llama_context_tokens: int = Field(
+        4096,
+        ge=256,
+        validation_alias=_env("llama_context_tokens", "LLAMA_CONTEXT_TOKENS"),
+        description="The local model's context window: prompt and reply together",
+    )
+    llama_max_tokens: int = Field(
+        512,
+        ge=1,
+        validation_alias=_env("llama_max_tokens", "LLAMA_MAX_TOKENS"),
+        description="The longest reply the local model may write, in tokens",
+    )
 
     # Embeddings
     embedding_provider: EmbeddingProviderName = Field(
@@ -198,12 +223,21 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
 
+    @field_validator("llama_model_path", mode="before")
+    @classmethod
+    def _expand_home(cls, value: Any) -> Any:
+        if value is None or value == "":  # LLAMA_MODEL_PATH= means "not set"
+            return None
+        return Path(value).expanduser() if isinstance(value, str | Path) else value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.pruning_threshold >= self.max_memories_per_persona:
             raise ValueError("PRUNING_THRESHOLD must be below MAX_MEMORIES_PER_PERSONA")
         if self.llm_provider == "openai" and not self.openai_base_url:
             raise ValueError("LLM_PROVIDER=openai needs OPENAI_BASE_URL")
+        if self.llm_provider == "llamacpp" and self.llama_model_path is None:
+            raise ValueError("LLM_PROVIDER=llamacpp needs LLAMA_MODEL_PATH (a GGUF model file)")
         if self.embedding_provider == "openai" and not self.openai_base_url:
             raise ValueError("EMBEDDING_PROVIDER=openai needs OPENAI_BASE_URL")
         return self

@@ -131,6 +131,10 @@ class InstrumentedLLM:
         self._metrics = metrics
         self.name = inner.name
 
+    @property
+    def default_model(self) -> str:
+        return self.inner.default_model
+
     async def generate(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResult:
         started = time.perf_counter()
         try:

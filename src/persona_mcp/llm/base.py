@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 OnDelta = Callable[[str], Awaitable[None]]
 
@@ -49,6 +49,14 @@ class ChatResult:
 
 
 @dataclass(frozen=True)
+class StructuredResult:
+    """A JSON value that conforms to the schema it was asked for, and the raw answer."""
+
+    value: Any
+    result: ChatResult
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     name: str
     size: int | None = None
@@ -66,6 +74,11 @@ class ProviderHealth:
 
 class LLMProvider(Protocol):
     name: str
+
+    @property
+    def default_model(self) -> str:
+        """The model a request without its own `model` gets."""
+        ...
 
     async def generate(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResult:
         """Answer the conversation; with `on_delta`, stream text pieces as they arrive."""

@@ -179,6 +179,7 @@ def compose(ctx: ResponderContext) -> str:
 
 class OfflineProvider:
     name = "offline"
+    default_model = OFFLINE_MODEL
 
     async def generate(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResult:
         ctx = request.context or ResponderContext(

@@ -18,10 +18,12 @@ class SystemStatusParams(Params):
 
 
 class LLMStatus(Result):
-    provider: str = Field(description="The configured provider: auto, ollama, openai or offline")
+    provider: str = Field(
+        description="The configured provider: auto, ollama, openai, llamacpp or offline"
+    )
     active: str = Field(description="The provider serving requests now")
     available: bool
-    default_model: str
+    default_model: str = Field(description="The model the active provider answers with")
     detail: str
     address: str | None = Field(description="Only for admin scope")
 
@@ -60,7 +62,7 @@ async def system_status(ctx: CallContext, params: SystemStatusParams) -> SystemS
             provider=app.settings.llm_provider,
             active=active.name,
             available=health.available,
-            default_model=app.settings.default_model,
+            default_model=active.default_model,
             detail=health.detail,
             address=health.address if admin else None,
         ),
@@ -95,6 +97,6 @@ async def system_models(ctx: CallContext, params: SystemModelsParams) -> SystemM
     models = await provider.list_models()
     return SystemModelsResult(
         provider=provider.name,
-        default_model=ctx.app.settings.default_model if provider.name != "offline" else "offline",
+        default_model=provider.default_model,
         models=[ModelOut(**vars(m)) for m in models],
     )
