@@ -19,12 +19,15 @@ from persona_mcp.memory.pruning import PruningService
 from persona_mcp.memory.service import MemoryService
 from persona_mcp.operations import Registry, build_registry
 from persona_mcp.personas.service import PersonaService
+from persona_mcp.personas.social import SocialService
 from persona_mcp.sessions import SessionService
+from persona_mcp.simulation.chatroom import ChatroomService
 from persona_mcp.store.db import Database
 
 log = logging.getLogger(__name__)
 
 DEFAULT_USER = "default"
+STARTUP_TOPIC = "what makes a story worth telling"
 
 
 class App:
@@ -55,6 +58,11 @@ class App:
         self.conversations = ConversationEngine(
             self.db, self.clock, settings, self.personas, self.llm, self.memory
         )
+        self.social = SocialService(self.db, self.clock, self.personas)
+        self.personas.social = self.social
+        self.simulations = ChatroomService(
+            self.db, self.clock, self.personas, self.social, self.memory, self.llm, self.events
+        )
         self.registry: Registry = build_registry()
         self.started_at = self.clock.now()
         self.connections = 0
@@ -65,6 +73,9 @@ class App:
         await self.db.open()
         await self.personas.load()
         await self.personas.ensure_user(DEFAULT_USER)
+        await self.social.load()
+        if stopped := await self.simulations.recover():
+            log.warning("%d simulations were interrupted by a restart; marked stopped", stopped)
         await self.memory.start(backfill=background)  # the model loads in the background
         interrupted = await self.pruning.recover()
         if interrupted:
@@ -73,9 +84,16 @@ class App:
             if (await self.decay.config()).enabled:
                 await self.decay.start_job()
             self.session_cleanup.start()
+        if background and self.settings.simulate_turns:
+            names = [p.name for p in self.personas.visible(DEFAULT_USER) if p.builtin]
+            sim = await self.simulations.start(
+                DEFAULT_USER, names, STARTUP_TOPIC, self.settings.simulate_turns
+            )
+            log.info("chatroom %s started: %s on %r", sim.id, ", ".join(names), STARTUP_TOPIC)
         log.info("database ready at %s", self.settings.db_path)
 
     async def close(self) -> None:
+        await self.simulations.close()
         await self.decay.stop_job()
         await self.session_cleanup.stop()
         await self.conversations.drain()

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-from persona_mcp.operations import conversation, lifecycle, memory, personas, system
+from persona_mcp.operations import (
+    conversation,
+    lifecycle,
+    memory,
+    personas,
+    simulation,
+    social,
+    system,
+)
 from persona_mcp.operations.registry import CallContext, Operation, Registry
 
-OPERATION_SETS = (personas.ops, conversation.ops, memory.ops, lifecycle.ops, system.ops)
+OPERATION_SETS = (
+    personas.ops,
+    social.ops,
+    conversation.ops,
+    memory.ops,
+    lifecycle.ops,
+    simulation.ops,
+    system.ops,
+)
 
 
 def build_registry() -> Registry:
