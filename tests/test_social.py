@@ -336,3 +336,19 @@ def test_the_simulate_command_prints_the_turns_and_a_summary_and_exits_0(
     assert all("(continue 0." in t for t in turns)
     assert any(line.strip().startswith("Aria -> Kira: affinity") for line in lines)
     assert any(line.strip().startswith("Kira:") for line in lines)
+
+
+async def test_deleting_a_persona_removes_the_others_relationships_with_it(
+    client: PersonaClient,
+) -> None:
+    await client.call("persona.create", {"name": "Pip", "personality_traits": ["playful"]})
+    started = await client.call(
+        "simulation.start",
+        {"personas": ["Aria", "Pip"], "topic": "songs", "max_turns": 4, "seed": 3},
+    )
+    await wait_until_done(client, started["simulation_id"])
+    before = await client.call("persona.relationship", {"persona_id": "Aria", "other_id": "Pip"})
+    assert before["relationships"][0]["interaction_count"] > 0
+    await client.call("persona.delete", {"persona_id": "Pip"})
+    after = await client.call("persona.relationship", {"persona_id": "Aria"})
+    assert after["relationships"] == []

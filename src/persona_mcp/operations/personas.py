@@ -116,6 +116,7 @@ async def persona_delete(ctx: CallContext, params: PersonaDeleteParams) -> Perso
     memories. Nothing of it is kept."""
     row = await ctx.app.personas.delete(ctx.session.user_id, params.persona_id)
     ctx.app.memory.vectors.drop((ctx.session.user_id, row.id))
+    ctx.app.social.forget(row.id)
     if ctx.session.active_persona_id == row.id:
         ctx.session.active_persona_id = None
     return PersonaDeleteResult(deleted=True, persona_id=row.id, name=row.name)

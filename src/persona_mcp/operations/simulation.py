@@ -59,7 +59,9 @@ class SimulationStatus(Result):
     max_turns: int
     seed: int
     personas: list[str] = Field(description="Names of everyone who joined")
-    remaining: list[str] = Field(description="Names of those still in the room")
+    remaining: list[str] = Field(
+        description="Names of those still in the room (at the end, once it has ended)"
+    )
     end_reason: str | None
     started_at: datetime
     ended_at: datetime | None
@@ -78,7 +80,7 @@ def status_model(ctx: CallContext, sim: SimulationRow) -> SimulationStatus:
         max_turns=sim.max_turns,
         seed=sim.seed,
         personas=[name(p) for p in sim.personas],
-        remaining=[name(p) for p in sim.remaining] if sim.status == "running" else [],
+        remaining=[name(p) for p in sim.remaining],
         end_reason=sim.end_reason,
         started_at=to_datetime(sim.started_at) or datetime.min,
         ended_at=to_datetime(sim.ended_at),

@@ -239,6 +239,11 @@ class SocialService:
         for m, _ in writes.moods:
             self._moods[(m.user_id, m.persona_id)] = MoodValues(m.valence, m.arousal, m.updated_at)
 
+    def forget(self, persona_id: str) -> None:
+        """Drop a deleted persona from the copy (the database cascade removed its rows)."""
+        self._rels = {k: v for k, v in self._rels.items() if persona_id not in (k[1], k[2])}
+        self._moods = {k: v for k, v in self._moods.items() if k[1] != persona_id}
+
     async def after_exchange(self, user_id: str, persona: PersonaRow, message: str) -> None:
         """A user↔persona exchange: the persona's view of the user and its mood move by
         the tone of the message, its interest in the topic, its length and frequency."""
