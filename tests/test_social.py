@@ -86,6 +86,8 @@ async def test_persona_status_shows_the_mood_with_intensity_and_the_user_relatio
     assert after["mood_state"]["intensity"] > 0.15
     assert after["mood_state"]["valence"] > 0
     assert after["mood"] == after["mood_state"]["label"]
+    assert len(after["mood_state"]["history"]) == 3
+    assert after["mood_state"]["history"][0]["reason"].startswith("warm message")
     assert after["user_relationship"]["interaction_count"] == 3
 
 
@@ -352,3 +354,33 @@ async def test_deleting_a_persona_removes_the_others_relationships_with_it(
     await client.call("persona.delete", {"persona_id": "Pip"})
     after = await client.call("persona.relationship", {"persona_id": "Aria"})
     assert after["relationships"] == []
+
+
+async def test_a_persona_too_tired_to_go_on_leaves_and_the_room_ends_with_fewer_than_two(
+    app_factory: Callable[..., Any],
+) -> None:
+    app: App = await app_factory()
+    await app.personas.create(
+        "default",
+        name="Dozy",
+        description="Half asleep.",
+        personality_traits=["reserved"],
+        backstory="",
+        topic_preferences={},
+        model=None,
+        social_energy=5.0,
+        available_time=0.0,
+    )
+    sub = app.events.subscribe("default", ["simulation.turn"])
+    sim = await app.simulations.start(
+        "default", ["Aria", "Dozy"], "lullabies", 10, seed=5, background=False
+    )
+    done = await app.simulations.run(sim.id)
+    assert done.status == "completed"
+    assert done.end_reason == "fewer than two personas remain"
+    assert done.turns == 1
+    event = await asyncio.wait_for(sub.next(), 5)
+    assert event is not None
+    assert event.params["left"] == ["Dozy"]
+    assert event.params["remaining"] == ["Aria"]
+    sub.close()

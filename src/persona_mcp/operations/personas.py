@@ -201,7 +201,10 @@ async def persona_status(ctx: CallContext, params: PersonaStatusParams) -> Perso
             response_type=conv["response_type"],
         ),
         memory_count=await app.memory_count(session.user_id, row.id),
-        mood_state=mood_model(app.social.mood(session.user_id, row.id)),
+        mood_state=mood_model(
+            app.social.mood(session.user_id, row.id),
+            await app.social.mood_history(session.user_id, row.id, 5),
+        ),
         user_relationship=relationship_model(
             app.social, session.user_id, row.id, USER, rel, history
         )

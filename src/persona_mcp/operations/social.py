@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from pydantic import Field
@@ -13,7 +14,7 @@ from persona_mcp.operations.registry import CallContext, OperationSet, Params, R
 from persona_mcp.personas.mood import MoodValues
 from persona_mcp.personas.relationships import USER, RelationshipValues
 from persona_mcp.personas.social import SocialService
-from persona_mcp.store.social import RelationshipChangeRow
+from persona_mcp.store.social import MoodChangeRow, RelationshipChangeRow
 
 ops = OperationSet()
 
@@ -43,21 +44,44 @@ class Relationship(Result):
     )
 
 
+class MoodChange(Result):
+    at: datetime
+    label: str
+    intensity: float
+    valence: float
+    arousal: float
+    reason: str
+
+
 class Mood(Result):
     label: str
     intensity: float = Field(ge=0, le=1, description="0 at rest to 1")
     valence: float = Field(ge=-1, le=1, description="-1 unpleasant to 1 pleasant")
     arousal: float = Field(ge=0, le=1, description="0 calm to 1 stirred up")
     updated_at: datetime | None
+    history: list[MoodChange] = Field(
+        default_factory=list, description="Recent changes, newest first"
+    )
 
 
-def mood_model(mood: MoodValues) -> Mood:
+def mood_model(mood: MoodValues, history: Sequence[MoodChangeRow] = ()) -> Mood:
     return Mood(
         label=mood.label,
         intensity=mood.intensity,
         valence=round(mood.valence, 4),
         arousal=round(mood.arousal, 4),
         updated_at=to_datetime(mood.updated_at),
+        history=[
+            MoodChange(
+                at=to_datetime(h.at) or datetime.min,
+                label=h.label,
+                intensity=round(h.intensity, 4),
+                valence=round(h.valence, 4),
+                arousal=round(h.arousal, 4),
+                reason=h.reason,
+            )
+            for h in history
+        ],
     )
 
 
