@@ -23,10 +23,14 @@ from persona_mcp.memory.tiers import TierService
 from persona_mcp.metrics import InstrumentedEmbedder, InstrumentedLLM, Metrics
 from persona_mcp.operations import Registry, build_registry
 from persona_mcp.personas.service import PersonaService
+from persona_mcp.personas.social import SocialService
 from persona_mcp.sessions import SessionService
+from persona_mcp.simulation.chatroom import ChatroomService
 from persona_mcp.store.db import Database
 
 log = logging.getLogger(__name__)
+
+STARTUP_TOPIC = "what makes a story worth telling"
 
 
 class App:
@@ -66,6 +70,11 @@ class App:
         self.conversations = ConversationEngine(
             self.db, self.clock, settings, self.personas, self.llm, self.memory
         )
+        self.social = SocialService(self.db, self.clock, self.personas)
+        self.personas.social = self.social
+        self.simulations = ChatroomService(
+            self.db, self.clock, self.personas, self.social, self.memory, self.llm, self.events
+        )
         self.registry: Registry = build_registry()
         self.started_at = self.clock.now()
         self.connections = 0
@@ -79,6 +88,9 @@ class App:
         await self.personas.load()
         if self.settings.auth_mode == "off":
             await self.personas.ensure_user(LOCAL_USER)
+        await self.social.load()
+        if stopped := await self.simulations.recover():
+            log.warning("%d simulations were interrupted by a restart; marked stopped", stopped)
         await self.memory.start(backfill=background)  # the model loads in the background
         interrupted = await self.pruning.recover()
         if interrupted:
@@ -87,9 +99,16 @@ class App:
             if (await self.decay.config()).enabled:
                 await self.decay.start_job()
             self.session_cleanup.start()
+        if background and self.settings.simulate_turns:
+            names = [p.name for p in self.personas.visible(LOCAL_USER) if p.builtin]
+            sim = await self.simulations.start(
+                LOCAL_USER, names, STARTUP_TOPIC, self.settings.simulate_turns
+            )
+            log.info("chatroom %s started: %s on %r", sim.id, ", ".join(names), STARTUP_TOPIC)
         log.info("database ready at %s", self.settings.db_path)
 
     async def close(self) -> None:
+        await self.simulations.close()
         await self.decay.stop_job()
         await self.session_cleanup.stop()
         await self.conversations.drain()

@@ -55,6 +55,27 @@ def build_parser() -> argparse.ArgumentParser:
     _llm(serve)
     _auth(serve)
 
+    serve.add_argument(
+        "--simulate",
+        type=int,
+        metavar="N",
+        help="after start, run an N-turn chatroom of the default personas (SIMULATE_TURNS)",
+    )
+
+    simulate = commands.add_parser(
+        "simulate", help="run a chatroom of personas on a topic and print each turn"
+    )
+    _common(simulate)
+    simulate.add_argument(
+        "--personas", required=True, help="2-8 persona names or ids, comma-separated"
+    )
+    simulate.add_argument("--topic", required=True, help="what they talk about")
+    simulate.add_argument("--turns", type=int, default=12, help="at most this many turns")
+    simulate.add_argument("--seed", type=int, help="the same seed replays an offline run")
+    simulate.add_argument(
+        "--llm", choices=["auto", "ollama", "openai", "offline"], help="LLM provider (LLM_PROVIDER)"
+    )
+
     stdio = commands.add_parser(
         "stdio", help="serve MCP over stdin/stdout (for Claude Desktop and other launchers)"
     )
@@ -88,6 +109,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "llm_provider": getattr(args, "llm", None),
         "auth_mode": getattr(args, "auth", None),
         "llama_model_path": getattr(args, "llama_model", None),
+        "simulate_turns": getattr(args, "simulate", None),
     }
     return load_settings(env_file=args.env_file, **overrides)
 
@@ -211,6 +233,27 @@ def reindex(settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from persona_mcp.app import App
+    from persona_mcp.simulation.report import run_and_print
+
+    async def run() -> int:
+        app = App(settings)
+        await app.start(background=False)
+        try:
+            names = [n.strip() for n in args.personas.split(",") if n.strip()]
+            await run_and_print(app, names, args.topic, args.turns, args.seed, print)
+        finally:
+            await app.close()
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except PersonaMCPError as exc:
+        print(f"persona-mcp simulate: {exc.message}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # One BLAS thread: numpy's pool would fight torch's for the cores and triple the tail
     # latency of the query-vector products (measured on 2 cores).
@@ -234,4 +277,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return reindex(settings)
     if args.command == "token":
         return run_token_command(args, settings)
+    if args.command == "simulate":
+        return simulate(settings, args)
     raise AssertionError(args.command)

@@ -218,6 +218,15 @@ class Settings(BaseSettings):
         True, validation_alias=_env("background_processing", "BACKGROUND_PROCESSING")
     )
 
+    # Chatroom
+    simulate_turns: int = Field(
+        0,
+        ge=0,
+        le=200,
+        validation_alias=_env("simulate_turns", "SIMULATE_TURNS"),
+        description="After start, run a chatroom of the default personas for this many turns",
+    )
+
     @field_validator("ollama_host", "openai_base_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:

@@ -190,7 +190,9 @@ class ConversationEngine:
         interest, topics = topic_interest(message, persona.topic_preferences)
         state = self._personas.state(persona, user_id)
         turns_before = conv.turn_count if conv else 0
-        score = flow.continue_score(state, interest, turns_before + 1)
+        score = flow.continue_score(
+            state, interest, turns_before + 1, *self._personas.social_terms(persona, user_id)
+        )
         rtype = flow.response_type(score)
         mood = self._personas.mood(persona, user_id)
         prompt = build_messages(

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from persona_mcp.operations import conversation, lifecycle, memory, memoryos, personas, system
+from persona_mcp.operations import (
+    conversation,
+    lifecycle,
+    memory,
+    memoryos,
+    personas,
+    simulation,
+    social,
+    system,
+)
 from persona_mcp.operations.registry import CallContext, Operation, Registry
 
 OPERATION_SETS = (
     personas.ops,
+    social.ops,
     conversation.ops,
     memory.ops,
     memoryos.ops,
     lifecycle.ops,
+    simulation.ops,
     system.ops,
 )
 

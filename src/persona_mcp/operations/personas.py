@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -12,6 +13,8 @@ from persona_mcp.errors import InvalidParams
 from persona_mcp.models.persona import InteractionState, Persona
 from persona_mcp.operations.common import Name, PersonaRef, target_persona
 from persona_mcp.operations.registry import CallContext, OperationSet, Params, Result
+from persona_mcp.operations.social import Mood, Relationship, mood_model, relationship_model
+from persona_mcp.personas.relationships import USER
 
 ops = OperationSet()
 
@@ -113,6 +116,7 @@ async def persona_delete(ctx: CallContext, params: PersonaDeleteParams) -> Perso
     memories. Nothing of it is kept."""
     row = await ctx.app.personas.delete(ctx.session.user_id, params.persona_id)
     ctx.app.memory.vectors.drop((ctx.session.user_id, row.id))
+    ctx.app.social.forget(row.id)
     if ctx.session.active_persona_id == row.id:
         ctx.session.active_persona_id = None
     return PersonaDeleteResult(deleted=True, persona_id=row.id, name=row.name)
@@ -166,16 +170,23 @@ class PersonaStatusResult(Result):
     active: bool
     conversation: ConversationBrief
     memory_count: int
+    mood_state: Mood = Field(description="The emotional mood: label, intensity, valence, arousal")
+    user_relationship: Relationship | None = Field(
+        description="The persona's relationship with you (None before your first exchange)"
+    )
 
 
 @ops("persona.status", read_only=True, title="Persona status")
 async def persona_status(ctx: CallContext, params: PersonaStatusParams) -> PersonaStatusResult:
-    """A persona's state (the active one by default): interaction state, mood, its current
+    """A persona's state (the active one by default): interaction state, mood (a word, and
+    the emotional mood with its intensity), its relationship with you, its current
     conversation with you, and how many memories it holds."""
     app, session = ctx.app, ctx.session
     row = await target_persona(ctx, params.persona_id)
     model = app.personas.to_model(row, session.user_id)
     conv = await app.conversations.status(session.user_id, row, None)
+    rel = app.social.relationship(session.user_id, row.id, USER)
+    history = await app.social.history(session.user_id, row.id, USER, 5) if rel else []
     return PersonaStatusResult(
         persona=model,
         interaction_state=model.interaction_state,
@@ -190,6 +201,15 @@ async def persona_status(ctx: CallContext, params: PersonaStatusParams) -> Perso
             response_type=conv["response_type"],
         ),
         memory_count=await app.memory_count(session.user_id, row.id),
+        mood_state=mood_model(
+            app.social.mood(session.user_id, row.id),
+            await app.social.mood_history(session.user_id, row.id, 5),
+        ),
+        user_relationship=relationship_model(
+            app.social, session.user_id, row.id, USER, rel, history
+        )
+        if rel
+        else None,
     )
 
 
@@ -254,6 +274,8 @@ async def persona_chat(ctx: CallContext, params: PersonaChatParams) -> PersonaCh
     outcome = await app.conversations.chat(
         session.user_id, persona, params.message, params.conversation_id, on_delta
     )
+    # The turn has committed; its effect on the relationship and mood is written whole too.
+    await asyncio.shield(app.social.after_exchange(session.user_id, persona, params.message))
     app.events.publish(
         session.user_id,
         "conversation.turn",

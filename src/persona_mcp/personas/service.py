@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from dataclasses import replace
+from typing import Protocol
 
 from persona_mcp.clock import Clock, to_datetime
 from persona_mcp.errors import Conflict, InvalidParams, NotFound, RateLimited
@@ -22,6 +23,18 @@ from persona_mcp.store.db import Database
 from persona_mcp.store.personas import PersonaRow, StateRow
 
 
+class SocialView(Protocol):
+    """What the persona service asks of relationships and moods (personas.social)."""
+
+    def continue_terms(self, persona_id: str, user_id: str) -> tuple[float, float]:
+        """The continue score's relationship term in [0, 1] and mood term in [-1, 1]."""
+        ...
+
+    def mood_word(self, persona_id: str, user_id: str) -> str | None:
+        """The emotional mood's label, or None while it is at rest."""
+        ...
+
+
 class PersonaService:
     def __init__(
         self,
@@ -30,6 +43,7 @@ class PersonaService:
         max_per_user: int = 100,
         events: EventBus | None = None,
     ) -> None:
+        self.social: SocialView | None = None  # set by the App once the social service exists
         self._db = db
         self._clock = clock
         self._max_per_user = max_per_user
@@ -157,11 +171,23 @@ class PersonaService:
         )
         return rules.recovered(values, self._clock.now())
 
+    def social_terms(self, persona: PersonaRow, user_id: str) -> tuple[float, float]:
+        """The continue score's relationship and mood terms (neutral without the social
+        service)."""
+        if self.social is None:
+            return 0.5, 0.0
+        return self.social.continue_terms(persona.id, user_id)
+
     def mood(self, persona: PersonaRow, user_id: str) -> str:
+        """One word: tiredness first, then the emotional mood when it is not at rest."""
         stored = self._states.get((persona.id, user_id))
         current = self.state(persona, user_id)
         # A stored mood reflects the last exchange's tone; rest may have lifted tiredness.
         base = rules.mood(current)
+        if base not in {"exhausted", "tired"} and self.social is not None:
+            word = self.social.mood_word(persona.id, user_id)
+            if word is not None:
+                return word
         if (
             stored
             and base in {"cheerful", "content"}

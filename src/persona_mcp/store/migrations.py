@@ -361,6 +361,93 @@ def m006_tokens(conn: sqlite3.Connection) -> None:
 
 
 @migration
+def m007_social(conn: sqlite3.Connection) -> None:
+    """Relationships (a persona's view of the user or another persona) with their history,
+    moods with their history, and chatroom simulations with their transcripts (the group
+    conversation: one row per turn)."""
+    _script(
+        conn,
+        """
+        CREATE TABLE relationships (
+            user_id TEXT NOT NULL,
+            persona_id TEXT NOT NULL REFERENCES personas (id) ON DELETE CASCADE,
+            other_id TEXT NOT NULL,            -- 'user' or another persona's id
+            affinity REAL NOT NULL,            -- [-1, 1]
+            trust REAL NOT NULL,               -- [0, 1]
+            familiarity REAL NOT NULL,         -- [0, 1], as of last_interaction
+            interaction_count INTEGER NOT NULL,
+            first_interaction REAL,
+            last_interaction REAL,
+            PRIMARY KEY (user_id, persona_id, other_id)
+        );
+        CREATE TABLE relationship_history (
+            id INTEGER PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            persona_id TEXT NOT NULL REFERENCES personas (id) ON DELETE CASCADE,
+            other_id TEXT NOT NULL,
+            at REAL NOT NULL,
+            affinity_delta REAL NOT NULL,
+            trust_delta REAL NOT NULL,
+            familiarity_delta REAL NOT NULL,
+            reason TEXT NOT NULL
+        );
+        CREATE INDEX relationship_history_pair
+            ON relationship_history (user_id, persona_id, other_id, id);
+        CREATE TRIGGER relationships_other_deleted AFTER DELETE ON personas BEGIN
+            DELETE FROM relationships WHERE other_id = old.id;
+            DELETE FROM relationship_history WHERE other_id = old.id;
+        END;
+        CREATE TABLE moods (
+            user_id TEXT NOT NULL,
+            persona_id TEXT NOT NULL REFERENCES personas (id) ON DELETE CASCADE,
+            valence REAL NOT NULL,             -- [-1, 1]
+            arousal REAL NOT NULL,             -- [0, 1]
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (user_id, persona_id)
+        );
+        CREATE TABLE mood_history (
+            id INTEGER PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            persona_id TEXT NOT NULL REFERENCES personas (id) ON DELETE CASCADE,
+            at REAL NOT NULL,
+            valence REAL NOT NULL,
+            arousal REAL NOT NULL,
+            intensity REAL NOT NULL,
+            label TEXT NOT NULL,
+            reason TEXT NOT NULL
+        );
+        CREATE INDEX mood_history_persona ON mood_history (user_id, persona_id, id);
+        CREATE TABLE simulations (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            personas TEXT NOT NULL,            -- JSON [persona id, ...] in the order given
+            remaining TEXT NOT NULL,           -- JSON [persona id, ...] still in the room
+            max_turns INTEGER NOT NULL,
+            seed INTEGER NOT NULL,
+            status TEXT NOT NULL,              -- running | completed | stopped
+            turns INTEGER NOT NULL DEFAULT 0,
+            end_reason TEXT,
+            started_at REAL NOT NULL,
+            ended_at REAL
+        );
+        CREATE INDEX simulations_user ON simulations (user_id, started_at);
+        CREATE TABLE simulation_turns (
+            simulation_id TEXT NOT NULL REFERENCES simulations (id) ON DELETE CASCADE,
+            turn INTEGER NOT NULL,
+            speaker_id TEXT NOT NULL,
+            speaker TEXT NOT NULL,             -- the name at the time, kept if it is deleted
+            text TEXT NOT NULL,
+            continue_score REAL NOT NULL,
+            model TEXT NOT NULL,
+            at REAL NOT NULL,
+            PRIMARY KEY (simulation_id, turn)
+        )
+        """,
+    )
+
+
+@migration
 def m008_tiers(conn: sqlite3.Connection) -> None:
     """MemoryOS's three tiers per (user, persona): pages (short- and mid-term),
     mid-term segments with heat, and long-term knowledge and profile."""

@@ -1,0 +1,1 @@
+"""The chatroom: personas talking to each other about a topic."""
