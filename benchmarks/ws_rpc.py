@@ -1,33 +1,50 @@
-"""WebSocket JSON-RPC benchmark: startup, latency, throughput and idle-connection memory.
+"""WebSocket JSON-RPC benchmark: start-up, latency, throughput, 10,000 idle connections
+with the server's memory per connection, and event fan-out to 1,000 subscribers.
 
-Prints figures; it is not a test. By default it starts its own server (the installed
-`persona-mcp` console script next to this interpreter, a temporary data directory,
-`--llm offline`, a free loopback port), measures, and always stops the server again:
+Prints goal / measured / verdict rows; it is not a test. By default it starts its own
+server (the installed `persona-mcp` console script next to this interpreter, a temporary
+data directory, `--llm offline`, a free loopback port, its open-files limit raised for
+the connections), measures, and always stops the server again:
 
-    .venv/bin/python benchmarks/ws_rpc.py            # full run (about 20 s)
-    .venv/bin/python benchmarks/ws_rpc.py --quick    # short run (about 8 s)
+    .venv/bin/python benchmarks/ws_rpc.py            # full run (about 4 min)
+    .venv/bin/python benchmarks/ws_rpc.py --quick    # short run (about 1 min)
+    .venv/bin/python benchmarks/ws_rpc.py --connections 2000 --subscribers 200
     .venv/bin/python benchmarks/ws_rpc.py --url ws://127.0.0.1:8000/mcp --pid 1234
 
-Both times include waiting for the server's embedding model to finish loading in the
-background (about 4 s here; `--settle-timeout 0` skips the wait, `--embedding-provider
-none` starts the server without a model).
+Both include waiting for the server's embedding model to finish loading in the
+background (`--settle-timeout 0` skips the wait, `--embedding-provider none` starts the
+server without a model).
 
 Measurements:
 
-1. startup: process start until /health answers and until a WebSocket is accepted;
+1. start-up, from process start: the TCP connection accepted (the server listens before
+   its heavy imports, so a connect succeeds and waits in the backlog), the first
+   WebSocket handshake accepted (goal < 2 s), the first request answered, /health;
 2. round-trip latency of `persona.list`, one client, requests strictly one after another;
-3. throughput: many clients (one connection each) sending back to back for a fixed time
-   (or a fixed count), for `persona.list` and for an unknown method (the -32601 error
-   path: the protocol-overhead ceiling). The load generator runs in a separate process
-   (`--load-procs N`, 0 = inside this process) with the `websockets` asyncio client on
-   uvloop when it is installed. 0, 1 and 2 processes measured the same here: the
-   generator needs about 40% of a core where the server saturates one, so the server
-   is the bottleneck. The server's and the generator's CPU use are reported, and the
-   server's CPU time per request, which depends least on other load on the machine;
-4. many idle connections held at once: each is checked with one request, and the
-   server's resident memory (VmRSS, and its anonymous part RssAnon) is read before and
-   after. A priming round of connections first makes the server run a full garbage
-   collection, so that unrelated garbage is not freed in the middle of the measurement.
+3. throughput and p50/p99 with many clients (`--clients 50,500`, one connection each)
+   sending back to back for a fixed time (or a fixed count), for `persona.list`, and for
+   an unknown method (the -32601 error path: the protocol-overhead ceiling). Back to
+   back, a client's latency is mostly its wait behind the others (about clients / rate).
+   The load generator runs in a separate process (`--load-procs N`, 0 = inside this
+   process) with the `websockets` asyncio client on uvloop when it is installed. The
+   server's and the generator's CPU use are reported, and the server's CPU time per
+   request, which depends least on other load on the machine;
+4. event fan-out: `--subscribers` connections (in client processes) subscribe to
+   `memory.changed`; one more connection stores `--stores` memories, one `memory.store`
+   at a time (`--store-in-flight K`: K at a time). Reported: events delivered in total
+   per second, the delay from a stamp the publisher takes just before sending each store
+   to its receipt at each subscriber (so it includes the store itself; the delay from
+   the store's acknowledgement is shown too, and can be negative as the server publishes
+   before it answers), events lost (by the subscribers' count, and by the server's, from
+   `events.unsubscribe`). Stamps are time.monotonic(), CLOCK_MONOTONIC, one clock for all
+   processes on Linux;
+5. many idle connections held at once (`--connections`, default 10,000, opened from one
+   client process per 2,500): each is checked with one request, the server's resident
+   memory (VmRSS, and its anonymous part RssAnon) is read before and after, the
+   connections are held for `--hold` seconds (past the server's 20 s ping interval) and
+   each is used once more. A priming round of connections first makes the server run a
+   full garbage collection, so that unrelated garbage is not freed in the middle of the
+   measurement.
 
 Everything is bounded in time and stays on loopback.
 """
@@ -1186,8 +1203,80 @@ async def measure_idle_connections(
 # -- measurement 4: event fan-out --------------------------------------------------------
 
 
+async def _publish(
+    ws: ClientConnection, persona_id: str, stores: int, in_flight: int
+) -> tuple[dict[str, float], dict[str, float], array[float]]:
+    """Store `stores` memories, `in_flight` requests at a time on one connection.
+
+    Returns each memory id's send and acknowledgement stamps (time.monotonic()) and the
+    stores' latencies.
+    """
+    mono = time.monotonic
+    loop = asyncio.get_running_loop()
+    pending: dict[int, asyncio.Future[tuple[float, Any]]] = {}
+    sent_at: dict[str, float] = {}
+    acked_at: dict[str, float] = {}
+    store_lat: array[float] = array("d")
+    ids = iter(range(1, stores + 1))
+
+    async def read() -> None:
+        while True:
+            raw = await ws.recv(decode=False)
+            t = mono()
+            message = _loads(raw)
+            future = pending.pop(message.get("id"), None)
+            if future is not None and not future.done():
+                future.set_result((t, message))
+
+    async def lane() -> None:
+        for i in ids:  # the lanes share one iterator: each id is sent once
+            msg = json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": i,
+                    "method": "memory.store",
+                    "params": {
+                        "persona_id": persona_id,
+                        "content": f"Fan-out benchmark note {i}: the tide was high at dawn.",
+                        "importance": 0.5,
+                        "memory_type": "observation",
+                    },
+                }
+            )
+            future: asyncio.Future[tuple[float, Any]] = loop.create_future()
+            pending[i] = future
+            t = mono()
+            await ws.send(msg)
+            t_ack, reply = await future
+            if "result" not in reply:
+                raise RuntimeError(f"memory.store {i} failed: {str(reply)[:300]}")
+            mid = reply["result"]["memory"]["id"]
+            sent_at[mid], acked_at[mid] = t, t_ack
+            store_lat.append(t_ack - t)
+
+    reader = asyncio.create_task(read())
+    try:
+        lanes: asyncio.Future[list[None]] = asyncio.gather(*(lane() for _ in range(in_flight)))
+        waiters: list[asyncio.Future[Any]] = [reader, lanes]
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if reader in done:  # the connection closed under the lanes
+            reader.result()
+            raise RuntimeError("the publisher's connection ended")
+        await lanes  # a failed store fails the measurement
+    finally:
+        reader.cancel()
+        lanes.cancel()
+    return sent_at, acked_at, store_lat
+
+
 async def measure_fanout(
-    url: str, pid: int | None, subscribers: int, stores: int, batch: int, procs: int
+    url: str,
+    pid: int | None,
+    subscribers: int,
+    stores: int,
+    batch: int,
+    procs: int,
+    in_flight: int = 1,
 ) -> dict[str, Any]:
     """`subscribers` connections subscribe to memory.changed; one more connection stores
     `stores` memories, one memory.store at a time; every event's delivery is timed.
@@ -1207,36 +1296,11 @@ async def measure_fanout(
         await publisher.send(request(LIST, 0))
         listing = _loads(await publisher.recv(decode=False))["result"]
         persona_id = listing["active_persona_id"]
-        sent_at: dict[str, float] = {}
-        acked_at: dict[str, float] = {}
-        store_lat: array[float] = array("d")
         mono = time.monotonic
         c0 = cpu_seconds(pid) if pid else None
         t_begin = mono()
         async with asyncio.timeout(60 + stores * 1.0):
-            for i in range(1, stores + 1):
-                msg = json.dumps(
-                    {
-                        "jsonrpc": "2.0",
-                        "id": i,
-                        "method": "memory.store",
-                        "params": {
-                            "persona_id": persona_id,
-                            "content": f"Fan-out benchmark note {i}: the tide was high at dawn.",
-                            "importance": 0.5,
-                            "memory_type": "observation",
-                        },
-                    }
-                )
-                t = mono()
-                await publisher.send(msg)
-                reply = _loads(await publisher.recv(decode=False))
-                t_ack = mono()
-                if reply.get("id") != i or "result" not in reply:
-                    raise RuntimeError(f"memory.store {i} failed: {str(reply)[:300]}")
-                mid = reply["result"]["memory"]["id"]
-                sent_at[mid], acked_at[mid] = t, t_ack
-                store_lat.append(t_ack - t)
+            sent_at, acked_at, store_lat = await _publish(publisher, persona_id, stores, in_flight)
         t_stored = mono()
         tallies = await pool.ask(
             "drain", (sent_at, acked_at, stores, 30.0), within=60 + subscribers * 0.05
@@ -1262,6 +1326,7 @@ async def measure_fanout(
         "subscribe_failures": len(sub_failures),
         "first_failure": sub_failures[0] if sub_failures else None,
         "stores": stores,
+        "in_flight": in_flight,
         "store_seconds": t_stored - t_begin,
         "stores_per_second": stores / (t_stored - t_begin),
         "store_p50_ms": percentile(sorted(store_lat), 50) * 1e3,
@@ -1450,7 +1515,7 @@ def build_rows(fig: dict[str, Any]) -> Iterator[tuple[str, str, str, bool | None
         )
         yield ("  client processes", str(fan["client_procs"]), "", None)
         yield (
-            f"  memory.store x{fan['stores']}, one at a time",
+            f"  memory.store x{fan['stores']}, {fan['in_flight']} at a time",
             f"{fan['stores_per_second']:,.0f}/s, p50 {fan['store_p50_ms']:.1f} ms,"
             f" p99 {fan['store_p99_ms']:.1f} ms",
             "",
@@ -1542,6 +1607,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--stores",
         type=int,
         help="fan-out: memories stored, one at a time (default 200; --quick 50)",
+    )
+    p.add_argument(
+        "--store-in-flight",
+        type=int,
+        default=1,
+        help="fan-out: memory.store requests in flight at once on the publisher (default 1)",
     )
     p.add_argument(
         "--client-procs",
@@ -1660,10 +1731,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             procs = client_procs(args.subscribers, 500, args.client_procs)
             print(
                 f"fan-out: {args.subscribers} subscribers ({procs} client process(es)),"
-                f" {args.stores} memory.store ..."
+                f" {args.stores} memory.store, {args.store_in_flight} in flight ..."
             )
             fig["fanout"] = await measure_fanout(
-                server.url, server.pid, args.subscribers, args.stores, args.batch, procs
+                server.url,
+                server.pid,
+                args.subscribers,
+                args.stores,
+                args.batch,
+                procs,
+                args.store_in_flight,
             )
         if "idle" not in args.skip:
             procs = client_procs(args.connections, 2500, args.client_procs)
