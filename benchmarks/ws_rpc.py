@@ -1,33 +1,50 @@
-"""WebSocket JSON-RPC benchmark: startup, latency, throughput and idle-connection memory.
+"""WebSocket JSON-RPC benchmark: start-up, latency, throughput, 10,000 idle connections
+with the server's memory per connection, and event fan-out to 1,000 subscribers.
 
-Prints figures; it is not a test. By default it starts its own server (the installed
-`persona-mcp` console script next to this interpreter, a temporary data directory,
-`--llm offline`, a free loopback port), measures, and always stops the server again:
+Prints goal / measured / verdict rows; it is not a test. By default it starts its own
+server (the installed `persona-mcp` console script next to this interpreter, a temporary
+data directory, `--llm offline`, a free loopback port, its open-files limit raised for
+the connections), measures, and always stops the server again:
 
-    .venv/bin/python benchmarks/ws_rpc.py            # full run (about 20 s)
-    .venv/bin/python benchmarks/ws_rpc.py --quick    # short run (about 8 s)
+    .venv/bin/python benchmarks/ws_rpc.py            # full run (about 4 min)
+    .venv/bin/python benchmarks/ws_rpc.py --quick    # short run (about 1 min)
+    .venv/bin/python benchmarks/ws_rpc.py --connections 2000 --subscribers 200
     .venv/bin/python benchmarks/ws_rpc.py --url ws://127.0.0.1:8000/mcp --pid 1234
 
-Both times include waiting for the server's embedding model to finish loading in the
-background (about 4 s here; `--settle-timeout 0` skips the wait, `--embedding-provider
-none` starts the server without a model).
+Both include waiting for the server's embedding model to finish loading in the
+background (`--settle-timeout 0` skips the wait, `--embedding-provider none` starts the
+server without a model).
 
 Measurements:
 
-1. startup: process start until /health answers and until a WebSocket is accepted;
+1. start-up, from process start: the TCP connection accepted (the server listens before
+   its heavy imports, so a connect succeeds and waits in the backlog), the first
+   WebSocket handshake accepted (goal < 2 s), the first request answered, /health;
 2. round-trip latency of `persona.list`, one client, requests strictly one after another;
-3. throughput: many clients (one connection each) sending back to back for a fixed time
-   (or a fixed count), for `persona.list` and for an unknown method (the -32601 error
-   path: the protocol-overhead ceiling). The load generator runs in a separate process
-   (`--load-procs N`, 0 = inside this process) with the `websockets` asyncio client on
-   uvloop when it is installed. 0, 1 and 2 processes measured the same here: the
-   generator needs about 40% of a core where the server saturates one, so the server
-   is the bottleneck. The server's and the generator's CPU use are reported, and the
-   server's CPU time per request, which depends least on other load on the machine;
-4. many idle connections held at once: each is checked with one request, and the
-   server's resident memory (VmRSS, and its anonymous part RssAnon) is read before and
-   after. A priming round of connections first makes the server run a full garbage
-   collection, so that unrelated garbage is not freed in the middle of the measurement.
+3. throughput and p50/p99 with many clients (`--clients 50,500`, one connection each)
+   sending back to back for a fixed time (or a fixed count), for `persona.list`, and for
+   an unknown method (the -32601 error path: the protocol-overhead ceiling). Back to
+   back, a client's latency is mostly its wait behind the others (about clients / rate).
+   The load generator runs in a separate process (`--load-procs N`, 0 = inside this
+   process) with the `websockets` asyncio client on uvloop when it is installed. The
+   server's and the generator's CPU use are reported, and the server's CPU time per
+   request, which depends least on other load on the machine;
+4. event fan-out: `--subscribers` connections (in client processes) subscribe to
+   `memory.changed`; one more connection stores `--stores` memories, one `memory.store`
+   at a time (`--store-in-flight K`: K at a time). Reported: events delivered in total
+   per second, the delay from a stamp the publisher takes just before sending each store
+   to its receipt at each subscriber (so it includes the store itself; the delay from
+   the store's acknowledgement is shown too, and can be negative as the server publishes
+   before it answers), events lost (by the subscribers' count, and by the server's, from
+   `events.unsubscribe`). Stamps are time.monotonic(), CLOCK_MONOTONIC, one clock for all
+   processes on Linux;
+5. many idle connections held at once (`--connections`, default 10,000, opened from one
+   client process per 2,500): each is checked with one request, the server's resident
+   memory (VmRSS, and its anonymous part RssAnon) is read before and after, the
+   connections are held for `--hold` seconds (past the server's 20 s ping interval) and
+   each is used once more. A priming round of connections first makes the server run a
+   full garbage collection, so that unrelated garbage is not freed in the middle of the
+   measurement.
 
 Everything is bounded in time and stays on loopback.
 """
@@ -126,6 +143,26 @@ def raise_nofile(needed: int) -> tuple[int, int]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
         soft = new
     return soft, hard
+
+
+def _set_nofile(needed: int) -> None:
+    """Set the soft open-files limit to `needed` (capped by the hard limit); for a child."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def proc_nofile(pid: int) -> int | None:
+    """The soft open-files limit of a running process, from /proc/PID/limits."""
+    try:
+        text = Path(f"/proc/{pid}/limits").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("Max open files"):
+            value = line.split()[3]
+            return None if value == "unlimited" else int(value)
+    return None
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -317,8 +354,12 @@ def server_command() -> list[str]:
     return [str(script)]
 
 
-def spawn_server(embedding_provider: str | None = None) -> Server:
-    """Start `persona-mcp serve` on a free loopback port with a temporary data directory."""
+def spawn_server(embedding_provider: str | None = None, nofile: int | None = None) -> Server:
+    """Start `persona-mcp serve` on a free loopback port with a temporary data directory.
+
+    `nofile` sets the server's own open-files limit (soft, capped by the hard limit) in
+    the child before it execs, whatever this process's limit is.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="persona-bench-"))
     port = free_port()
     log_path = workdir / "server.log"
@@ -350,6 +391,7 @@ def spawn_server(embedding_provider: str | None = None) -> Server:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: _set_nofile(nofile)) if nofile else None,
         )
     server = Server(url=url, pid=proc.pid, process=proc, workdir=workdir, log_path=log_path)
     server.startup["t0"] = t0
@@ -357,38 +399,83 @@ def spawn_server(embedding_provider: str | None = None) -> Server:
 
 
 async def wait_ready(server: Server) -> None:
-    """Wait (bounded) until the server answers /health and accepts a WebSocket."""
+    """Time (bounded) the server's start-up from process start until:
+
+    - its socket takes a TCP connection (the kernel completes the handshake as soon as the
+      server listens, which it does before its heavy imports),
+    - a WebSocket handshake is accepted (the app is up: a connect made earlier waits in
+      the listen backlog and is answered then),
+    - the first request (`persona.list`) is answered, and /health answers.
+    """
     proc, url = server.process, server.url
     assert proc is not None
-    _, port = server.host_port
-    t0 = server.startup.pop("t0")
+    host, port = server.host_port
+    t0: float = server.startup.pop("t0")
     deadline = t0 + STARTUP_TIMEOUT
-    health: Any = None
-    t_health: float | None = None
-    t_ws: float | None = None
-    while time.perf_counter() < deadline:
+
+    def remaining() -> float:
+        return max(0.1, deadline - time.perf_counter())
+
+    def check_alive() -> None:
         if proc.poll() is not None:
             raise RuntimeError(
                 f"server exited with {proc.returncode} during startup:\n{server.log_tail()}"
             )
-        if t_health is None:
+
+    async def first_health() -> tuple[float, Any]:
+        while True:
+            check_alive()
             try:
-                health = await http_get_json("127.0.0.1", port, "/health", within=1.0)
-                t_health = time.perf_counter() - t0
+                body = await http_get_json(host, port, "/health", within=remaining())
+                return time.perf_counter() - t0, body
             except (OSError, RuntimeError, TimeoutError, ValueError):
+                if time.perf_counter() >= deadline:
+                    raise
                 await asyncio.sleep(0.01)
-                continue
+
+    t_tcp: float | None = None
+    while t_tcp is None:
+        check_alive()
+        if time.perf_counter() >= deadline:
+            raise RuntimeError(f"server not listening after {STARTUP_TIMEOUT} s")
         try:
-            ws = await open_ws(url, within=1.0)
-        except Exception:  # handshake not possible yet
-            await asyncio.sleep(0.01)
-            continue
+            async with asyncio.timeout(1.0):
+                _, writer = await asyncio.open_connection(host, port)
+            t_tcp = time.perf_counter() - t0
+            writer.close()
+        except (OSError, TimeoutError):
+            await asyncio.sleep(0.005)
+    health_task = asyncio.create_task(first_health())
+    try:
+        ws: ClientConnection | None = None
+        while ws is None:
+            check_alive()
+            if time.perf_counter() >= deadline:
+                raise RuntimeError(
+                    f"no WebSocket accepted after {STARTUP_TIMEOUT} s:\n{server.log_tail()}"
+                )
+            try:
+                ws = await open_ws(url, within=remaining())
+            except Exception:  # refused or reset while the server starts: try again
+                await asyncio.sleep(0.01)
         t_ws = time.perf_counter() - t0
-        await ws.close()
-        break
-    if t_ws is None:
-        raise RuntimeError(f"server not ready after {STARTUP_TIMEOUT} s:\n{server.log_tail()}")
-    server.startup = {"health_s": t_health, "ws_accept_s": t_ws, "health": health}
+        try:
+            async with asyncio.timeout(remaining()):
+                await ws.send(request(LIST, 0))
+                check_reply(await ws.recv(decode=False), 0, None)
+            t_reply = time.perf_counter() - t0
+        finally:
+            await ws.close()
+        t_health, health = await asyncio.wait_for(health_task, remaining())
+    finally:
+        health_task.cancel()
+    server.startup = {
+        "tcp_accept_s": t_tcp,
+        "health_s": t_health,
+        "ws_accept_s": t_ws,
+        "first_reply_s": t_reply,
+        "health": health,
+    }
 
 
 async def wait_settled(server: Server, limit: float) -> dict[str, Any]:
@@ -653,6 +740,354 @@ async def measure_throughput(
     }
 
 
+# -- client processes driven over pipes ------------------------------------------------
+
+
+class Channel:
+    """A worker's end of its pipe, usable from asyncio (receives run in a thread)."""
+
+    def __init__(self, pipe: multiprocessing.connection.Connection) -> None:
+        self.pipe = pipe
+
+    async def recv(self, within: float = 600.0) -> tuple[str, Any]:
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(None, self.pipe.poll, within):
+            raise TimeoutError("no command from the benchmark")
+        return self.pipe.recv()  # type: ignore[no-any-return]
+
+    def send(self, payload: Any) -> None:
+        self.pipe.send(("ok", payload))
+
+
+Role = Callable[[Channel, str, int, dict[str, Any]], Awaitable[None]]
+
+
+def _pool_worker(
+    pipe: multiprocessing.connection.Connection,
+    role: str,
+    url: str,
+    n: int,
+    options: dict[str, Any],
+) -> None:
+    """Entry point of a client process: runs `role` with `n` connections of its own."""
+    raise_nofile(n + 64)
+    chan = Channel(pipe)
+    try:
+        run_async(ROLES[role](chan, url, n, options))
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            pipe.send(("error", f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        pipe.close()
+
+
+class Pool:
+    """Client processes, each holding its share of the connections of one role."""
+
+    def __init__(self, role: str, url: str, total: int, procs: int, options: dict[str, Any]):
+        self.shares = [n for n in _split(total, max(1, min(procs, total))) if n > 0]
+        ctx = multiprocessing.get_context("spawn")
+        self.procs: list[Any] = []
+        self.pipes: list[multiprocessing.connection.Connection] = []
+        for n in self.shares:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(
+                target=_pool_worker, args=(child, role, url, n, options), daemon=True
+            )
+            proc.start()
+            child.close()
+            self.procs.append(proc)
+            self.pipes.append(parent)
+
+    async def ask(self, command: str, arg: Any = None, within: float = 120.0) -> list[Any]:
+        """Send one command to every process; their answers, in order (bounded wait)."""
+        for pipe in self.pipes:
+            pipe.send((command, arg))
+        loop = asyncio.get_running_loop()
+        answers = []
+        deadline = time.monotonic() + within
+        for pipe in self.pipes:
+            left = max(0.1, deadline - time.monotonic())
+            if not await loop.run_in_executor(None, pipe.poll, left):
+                raise TimeoutError(f"client process did not answer {command!r} in {within:.0f} s")
+            kind, payload = pipe.recv()
+            if kind == "error":
+                raise RuntimeError(f"client process failed: {payload}")
+            answers.append(payload)
+        return answers
+
+    def stop(self) -> None:
+        for pipe in self.pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(("close", None))
+        for proc in self.procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+        for pipe in self.pipes:
+            pipe.close()
+
+
+async def _open_many(
+    url: str, n: int, batch: int, prepare: Callable[[ClientConnection], Awaitable[None]] | None
+) -> tuple[list[ClientConnection], list[str]]:
+    """Open `n` connections, `batch` handshakes at a time; the opened ones and failures."""
+    conns: list[ClientConnection] = []
+    failures: list[str] = []
+
+    async def one() -> ClientConnection:
+        ws = await open_ws(url)
+        if prepare is not None:
+            try:
+                await prepare(ws)
+            except BaseException:
+                await ws.close()
+                raise
+        return ws
+
+    for start in range(0, n, batch):
+        for ws in await asyncio.gather(
+            *(one() for _ in range(min(batch, n - start))), return_exceptions=True
+        ):
+            if isinstance(ws, BaseException):
+                failures.append(f"{type(ws).__name__}: {ws}")
+            else:
+                conns.append(ws)
+    return conns, failures
+
+
+async def _probe_all(
+    conns: Sequence[ClientConnection], id_: int, batch: int
+) -> tuple[array[float], list[str]]:
+    """One `persona.list` on every connection, `batch` at a time: latencies, failures."""
+
+    async def probe(ws: ClientConnection) -> float:
+        t = time.perf_counter()
+        await ws.send(request(LIST, id_))
+        check_reply(await ws.recv(decode=False), id_, None)
+        return time.perf_counter() - t
+
+    latencies: array[float] = array("d")
+    failures: list[str] = []
+    for start in range(0, len(conns), batch):
+        for lat in await asyncio.gather(
+            *(probe(ws) for ws in conns[start : start + batch]), return_exceptions=True
+        ):
+            if isinstance(lat, BaseException):
+                failures.append(f"{type(lat).__name__}: {lat}")
+            else:
+                latencies.append(lat)
+    return latencies, failures
+
+
+async def _idle_role(chan: Channel, url: str, n: int, options: dict[str, Any]) -> None:
+    """Hold `n` idle connections: open them, probe each on command, close at the end."""
+    conns: list[ClientConnection] = []
+    batch = int(options["batch"])
+    try:
+        while True:
+            command, arg = await chan.recv()
+            if command == "open":
+                t0 = time.perf_counter()
+                async with asyncio.timeout(60 + n * 0.05):
+                    conns, failures = await _open_many(url, n, batch, None)
+                chan.send(
+                    {
+                        "opened": len(conns),
+                        "failed": len(failures),
+                        "failures": failures[:3],
+                        "seconds": time.perf_counter() - t0,
+                    }
+                )
+            elif command == "probe":
+                async with asyncio.timeout(60 + n * 0.05):
+                    lat, failures = await _probe_all(conns, int(arg), batch)
+                chan.send(
+                    {
+                        "latencies": lat,
+                        "failed": len(failures),
+                        "failures": failures[:3],
+                        "open": sum(1 for ws in conns if ws.state.name == "OPEN"),
+                    }
+                )
+            elif command == "close":
+                await close_all(conns, within=30)
+                conns = []
+                chan.send({})
+                return
+    finally:
+        await close_all(conns, within=30)
+
+
+async def _subscriber_role(chan: Channel, url: str, n: int, options: dict[str, Any]) -> None:
+    """`n` connections subscribed to memory.changed; each records when every event arrives.
+
+    Receipt times are time.monotonic(): CLOCK_MONOTONIC, one clock for every process of
+    the machine on Linux, so they compare with the publisher's stamps in another process.
+    """
+    batch = int(options["batch"])
+    conns: list[ClientConnection] = []
+    received: list[list[tuple[float, bytes]]] = []
+    replies: list[asyncio.Queue[bytes]] = []
+    readers: list[asyncio.Task[None]] = []
+    complete: list[asyncio.Event] = []  # set once a connection has `want[0]` events
+    want = [float("inf")]
+
+    async def subscribe(ws: ClientConnection) -> None:
+        await ws.send(
+            '{"jsonrpc":"2.0","id":1,"method":"events.subscribe",'
+            '"params":{"topics":["memory.changed"]}}'
+        )
+        reply = _loads(await ws.recv(decode=False))
+        if reply.get("id") != 1 or "subscription_id" not in (reply.get("result") or {}):
+            raise RuntimeError(f"subscribe refused: {reply}")
+
+    async def read(
+        ws: ClientConnection, got: list[tuple[float, bytes]], q: Any, done: asyncio.Event
+    ) -> None:
+        mono = time.monotonic
+        with contextlib.suppress(Exception):  # the connection closed: stop recording
+            while True:
+                raw = await ws.recv(decode=False)
+                if raw.startswith(b'{"jsonrpc":"2.0","method":'):
+                    got.append((mono(), raw))
+                    if len(got) >= want[0]:
+                        done.set()
+                else:
+                    q.put_nowait(raw)
+
+    try:
+        while True:
+            command, arg = await chan.recv()
+            if command == "open":
+                t0 = time.perf_counter()
+                async with asyncio.timeout(60 + n * 0.05):
+                    conns, failures = await _open_many(url, n, batch, subscribe)
+                for ws in conns:
+                    got: list[tuple[float, bytes]] = []
+                    q: asyncio.Queue[bytes] = asyncio.Queue()
+                    done = asyncio.Event()
+                    received.append(got)
+                    replies.append(q)
+                    complete.append(done)
+                    readers.append(asyncio.create_task(read(ws, got, q, done)))
+                cpu0 = time.process_time()
+                chan.send(
+                    {
+                        "subscribed": len(conns),
+                        "failed": len(failures),
+                        "failures": failures[:3],
+                        "seconds": time.perf_counter() - t0,
+                    }
+                )
+            elif command == "drain":
+                sent_at, acked_at, expected, within = arg
+                want[0] = expected
+                for got, done in zip(received, complete, strict=True):
+                    if len(got) >= expected:
+                        done.set()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(within):
+                        await asyncio.gather(*(done.wait() for done in complete))
+                cpu = time.process_time() - cpu0
+                chan.send(_tally(received, sent_at, acked_at, cpu))
+            elif command == "unsubscribe":
+                lost = await _unsubscribe_all(conns, replies)
+                chan.send(lost)
+            elif command == "close":
+                await close_all(conns, within=30)
+                conns = []
+                chan.send({})
+                return
+    finally:
+        for task in readers:
+            task.cancel()
+        await close_all(conns, within=30)
+
+
+def _tally(
+    received: list[list[tuple[float, bytes]]],
+    sent_at: dict[str, float],
+    acked_at: dict[str, float],
+    cpu: float,
+) -> dict[str, Any]:
+    """Delivery delays and counts from what each subscriber connection recorded."""
+    delays: array[float] = array("d")
+    after_ack: array[float] = array("d")
+    duplicates = foreign = 0
+    counts: list[int] = []
+    first = last = None
+    for got in received:
+        seen: set[str] = set()
+        mine = 0
+        for t, raw in got:
+            message = _loads(raw)
+            if message.get("method") != "memory.changed":
+                continue
+            ids = (message.get("params") or {}).get("memory_ids") or []
+            for mid in ids:
+                if mid not in sent_at:
+                    foreign += 1
+                    continue
+                if mid in seen:
+                    duplicates += 1
+                    continue
+                seen.add(mid)
+                mine += 1
+                delays.append(t - sent_at[mid])
+                after_ack.append(t - acked_at[mid])
+                first = t if first is None else min(first, t)
+                last = t if last is None else max(last, t)
+        counts.append(mine)
+    return {
+        "delays": delays,
+        "after_ack": after_ack,
+        "counts": counts,
+        "duplicates": duplicates,
+        "foreign": foreign,
+        "first": first,
+        "last": last,
+        "cpu": cpu,
+    }
+
+
+async def _unsubscribe_all(
+    conns: Sequence[ClientConnection], replies: Sequence[asyncio.Queue[bytes]]
+) -> dict[str, Any]:
+    """events.unsubscribe on every connection: the losses the server counted."""
+
+    async def one(ws: ClientConnection, q: asyncio.Queue[bytes]) -> int:
+        await ws.send('{"jsonrpc":"2.0","id":2,"method":"events.unsubscribe","params":{}}')
+        async with asyncio.timeout(15):
+            while True:
+                reply = _loads(await q.get())
+                if reply.get("id") == 2:
+                    return int(reply["result"]["lost"])
+
+    lost = 0
+    failures: list[str] = []
+    for result in await asyncio.gather(
+        *(one(ws, q) for ws, q in zip(conns, replies, strict=True)), return_exceptions=True
+    ):
+        if isinstance(result, BaseException):
+            failures.append(f"{type(result).__name__}: {result}")
+        else:
+            lost += result
+    return {"server_lost": lost, "failed": len(failures), "failures": failures[:3]}
+
+
+ROLES: dict[str, Role] = {"idle": _idle_role, "subscriber": _subscriber_role}
+
+
+def client_procs(total: int, per_proc: int, requested: int | None) -> int:
+    """How many client processes share `total` connections (`--client-procs` or auto)."""
+    if requested:
+        return requested
+    return max(1, -(-total // per_proc))
+
+
 # -- measurement 3: many idle connections ---------------------------------------------
 
 
@@ -669,107 +1104,94 @@ async def stable_status(pid: int, within: float = 5.0) -> dict[str, int]:
     return last
 
 
-async def measure_idle_connections(
-    url: str, pid: int | None, total: int, batch: int
-) -> dict[str, Any]:
-    """Hold `total` connections open at once, use each once, and read the server's RSS."""
-    host, port = urlsplit(url).hostname or "127.0.0.1", urlsplit(url).port or 80
-    # Prime the server with a round of connections first: their allocations make Python
-    # run a full garbage collection, which frees memory unrelated to connections (e.g. a
-    # stale model-file mapping) that would otherwise vanish mid-measurement.
+async def _prime(url: str, n: int, batch: int) -> None:
+    """Open and close a round of connections so the server runs a full garbage collection
+    first: it frees memory unrelated to connections (e.g. a stale model-file mapping)
+    that would otherwise vanish in the middle of the measurement."""
     primer: list[ClientConnection] = []
     try:
         async with asyncio.timeout(30):
-            primer_total = min(200, total)
-            for start in range(0, primer_total, batch):
-                n = min(batch, primer_total - start)
-                primer.extend(
-                    ws
-                    for ws in await asyncio.gather(
-                        *(open_ws(url) for _ in range(n)), return_exceptions=True
-                    )
-                    if not isinstance(ws, BaseException)
-                )
+            primer, _ = await _open_many(url, n, batch, None)
     finally:
         await close_all(primer)
-    await asyncio.sleep(0.3)  # let the previous connections wind down
+    await asyncio.sleep(0.3)  # let them wind down
+
+
+async def measure_idle_connections(
+    url: str, pid: int | None, total: int, batch: int, procs: int, hold: float
+) -> dict[str, Any]:
+    """Hold `total` connections open at once (from `procs` client processes), use each
+    once, read the server's RSS, hold them `hold` seconds, and use each once more."""
+    host, port = urlsplit(url).hostname or "127.0.0.1", urlsplit(url).port or 80
+    await _prime(url, min(200, total), batch)
     before = await stable_status(pid) if pid else {}
     fds_before = fd_count(pid) if pid else None
-    conns: list[ClientConnection] = []
-    open_failures: list[str] = []
+    per_proc_batch = max(10, batch // procs)
+    pool = Pool("idle", url, total, procs, {"batch": per_proc_batch})
     try:
         t0 = time.perf_counter()
-        async with asyncio.timeout(60 + total * 0.05):
-            for start in range(0, total, batch):
-                n = min(batch, total - start)
-                for ws in await asyncio.gather(
-                    *(open_ws(url) for _ in range(n)), return_exceptions=True
-                ):
-                    if isinstance(ws, BaseException):
-                        open_failures.append(f"{type(ws).__name__}: {ws}")
-                    else:
-                        conns.append(ws)
+        opened_rows = await pool.ask("open", within=90 + total * 0.05)
         open_s = time.perf_counter() - t0
         await asyncio.sleep(0.3)
         opened = proc_status(pid) if pid else {}
-
-        async def probe(ws: ClientConnection, i: int) -> float:
-            t = time.perf_counter()
-            await ws.send(request(LIST, i))
-            check_reply(await ws.recv(decode=False), i, None)
-            return time.perf_counter() - t
-
-        # Every connection must be usable: one persona.list on each, in batches.
+        health_opened = await http_get_json(host, port, "/health", within=10)
         t0 = time.perf_counter()
-        probe_lat: list[float] = []
-        probe_failures: list[str] = []
-        async with asyncio.timeout(60 + total * 0.05):
-            for start in range(0, len(conns), batch):
-                chunk = conns[start : start + batch]
-                for lat in await asyncio.gather(
-                    *(probe(ws, start + j) for j, ws in enumerate(chunk)),
-                    return_exceptions=True,
-                ):
-                    if isinstance(lat, BaseException):
-                        probe_failures.append(f"{type(lat).__name__}: {lat}")
-                    else:
-                        probe_lat.append(lat)
+        probe_rows = await pool.ask("probe", 1, within=90 + total * 0.05)
         probe_s = time.perf_counter() - t0
-        await asyncio.sleep(0.3)
-        health = await http_get_json(host, port, "/health")
-        during = proc_status(pid) if pid else {}
+        during = await stable_status(pid, within=3.0) if pid else {}
         fds_during = fd_count(pid) if pid else None
-        still_open = sum(1 for ws in conns if ws.state.name == "OPEN")
+        if hold > 0:
+            print(f"idle: holding {total} connections for {hold:g} s ...")
+            await asyncio.sleep(hold)
+        final_rows = await pool.ask("probe", 2, within=90 + total * 0.05)
+        health_end = await http_get_json(host, port, "/health", within=10)
+        end = proc_status(pid) if pid else {}
+        await pool.ask("close", within=60)
     finally:
-        await close_all(conns, within=30)
-    await asyncio.sleep(0.3)
+        pool.stop()
+    await asyncio.sleep(0.5)
     after = proc_status(pid) if pid else {}
-    failures = open_failures + probe_failures
+    n_open = sum(r["opened"] for r in opened_rows)
+    failures = [
+        f for rows in (opened_rows, probe_rows, final_rows) for r in rows for f in r["failures"]
+    ]
+    probe_lat: list[float] = sorted(x for r in probe_rows for x in r["latencies"])
     figures: dict[str, Any] = {
         "connections": total,
-        "opened": len(conns),
-        "usable": min(len(probe_lat), still_open),
-        "failures": len(failures),
+        "client_procs": len(pool.shares),
+        "opened": n_open,
+        "usable": sum(len(r["latencies"]) for r in probe_rows),
+        "usable_at_end": min(
+            sum(len(r["latencies"]) for r in final_rows), sum(r["open"] for r in final_rows)
+        ),
+        "hold_seconds": hold,
+        "failures": sum(
+            r["failed"] for rows in (opened_rows, probe_rows, final_rows) for r in rows
+        ),
         "first_failure": failures[0] if failures else None,
-        "server_reports_connections": health.get("connections"),
+        "server_reports_connections": health_opened.get("connections"),
+        "server_reports_connections_end": health_end.get("connections"),
         "open_seconds": open_s,
-        "open_per_second": len(conns) / open_s if open_s > 0 else float("nan"),
+        "open_per_second": n_open / open_s if open_s > 0 else float("nan"),
         "probe_seconds": probe_s,
-        "probe_p50_ms": percentile(sorted(probe_lat), 50) * 1e3,
+        "probe_p50_ms": percentile(probe_lat, 50) * 1e3,
+        "probe_p99_ms": percentile(probe_lat, 99) * 1e3,
+        "server_nofile": proc_nofile(pid) if pid else None,
     }
-    if before and during and conns:
+    if before and during and n_open:
         figures.update(
             rss_before_kb=before["VmRSS"],
             rss_opened_kb=opened.get("VmRSS"),
             rss_with_connections_kb=during["VmRSS"],
+            rss_at_end_kb=end.get("VmRSS"),
             rss_after_close_kb=after.get("VmRSS"),
-            rss_per_connection_kb=(during["VmRSS"] - before["VmRSS"]) / len(conns),
+            rss_per_connection_kb=(during["VmRSS"] - before["VmRSS"]) / n_open,
             anon_before_kb=before.get("RssAnon"),
             file_before_kb=before.get("RssFile"),
             file_with_connections_kb=during.get("RssFile"),
             anon_with_connections_kb=during.get("RssAnon"),
             anon_per_connection_kb=(
-                (during["RssAnon"] - before["RssAnon"]) / len(conns)
+                (during["RssAnon"] - before["RssAnon"]) / n_open
                 if "RssAnon" in during and "RssAnon" in before
                 else None
             ),
@@ -777,6 +1199,159 @@ async def measure_idle_connections(
             server_fds_with_connections=fds_during,
         )
     return figures
+
+
+# -- measurement 4: event fan-out --------------------------------------------------------
+
+
+async def _publish(
+    ws: ClientConnection, persona_id: str, stores: int, in_flight: int
+) -> tuple[dict[str, float], dict[str, float], array[float]]:
+    """Store `stores` memories, `in_flight` requests at a time on one connection.
+
+    Returns each memory id's send and acknowledgement stamps (time.monotonic()) and the
+    stores' latencies.
+    """
+    mono = time.monotonic
+    loop = asyncio.get_running_loop()
+    pending: dict[int, asyncio.Future[tuple[float, Any]]] = {}
+    sent_at: dict[str, float] = {}
+    acked_at: dict[str, float] = {}
+    store_lat: array[float] = array("d")
+    ids = iter(range(1, stores + 1))
+
+    async def read() -> None:
+        while True:
+            raw = await ws.recv(decode=False)
+            t = mono()
+            message = _loads(raw)
+            future = pending.pop(message.get("id"), None)
+            if future is not None and not future.done():
+                future.set_result((t, message))
+
+    async def lane() -> None:
+        for i in ids:  # the lanes share one iterator: each id is sent once
+            msg = json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": i,
+                    "method": "memory.store",
+                    "params": {
+                        "persona_id": persona_id,
+                        "content": f"Fan-out benchmark note {i}: the tide was high at dawn.",
+                        "importance": 0.5,
+                        "memory_type": "observation",
+                    },
+                }
+            )
+            future: asyncio.Future[tuple[float, Any]] = loop.create_future()
+            pending[i] = future
+            t = mono()
+            await ws.send(msg)
+            t_ack, reply = await future
+            if "result" not in reply:
+                raise RuntimeError(f"memory.store {i} failed: {str(reply)[:300]}")
+            mid = reply["result"]["memory"]["id"]
+            sent_at[mid], acked_at[mid] = t, t_ack
+            store_lat.append(t_ack - t)
+
+    reader = asyncio.create_task(read())
+    try:
+        lanes: asyncio.Future[list[None]] = asyncio.gather(*(lane() for _ in range(in_flight)))
+        waiters: list[asyncio.Future[Any]] = [reader, lanes]
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if reader in done:  # the connection closed under the lanes
+            reader.result()
+            raise RuntimeError("the publisher's connection ended")
+        await lanes  # a failed store fails the measurement
+    finally:
+        reader.cancel()
+        lanes.cancel()
+    return sent_at, acked_at, store_lat
+
+
+async def measure_fanout(
+    url: str,
+    pid: int | None,
+    subscribers: int,
+    stores: int,
+    batch: int,
+    procs: int,
+    in_flight: int = 1,
+) -> dict[str, Any]:
+    """`subscribers` connections subscribe to memory.changed; one more connection stores
+    `stores` memories, one memory.store at a time; every event's delivery is timed.
+
+    The delay runs from a stamp the publisher takes just before sending the store to the
+    subscriber's receipt (the server publishes the event before it answers the store, so
+    the event can arrive before the acknowledgement; the delay from the acknowledgement
+    is reported too).
+    """
+    pool = Pool("subscriber", url, subscribers, procs, {"batch": max(10, batch // procs)})
+    publisher: ClientConnection | None = None
+    try:
+        rows = await pool.ask("open", within=90 + subscribers * 0.05)
+        subscribed = sum(r["subscribed"] for r in rows)
+        sub_failures = [f for r in rows for f in r["failures"]]
+        publisher = await open_ws(url)
+        await publisher.send(request(LIST, 0))
+        listing = _loads(await publisher.recv(decode=False))["result"]
+        persona_id = listing["active_persona_id"]
+        mono = time.monotonic
+        c0 = cpu_seconds(pid) if pid else None
+        t_begin = mono()
+        async with asyncio.timeout(60 + stores * 1.0):
+            sent_at, acked_at, store_lat = await _publish(publisher, persona_id, stores, in_flight)
+        t_stored = mono()
+        tallies = await pool.ask(
+            "drain", (sent_at, acked_at, stores, 30.0), within=60 + subscribers * 0.05
+        )
+        c1 = cpu_seconds(pid) if pid else None
+        unsub = await pool.ask("unsubscribe", within=60)
+        await pool.ask("close", within=60)
+    finally:
+        if publisher is not None:
+            await publisher.close()
+        pool.stop()
+    delays = sorted(x for t in tallies for x in t["delays"])
+    after_ack = sorted(x for t in tallies for x in t["after_ack"])
+    counts = [c for t in tallies for c in t["counts"]]
+    last = max((t["last"] for t in tallies if t["last"] is not None), default=None)
+    received = len(delays)
+    expected = stores * subscribed
+    window = (last - t_begin) if last is not None else float("nan")
+    return {
+        "subscribers": subscribers,
+        "subscribed": subscribed,
+        "client_procs": len(pool.shares),
+        "subscribe_failures": len(sub_failures),
+        "first_failure": sub_failures[0] if sub_failures else None,
+        "stores": stores,
+        "in_flight": in_flight,
+        "store_seconds": t_stored - t_begin,
+        "stores_per_second": stores / (t_stored - t_begin),
+        "store_p50_ms": percentile(sorted(store_lat), 50) * 1e3,
+        "store_p99_ms": percentile(sorted(store_lat), 99) * 1e3,
+        "expected": expected,
+        "received": received,
+        "lost": expected - received,
+        "server_lost": sum(u["server_lost"] for u in unsub),
+        "unsubscribe_failures": sum(u["failed"] for u in unsub),
+        "duplicates": sum(t["duplicates"] for t in tallies),
+        "foreign": sum(t["foreign"] for t in tallies),
+        "min_per_subscriber": min(counts) if counts else 0,
+        "delivery_seconds": window,
+        "events_per_second": received / window if window and window > 0 else float("nan"),
+        "delay_p50_ms": percentile(delays, 50) * 1e3,
+        "delay_p99_ms": percentile(delays, 99) * 1e3,
+        "delay_max_ms": (delays[-1] * 1e3) if delays else float("nan"),
+        "after_ack_p50_ms": percentile(after_ack, 50) * 1e3,
+        "after_ack_p99_ms": percentile(after_ack, 99) * 1e3,
+        "server_cpu": (
+            (c1 - c0) / window if c0 is not None and c1 is not None and window > 0 else None
+        ),
+        "client_cpu": sum(t["cpu"] for t in tallies) / window if window > 0 else None,
+    }
 
 
 # -- report ------------------------------------------------------------------------------
@@ -787,9 +1362,9 @@ def verdict(ok: bool | None) -> str:
 
 
 def print_table(rows: list[tuple[str, str, str, bool | None]]) -> None:
-    header = ("figure", "value", "target")
+    header = ("figure", "measured", "goal")
     widths = [max(len(header[i]), *(len(str(r[i])) for r in rows)) for i in range(3)]
-    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + "  result"
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + "  verdict"
     print(line)
     print("-" * len(line))
     for name, value, target, ok in rows:
@@ -810,11 +1385,16 @@ def _clean(value: Any) -> Any:
 
 
 def build_rows(fig: dict[str, Any]) -> Iterator[tuple[str, str, str, bool | None]]:
+    load = fig.get("loadavg")
+    if load:
+        yield ("machine load average (1/5/15 min)", " ".join(f"{x:.2f}" for x in load), "", None)
     st = fig.get("startup")
     if st:
-        yield ("startup: /health answers", f"{st['health_s']:.3f} s", "", None)
+        yield ("startup: TCP connection accepted", f"{st['tcp_accept_s']:.3f} s", "", None)
         ok = st["ws_accept_s"] < TARGET_STARTUP_S
-        yield ("startup: WebSocket accepted", f"{st['ws_accept_s']:.3f} s", "< 2 s", ok)
+        yield ("startup: first WebSocket accepted", f"{st['ws_accept_s']:.3f} s", "< 2 s", ok)
+        yield ("startup: first request answered", f"{st['first_reply_s']:.3f} s", "", None)
+        yield ("startup: /health answers", f"{st['health_s']:.3f} s", "", None)
     settle = fig.get("settle")
     if settle:
         emb = settle["embedder"]
@@ -841,17 +1421,15 @@ def build_rows(fig: dict[str, Any]) -> Iterator[tuple[str, str, str, bool | None
         for key in ("p90", "p99", "mean"):
             yield (f"{LIST} latency {key}", f"{lat[key + '_ms']:.3f} ms", "", None)
         yield (f"{LIST} sequential", f"{lat['sequential_rps']:,.0f} req/s", "", None)
-    for key, label, target in (
-        ("throughput", LIST, True),
-        ("throughput_error_path", "unknown method (-32601)", False),
-    ):
-        tp = fig.get(key)
-        if not tp:
-            continue
-        head = f"{label} x{tp['clients']} clients"
+    runs = [(tp, LIST, tp["clients"] == fig.get("rps_clients")) for tp in fig.get("throughput", [])]
+    if fig.get("throughput_error_path"):
+        runs.append((fig["throughput_error_path"], "unknown method (-32601)", False))
+    for tp, label, target in runs:
+        head = f"{label} x{tp['clients']} clients, back to back"
         ok = tp["rps"] >= TARGET_RPS if target else None
         yield (head, f"{tp['rps']:,.0f} req/s", ">= 5,000 req/s" if target else "", ok)
-        yield ("  latency p50 / p99", f"{tp['p50_ms']:.2f} / {tp['p99_ms']:.2f} ms", "", None)
+        pct = f"{tp['p50_ms']:.2f} / {tp['p99_ms']:.2f} ms"
+        yield ("  latency p50 / p99", pct, "measure (issue 12)" if label == LIST else "", None)
         cpu = [
             f"{name} {tp[key] * 100:.0f}%"
             for name, key in (("server", "server_cpu"), ("load generator", "load_cpu"))
@@ -866,11 +1444,36 @@ def build_rows(fig: dict[str, Any]) -> Iterator[tuple[str, str, str, bool | None
     if idle:
         n = idle["connections"]
         ok = idle["usable"] == n and idle["server_reports_connections"] in (None, n)
-        yield ("idle connections usable", f"{idle['usable']}/{n}", f"{n}/{n}", ok)
+        yield (
+            "idle connections held, each used once",
+            f"{idle['usable']:,}/{n:,}",
+            f"{n:,}/{n:,}",
+            ok,
+        )
+        yield ("  client processes", str(idle["client_procs"]), "", None)
         yield ("  server /health connections", str(idle["server_reports_connections"]), "", None)
+        yield ("  server open-files limit", str(idle["server_nofile"]), "", None)
+        yield (
+            "  opened in",
+            f"{idle['open_seconds']:.2f} s ({idle['open_per_second']:,.0f}/s)",
+            "",
+            None,
+        )
+        yield (
+            "  one request each: p50 / p99",
+            f"{idle['probe_p50_ms']:.1f} / {idle['probe_p99_ms']:.1f} ms",
+            "",
+            None,
+        )
+        ok_end = idle["usable_at_end"] == n and idle["server_reports_connections_end"] in (None, n)
+        yield (
+            f"  still usable after {idle['hold_seconds']:g} s held",
+            f"{idle['usable_at_end']:,}/{n:,}",
+            f"{n:,}/{n:,}",
+            ok_end,
+        )
         if idle["failures"]:
             yield ("  failures", f"{idle['failures']} ({idle['first_failure']})", "", None)
-        yield ("  opened in", f"{idle['open_seconds']:.2f} s", "", None)
         if "rss_before_kb" in idle:
 
             def mib(kb: float | None) -> str:
@@ -888,19 +1491,80 @@ def build_rows(fig: dict[str, Any]) -> Iterator[tuple[str, str, str, bool | None
                 "",
                 None,
             )
+            yield ("  server VmRSS at the end of the hold", mib(idle["rss_at_end_kb"]), "", None)
             yield ("  server VmRSS after closing them", mib(idle["rss_after_close_kb"]), "", None)
             per_rss = f"{idle['rss_per_connection_kb']:.1f} KiB"
-            yield ("  VmRSS growth per connection", per_rss, "", None)
+            yield ("  VmRSS growth per connection", per_rss, "measure (issue 12)", None)
             if idle.get("anon_per_connection_kb") is not None:
                 heap = f"{mib(idle['anon_before_kb'])} -> {mib(idle['anon_with_connections_kb'])}"
                 yield ("  server heap (RssAnon)", heap, "", None)
                 per_anon = f"{idle['anon_per_connection_kb']:.1f} KiB"
-                yield ("  heap growth per connection", per_anon, "", None)
+                yield ("  heap growth per connection", per_anon, "measure (issue 12)", None)
             moved = (idle.get("file_with_connections_kb") or 0) - (idle.get("file_before_kb") or 0)
             if abs(moved) > 4096:
                 yield ("  note: file-backed RSS moved", mib(moved), "(not connections)", None)
         else:
             yield ("  server RSS", "n/a (pass --pid)", "", None)
+    fan = fig.get("fanout")
+    if fan:
+        n = fan["subscribers"]
+        yield (
+            "fan-out: subscribers of memory.changed",
+            f"{fan['subscribed']:,}/{n:,}",
+            f"{n:,}/{n:,}",
+            fan["subscribed"] == n,
+        )
+        yield ("  client processes", str(fan["client_procs"]), "", None)
+        yield (
+            f"  memory.store x{fan['stores']}, {fan['in_flight']} at a time",
+            f"{fan['stores_per_second']:,.0f}/s, p50 {fan['store_p50_ms']:.1f} ms,"
+            f" p99 {fan['store_p99_ms']:.1f} ms",
+            "",
+            None,
+        )
+        yield (
+            "  events delivered",
+            f"{fan['received']:,}/{fan['expected']:,}",
+            f"{fan['expected']:,}/{fan['expected']:,}",
+            fan["received"] == fan["expected"] and fan["duplicates"] == 0,
+        )
+        yield (
+            "  events/s delivered (all subscribers)",
+            f"{fan['events_per_second']:,.0f}/s",
+            "measure (issue 12)",
+            None,
+        )
+        yield ("  delivery delay p50 (from send)", f"{fan['delay_p50_ms']:.1f} ms", "", None)
+        yield (
+            "  delivery delay p99 (from send)",
+            f"{fan['delay_p99_ms']:.1f} ms",
+            "measure (issue 12)",
+            None,
+        )
+        yield ("  delivery delay max (from send)", f"{fan['delay_max_ms']:.1f} ms", "", None)
+        yield (
+            "  delay from the store's ack p50 / p99",
+            f"{fan['after_ack_p50_ms']:.1f} / {fan['after_ack_p99_ms']:.1f} ms",
+            "",
+            None,
+        )
+        lost = f"{fan['lost']:,} (server counted {fan['server_lost']:,})"
+        yield ("  events lost", lost, "0 (counted if any)", fan["lost"] == 0)
+        if fan["duplicates"] or fan["foreign"]:
+            yield (
+                "  duplicates / unknown ids",
+                f"{fan['duplicates']} / {fan['foreign']}",
+                "0 / 0",
+                False,
+            )
+        cpu = [
+            f"{name} {fan[key] * 100:.0f}%"
+            for name, key in (("server", "server_cpu"), ("subscribers", "client_cpu"))
+            if fan.get(key) is not None
+        ]
+        if cpu:
+            yield ("  CPU (% of one core)", ", ".join(cpu), "", None)
+        yield ("  clock for the delays (all processes)", "CLOCK_MONOTONIC", "", None)
 
 
 # -- main -------------------------------------------------------------------------------
@@ -912,7 +1576,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--pid", type=int, help="the running server's pid (for its memory)")
     p.add_argument("--requests", type=int, help="latency: sequential requests (default 2000)")
     p.add_argument("--warmup", type=int, help="latency: warm-up requests (default 200)")
-    p.add_argument("--clients", type=int, default=50, help="throughput: clients (default 50)")
+    p.add_argument(
+        "--clients",
+        default="50,500",
+        help="throughput and p50/p99: client counts, comma-separated (default 50,500)",
+    )
     p.add_argument("--duration", type=float, help="throughput: seconds per run (default 5)")
     p.add_argument(
         "--count", type=int, help="throughput: requests per client instead of a duration"
@@ -923,8 +1591,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=1,
         help="throughput: load-generator processes; 0 = in this process (default 1)",
     )
-    p.add_argument("--connections", type=int, default=1000, help="idle connections (default 1000)")
+    p.add_argument("--connections", type=int, help="idle connections (default 10000; --quick 1000)")
     p.add_argument("--batch", type=int, default=100, help="connections opened at once")
+    p.add_argument(
+        "--hold",
+        type=float,
+        help="idle: seconds to hold the connections before using each again"
+        " (default 25, past the server's 20 s ping interval; --quick 1)",
+    )
+    p.add_argument(
+        "--subscribers",
+        type=int,
+        help="fan-out: subscriber connections (default 1000; --quick 100)",
+    )
+    p.add_argument(
+        "--stores",
+        type=int,
+        help="fan-out: memories stored, one at a time (default 200; --quick 50)",
+    )
+    p.add_argument(
+        "--store-in-flight",
+        type=int,
+        default=1,
+        help="fan-out: memory.store requests in flight at once on the publisher (default 1)",
+    )
+    p.add_argument(
+        "--client-procs",
+        type=int,
+        help="client processes for the idle and fan-out connections"
+        " (default: one per 2500 idle / 500 subscriber connections)",
+    )
     p.add_argument(
         "--settle-timeout",
         type=float,
@@ -937,13 +1633,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         choices=["minilm", "ollama", "openai", "none"],
         help="EMBEDDING_PROVIDER for the server this script starts (default: the server's)",
     )
-    p.add_argument("--quick", action="store_true", help="a short run (under 10 s)")
+    p.add_argument("--quick", action="store_true", help="a short run (about 30 s)")
     p.add_argument("--json", action="store_true", help="also print all figures as a JSON line")
-    p.add_argument("--skip", action="append", default=[], choices=["latency", "throughput", "idle"])
+    p.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=["latency", "throughput", "idle", "fanout"],
+    )
     args = p.parse_args(argv)
     args.requests = args.requests or (500 if args.quick else 2000)
     args.warmup = args.warmup if args.warmup is not None else (100 if args.quick else 200)
     args.duration = args.duration or (1.0 if args.quick else 5.0)
+    args.connections = args.connections or (1000 if args.quick else 10000)
+    args.hold = args.hold if args.hold is not None else (1.0 if args.quick else 25.0)
+    args.subscribers = args.subscribers or (100 if args.quick else 1000)
+    args.stores = args.stores or (50 if args.quick else 200)
+    try:
+        args.clients = [int(x) for x in str(args.clients).split(",") if x.strip()]
+    except ValueError:
+        p.error("--clients takes comma-separated numbers")
+    if not args.clients or min(args.clients) < 1:
+        p.error("--clients needs at least one positive number")
     if args.url:
         parts = urlsplit(args.url)
         if parts.scheme != "ws" or parts.hostname not in {"127.0.0.1", "localhost", "::1"}:
@@ -951,10 +1662,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def nofile_needed(args: argparse.Namespace) -> int:
+    """Open files the server needs: the largest number of connections held at once."""
+    return int(max(args.connections, args.subscribers + 1, max(args.clients))) + 512
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     fig: dict[str, Any] = {"client_loop": loop_factory()[1]}
     fig["cpu_count"] = os.cpu_count()
-    fig["loadavg_at_start"] = os.getloadavg()[0]
+    fig["loadavg"] = os.getloadavg()
     fig["machine_busy_at_start"] = busy = await machine_busy(0.5)
     if busy is not None and busy > 0.15:
         print(
@@ -968,7 +1684,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             host, port = server.host_port
             fig["health"] = await http_get_json(host, port, "/health", within=5.0)
         else:
-            server = spawn_server(args.embedding_provider)
+            server = spawn_server(args.embedding_provider, nofile=nofile_needed(args))
             await wait_ready(server)
             fig["startup"] = {k: v for k, v in server.startup.items() if k != "health"}
             fig["health"] = server.startup["health"]
@@ -988,27 +1704,53 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"latency: {args.warmup} warm-up + {args.requests} sequential {LIST} ...")
             fig["latency"] = await measure_latency(server.url, args.warmup, args.requests)
         if "throughput" not in args.skip:
-            for key, method, code in (
-                ("throughput", LIST, None),
-                ("throughput_error_path", UNKNOWN, METHOD_NOT_FOUND),
-            ):
-                how = f"{args.count} each" if args.count else f"{args.duration:g} s"
-                where = f"{args.load_procs} load process(es)" if args.load_procs else "in-process"
-                print(f"throughput: {args.clients} clients x {method}, {how}, {where} ...")
-                fig[key] = await measure_throughput(
+            how = f"{args.count} each" if args.count else f"{args.duration:g} s"
+            where = f"{args.load_procs} load process(es)" if args.load_procs else "in-process"
+            runs: list[tuple[str, str, int | None, int]] = [
+                ("throughput", LIST, None, n) for n in args.clients
+            ]
+            runs.append(("throughput_error_path", UNKNOWN, METHOD_NOT_FOUND, args.clients[0]))
+            fig["throughput"] = []
+            fig["rps_clients"] = args.clients[0]
+            for key, method, code, clients in runs:
+                print(f"throughput: {clients} clients x {method}, {how}, {where} ...")
+                result = await measure_throughput(
                     server.url,
                     server_pid=server.pid,
-                    clients=args.clients,
+                    clients=clients,
                     method=method,
                     expect_error=code,
                     duration=args.duration,
                     count=args.count,
                     load_procs=args.load_procs,
                 )
+                if key == "throughput":
+                    fig["throughput"].append(result)
+                else:
+                    fig[key] = result
+        if "fanout" not in args.skip:
+            procs = client_procs(args.subscribers, 500, args.client_procs)
+            print(
+                f"fan-out: {args.subscribers} subscribers ({procs} client process(es)),"
+                f" {args.stores} memory.store, {args.store_in_flight} in flight ..."
+            )
+            fig["fanout"] = await measure_fanout(
+                server.url,
+                server.pid,
+                args.subscribers,
+                args.stores,
+                args.batch,
+                procs,
+                args.store_in_flight,
+            )
         if "idle" not in args.skip:
-            print(f"idle: opening {args.connections} connections in batches of {args.batch} ...")
+            procs = client_procs(args.connections, 2500, args.client_procs)
+            print(
+                f"idle: opening {args.connections} connections from {procs} client"
+                f" process(es), {args.batch} handshakes at a time ..."
+            )
             fig["idle"] = await measure_idle_connections(
-                server.url, server.pid, args.connections, args.batch
+                server.url, server.pid, args.connections, args.batch, procs, args.hold
             )
     finally:
         if server is not None:
@@ -1018,10 +1760,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    # The server inherits the limit when it is raised before it starts.
-    soft, _ = raise_nofile(args.connections + args.clients + 256)
-    if soft != resource.RLIM_INFINITY and soft < args.connections + 64:
-        print(f"open-files limit {soft} is too low for {args.connections} connections")
+    # This process holds few connections itself (the client processes raise their own
+    # limit); the server's limit is set where it is spawned.
+    soft, _ = raise_nofile(max(args.clients) + 1024)
+    if args.url is None and (args.connections + 64 > resource.getrlimit(resource.RLIMIT_NOFILE)[1]):
+        print(f"the hard open-files limit is too low for {args.connections} connections")
         return 2
     # A plain `kill` should still stop the server: turn SIGTERM into SystemExit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -1029,9 +1772,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     fig = run_async(run(args))
     fig["total_seconds"] = time.perf_counter() - t0
     fig["nofile_soft_limit"] = soft
+    fig["loadavg_at_end"] = os.getloadavg()
     print()
     print_table(list(build_rows(fig)))
-    print(f"\n(total {fig['total_seconds']:.1f} s)")
+    load = " ".join(f"{x:.2f}" for x in fig["loadavg_at_end"])
+    print(f"\n(total {fig['total_seconds']:.1f} s; load average at the end {load})")
     if args.json:
         print(json.dumps(_clean(fig), separators=(",", ":")))
     return 0
