@@ -110,7 +110,8 @@ _IRREGULAR = {
     "made": "make", "got": "get", "bought": "buy", "met": "meet", "left": "leave",
     "born": "birth", "ate": "eat", "drove": "drive", "wrote": "write", "taught": "teach",
     "lost": "lose", "won": "win", "began": "begin", "fell": "fall", "felt": "feel",
-    "called": "name", "named": "name",
+    "called": "name", "named": "name", "job": "work", "occupation": "work",
+    "profession": "work", "employer": "work", "home": "live", "reside": "live",
 }  # fmt: skip
 
 
