@@ -168,3 +168,29 @@ async def test_the_memoryos_tools_work_over_stdio(tmp_path: Path) -> None:
         promoted = await promote(call, "Where does my sister Mara live?")
         assert promoted["promoted_segments"]
         assert (await call("get_user_profile", {}))["user_knowledge"]
+
+
+async def test_a_chat_after_promotion_is_given_the_profile_and_becomes_a_page(
+    tmp_path: Path, minilm: MiniLMEmbedder
+) -> None:
+    from tests.fakes.llm_server import FakeLLMServer
+
+    async with FakeLLMServer(models=["llama3.1:8b"]) as ollama:
+        settings = make_settings(tmp_path / "data", llm_provider="ollama", ollama_host=ollama.url)
+        async with (
+            serve(settings, App(settings, embedder=minilm)) as server,
+            server.client() as client,
+        ):
+            await add_all(client.call)
+            assert (await promote(client.call, "Where does my sister Mara live?"))[
+                "promoted_segments"
+            ]
+            before = (await client.call("memory.tiers"))["counts"]
+            await client.call("persona.chat", {"message": "Any plans for my sister's visit?"})
+            system = ollama.last("/api/chat").json["messages"][0]["content"]
+            assert "<user_profile>" in system
+            assert "The user's sister Mara lives in Lisbon." in system
+            after = (await client.call("memory.tiers"))["counts"]
+            assert after["mid_term_pages"] + after["short_term_pages"] == (
+                before["mid_term_pages"] + before["short_term_pages"] + 1
+            )

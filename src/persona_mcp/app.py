@@ -68,7 +68,7 @@ class App:
         self.memory.after_store.append(self.pruning.after_store)
         self.session_cleanup = SessionCleanupJob(self.sessions, settings.session_timeout_hours)
         self.conversations = ConversationEngine(
-            self.db, self.clock, settings, self.personas, self.llm, self.memory
+            self.db, self.clock, settings, self.personas, self.llm, self.memory, self.tiers
         )
         self.social = SocialService(self.db, self.clock, self.personas)
         self.personas.social = self.social

@@ -22,7 +22,14 @@ from persona_mcp.config import Settings
 from persona_mcp.conversation import flow
 from persona_mcp.conversation.prompt import Recalled, build_messages, day
 from persona_mcp.conversation.summary import extractive_summary, llm_summary
-from persona_mcp.errors import Conflict, InvalidParams, NotFound, Unavailable, check_text
+from persona_mcp.errors import (
+    Conflict,
+    InvalidParams,
+    NotFound,
+    PersonaMCPError,
+    Unavailable,
+    check_text,
+)
 from persona_mcp.llm.base import ChatMessage, ChatRequest, LLMProvider, OnDelta, ResponderContext
 from persona_mcp.llm.offline import OfflineProvider
 from persona_mcp.personas.interest import topic_interest
@@ -64,6 +71,19 @@ class Exchange:
     topics: list[str]
     now: float
     recalled_ids: list[str] = field(default_factory=list)  # counted as accessed
+
+
+class ConversationTiers(Protocol):
+    """What the engine needs from MemoryOS's tiers: what to tell the model about the
+    user, and a page for each exchange."""
+
+    async def prompt_context(self, user_id: str, persona: PersonaRow, message: str) -> list[str]:
+        """The user profile and the knowledge relevant to `message`, as lines of data."""
+        ...
+
+    async def add_page(
+        self, user_id: str, persona: PersonaRow, user_input: str, agent_response: str
+    ) -> Any: ...
 
 
 class ConversationMemory(Protocol):
@@ -113,7 +133,9 @@ class ConversationEngine:
         personas: PersonaService,
         llm: LLMProvider,
         memory: ConversationMemory | None = None,
+        tiers: ConversationTiers | None = None,
     ) -> None:
+        self._tiers = tiers
         self._db = db
         self._clock = clock
         self._settings = settings
@@ -204,6 +226,7 @@ class ConversationEngine:
             window,
             [Recalled(m.content, day(m.occurred_at), m.memory_type) for m in recalled],
             message,
+            await self._tiers.prompt_context(user_id, persona, message) if self._tiers else [],
         )
         request = ChatRequest(
             messages=prompt,
@@ -272,6 +295,11 @@ class ConversationEngine:
             self._personas.state_committed(new_state)
             if self.memory:
                 self.memory.exchange_committed(prepared)
+            if self._tiers:  # each exchange is also a MemoryOS page (its own transaction)
+                try:
+                    await self._tiers.add_page(user_id, persona, message, result.text)
+                except PersonaMCPError:
+                    log.warning("the exchange could not be added to the tiers", exc_info=True)
             return written
 
         # Once the turn is being written it is finished whole, even if the request is

@@ -393,6 +393,28 @@ class TierService:
             ),
         )
 
+    # -- for the chat prompt -----------------------------------------------------------
+
+    async def prompt_context(
+        self, user_id: str, persona: PersonaRow, message: str, limit: int = 5
+    ) -> list[str]:
+        """The profile and the user knowledge nearest to the message, as prompt lines."""
+
+        def read(conn: Any) -> tuple[Any, ...]:
+            return (
+                repo.profile(conn, user_id, persona.id),
+                repo.knowledge(conn, user_id, persona.id, "user"),
+            )
+
+        profile, known = await self._db.read(read)
+        lines = []
+        if profile:
+            lines.append("Profile: " + rules.profile_text(profile))
+        words = rules.keywords(message, 20)
+        ranked = sorted(known, key=lambda k: -rules.jaccard(words, rules.keywords(k.text, 20)))
+        lines.extend(f"Known: {k.text}" for k in ranked[:limit])
+        return lines
+
     # -- reading -------------------------------------------------------------------------
 
     async def profile(self, user_id: str, persona_id: str) -> dict[str, Any] | None:
