@@ -191,10 +191,15 @@ async def memory_prune_all(ctx: CallContext, params: PruneAllParams) -> PruneAll
     memory.prune."""
     user = ctx.session.user_id
     ids = [p.id for p in ctx.app.personas.visible(user)]
-    result = await ctx.app.pruning.prune_all(
-        user, ids, strategy=params.strategy, dry_run=params.dry_run
-    )
-    return PruneAllResult(**result)
+    personas: list[Any] = []
+    for done, pid in enumerate(ids, 1):  # one persona at a time, for progress
+        one = await ctx.app.pruning.prune_all(
+            user, [pid], strategy=params.strategy, dry_run=params.dry_run
+        )
+        personas += one["personas"]
+        await ctx.progress(done, len(ids), f"pruned {done} of {len(ids)} personas")
+    pruned = sum(r["pruned_count"] for r in personas)
+    return PruneAllResult(dry_run=params.dry_run, pruned_count=pruned, personas=personas)
 
 
 class PruneRecommendationsParams(Params):

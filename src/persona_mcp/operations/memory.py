@@ -94,6 +94,7 @@ async def memory_store(ctx: CallContext, params: MemoryStoreParams) -> MemoryRes
     persona = await target_persona(ctx, params.persona_id)
     ctx.app.memory.check_content(params.content, "content")
     rows = await ctx.app.memory.store(ctx.session.user_id, persona, [params.to_input()])
+    ctx.app.events.memory_changed(ctx.session.user_id, persona.id, [r.id for r in rows], "stored")
     return MemoryResult(memory=memory_out(rows[0]))
 
 
@@ -113,9 +114,12 @@ async def memory_store_batch(ctx: CallContext, params: MemoryStoreBatchParams) -
     persona = await target_persona(ctx, params.persona_id)
     for i, item in enumerate(params.memories):
         ctx.app.memory.check_content(item.content, f"memories.{i}.content")
+    total = len(params.memories)
+    await ctx.progress(0, total, "checked; embedding and storing")
     rows = await ctx.app.memory.store(
         ctx.session.user_id, persona, [m.to_input() for m in params.memories]
     )
+    await ctx.progress(total, total, "stored")
     return MemoryBatchResult(memories=[memory_out(r) for r in rows], count=len(rows))
 
 

@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from persona_mcp.sessions import Session
 
 Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
+Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+"""`progress(done, total, message)`: a long operation's progress, for a door to forward."""
+
+
+async def no_progress(done: float, total: float | None, message: str | None) -> None:
+    """The progress callback when nobody listens."""
 
 
 class Params(BaseModel):
@@ -42,6 +48,7 @@ class CallContext:
     session: Session
     notify: Notify | None = None
     request_id: Any = None
+    progress: Progress = no_progress
 
 
 Handler = Callable[[CallContext, Any], Awaitable[Any]]
