@@ -141,12 +141,12 @@ def stdio(settings: Settings) -> int:
     from mcp.server.stdio import stdio_server
 
     from persona_mcp.app import App
-    from persona_mcp.transports.mcp import McpDoor, extension_for
+    from persona_mcp.transports.mcp import McpDoor
 
     async def run() -> None:
         app = App(settings)
         await app.start()
-        door = McpDoor(app, "mcp-stdio", extension_for(settings))
+        door = McpDoor(app, "mcp-stdio")
         try:
             async with stdio_server() as (read_stream, write_stream):
                 await door.server.run(

@@ -28,11 +28,9 @@ from mcp.server.session import ServerSession
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
-from mcp.shared.uri_template import UriTemplate
 
 from persona_mcp import __version__
 from persona_mcp.app import DEFAULT_USER, App
-from persona_mcp.config import Settings
 from persona_mcp.conversation.prompt import Recalled, day, memory_block, system_prompt
 from persona_mcp.errors import NotFound, PersonaMCPError
 from persona_mcp.operations.registry import CallContext, Operation, Progress
@@ -49,8 +47,8 @@ INSTRUCTIONS = (
     "memory.store / memory.search to give it or query its memories. Persona-scoped tools "
     "accept persona_id (an id or a name); without it the active persona is used."
 )
-PROFILE = UriTemplate.parse("persona://{id}")
-MEMORY_STATS = UriTemplate.parse("persona://{id}/memory-stats")
+PROFILE = mcp_live.PROFILE
+MEMORY_STATS = mcp_live.MEMORY_STATS
 PROMPT_NAME = "persona_system_prompt"
 TEMPLATES = [
     types.ResourceTemplate(
@@ -87,9 +85,9 @@ PROMPT = types.Prompt(
 
 
 class McpExtension(Protocol):
-    """Extra tools, resources and prompts beside the registry's (the conformance fixtures,
-    installed only in test mode). Each `call`/`read`/`get` returns None when the name is
-    not its own."""
+    """Extra tools, resources and prompts beside the registry's (conformance/fixtures.py,
+    handed in only by the conformance runner). Each `call`/`read`/`get` returns None
+    when the name is not its own."""
 
     tools: list[types.Tool]
     resources: list[types.Resource]
@@ -427,12 +425,3 @@ def http_manager(door: McpDoor) -> StreamableHTTPSessionManager:
     in front of every door, so the SDK's own DNS-rebinding check is off (one check)."""
     security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
     return StreamableHTTPSessionManager(app=door.server, security_settings=security)
-
-
-def extension_for(settings: Settings) -> McpExtension | None:
-    """The conformance fixtures when PERSONA_MCP_CONFORMANCE_FIXTURES is on, else nothing."""
-    if not settings.mcp_conformance_fixtures:
-        return None
-    from persona_mcp.transports.mcp_fixtures import ConformanceFixtures
-
-    return ConformanceFixtures()

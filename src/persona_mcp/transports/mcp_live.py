@@ -35,6 +35,7 @@ from mcp.server.subscriptions import (
     ServerEvent,
 )
 from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.shared.uri_template import UriTemplate
 
 from persona_mcp.app import App
 from persona_mcp.errors import NotFound
@@ -43,6 +44,8 @@ from persona_mcp.events import Event
 log = logging.getLogger(__name__)
 
 Ctx = ServerRequestContext[Any, Any]
+PROFILE = UriTemplate.parse("persona://{id}")
+MEMORY_STATS = UriTemplate.parse("persona://{id}/memory-stats")
 MAX_COMPLETIONS = 100
 LOG_QUEUE = 256
 WATCHED_TOPICS = {"persona.state", "memory.changed"}
@@ -226,8 +229,6 @@ def _list_changed(event: Event) -> bool:
 
 def _resolve_uri(app: App, user_id: str, uri: str) -> str:
     """A persona URI by name turned into the URI by id (events carry ids)."""
-    from persona_mcp.transports.mcp import MEMORY_STATS, PROFILE
-
     stats = MEMORY_STATS.match(uri)
     match = stats or PROFILE.match(uri)
     if match is None:
