@@ -213,7 +213,7 @@ class McpDoor:
         return session
 
     async def close(self) -> None:
-        for watcher in self._watchers.values():
+        for watcher in list(self._watchers.values()):
             watcher.close()
         self._watchers.clear()
         self.logs.close_all()
@@ -291,7 +291,12 @@ class McpDoor:
         watcher = self._watchers.get(ctx.session)
         if watcher is None:
             session = await self._session(ctx)
-            watcher = mcp_live.Watcher(self.app, session.user_id, ctx.session)
+            watcher = mcp_live.Watcher(
+                self.app,
+                session.user_id,
+                ctx.session,
+                on_end=lambda: self._watchers.pop(ctx.session, None),
+            )
             self._watchers[ctx.session] = watcher
         return watcher
 

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -145,14 +145,8 @@ class LogFeed(logging.Handler):
         self._targets[session] = (levelno, queue)
         if session not in self._tasks:
             self._tasks[session] = asyncio.create_task(self._pump(session, queue))
-        if self not in self._logger.handlers:
+        if self not in self._logger.handlers:  # the loggers' own level is left alone
             self._logger.addHandler(self)
-        self._sync_logger_level()
-
-    def _sync_logger_level(self) -> None:
-        lowest = min((lv for lv, _ in self._targets.values()), default=logging.WARNING)
-        if self._logger.getEffectiveLevel() > lowest:
-            self._logger.setLevel(lowest)
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith("mcp") or not self._targets or self._loop is None:
@@ -243,8 +237,11 @@ def _resolve_uri(app: App, user_id: str, uri: str) -> str:
 class Watcher:
     """The resource subscriptions of one MCP session, fed by the app's event bus."""
 
-    def __init__(self, app: App, user_id: str, session: ServerSession) -> None:
+    def __init__(
+        self, app: App, user_id: str, session: ServerSession, on_end: Callable[[], object]
+    ) -> None:
         self.app = app
+        self._on_end = on_end
         self.user_id = user_id
         self.uris: set[str] = set()
         self._session = session
@@ -269,6 +266,7 @@ class Watcher:
             pass  # the session has gone
         finally:
             self._sub.close()
+            self._on_end()
 
     def close(self) -> None:
         self._sub.close()
