@@ -15,6 +15,9 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
+from persona_mcp.operations import OPERATION_SETS
+from persona_mcp.operations.registry import CallContext, OperationSet, Params, Registry, Result
+from persona_mcp.transports.mcp import McpDoor
 from tests.conftest import RunningServer
 from tests.test_mcp import ERAS, MODES, connect
 
@@ -186,3 +189,42 @@ async def test_stdio_completes_names_and_reports_progress(tmp_path: Path, mode: 
         assert names.completion.values == ["Kira"]
         await client.call_tool("memory.store_batch", _batch(3), progress_callback=on_progress)
     assert seen == [0, 3]
+
+
+class CountParams(Params):
+    n: int
+
+
+class CountResult(Result):
+    n: int
+
+
+async def test_a_2026_call_that_opts_in_gets_the_records_logged_during_it(
+    server: RunningServer,
+) -> None:
+    extra = OperationSet()
+
+    @extra("demo.count", read_only=True)
+    async def count(ctx: CallContext, params: CountParams) -> CountResult:
+        """Log a count."""
+        logging.getLogger("persona_mcp.demo").warning("counted %d", params.n)
+        return CountResult(n=params.n)
+
+    received: list[types.LoggingMessageNotificationParams] = []
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        received.append(params)
+
+    app = server.app
+    original = app.registry
+    app.registry = Registry([*OPERATION_SETS, extra])
+    try:
+        door = McpDoor(app, "test")
+        async with Client(
+            door.server, mode="auto", log_level="info", logging_callback=on_log
+        ) as client:
+            assert client.protocol_version == "2026-07-28"
+            await client.call_tool("demo.count", {"n": 3})
+    finally:
+        app.registry = original
+    assert [(r.level, r.data) for r in received] == [("warning", {"message": "counted 3"})]

@@ -154,6 +154,13 @@ class LogFeed(logging.Handler):
         if record.name == __name__:  # never feed this module's own records back
             return
         loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:  # a worker thread
+            running = None
+        if running is loop:
+            self._offer(record)
+            return
         with contextlib.suppress(RuntimeError):  # the loop has closed
             loop.call_soon_threadsafe(self._offer, record)
 
