@@ -135,7 +135,7 @@ async def test_creating_a_persona_sends_resources_list_changed(
     url = f"{server.http_url}/mcp"
     if mode == "legacy":
         async with Client(url, mode=mode, message_handler=on_message) as watcher:
-            await watcher.subscribe_resource("persona://Aria")  # starts the session's feed
+            await watcher.list_resources()
             async with connect(server, mode) as writer:
                 await writer.call_tool("persona.create", persona)
             with anyio.fail_after(WAIT):

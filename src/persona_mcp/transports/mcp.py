@@ -24,10 +24,10 @@ import orjson
 from mcp.server import Server, ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
-from mcp.server.session import ServerSession
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from persona_mcp import __version__
 from persona_mcp.app import DEFAULT_USER, App
@@ -167,7 +167,7 @@ class McpDoor:
         self._schemas = {t.name: t.input_schema for t in self._tools}
         self._sessions: dict[str, Session] = {}
         self._stdio_session: Session | None = None
-        self._watchers: dict[ServerSession, mcp_live.Watcher] = {}
+        self._watchers: dict[str, mcp_live.Watcher] = {}  # by app session id
         self.logs = mcp_live.LogFeed()
         with warnings.catch_warnings():  # logging is deprecated from 2026-07-28 on only
             warnings.simplefilter("ignore", MCPDeprecationWarning)
@@ -249,12 +249,12 @@ class McpDoor:
                 call.progress = self._progress(ctx, token)
             level = meta.get(types.LOG_LEVEL_META_KEY)
             if level in mcp_live.LEVELS:  # 2026-07-28: this call opted in to log records
-                self.logs.set_level(ctx.session, level)
+                self.logs.set_level(ctx.session, ctx.session, level)
             try:
                 data = await self.app.registry.call(op, params.arguments or {}, call)
             finally:
                 if level in mcp_live.LEVELS:
-                    await self.logs.finish(ctx.session)
+                    await self.logs.finish(ctx.session, ctx.session)
             await self.app.sessions.touch(session)
         except PersonaMCPError as exc:
             return _error_result(_error_text(exc))
@@ -284,20 +284,21 @@ class McpDoor:
         return mcp_live.complete(self.app, session.user_id, PROMPT_NAME, params)
 
     async def _set_level(self, ctx: Ctx, params: types.SetLevelRequestParams) -> types.EmptyResult:
-        self.logs.set_level(ctx.session, params.level)
+        session = await self._session(ctx)  # the MCP session's; requests come and go
+        self.logs.set_level(session.id, ctx.session, params.level)
         return types.EmptyResult()
 
     async def _watcher(self, ctx: Ctx) -> mcp_live.Watcher:
-        watcher = self._watchers.get(ctx.session)
+        session = await self._session(ctx)  # the MCP session's; requests come and go
+        watcher = self._watchers.get(session.id)
         if watcher is None:
-            session = await self._session(ctx)
             watcher = mcp_live.Watcher(
                 self.app,
                 session.user_id,
-                ctx.session,
-                on_end=lambda: self._watchers.pop(ctx.session, None),
+                ctx.session,  # its notifications go on the session's standing stream
+                on_end=lambda: self._watchers.pop(session.id, None),
             )
-            self._watchers[ctx.session] = watcher
+            self._watchers[session.id] = watcher
         return watcher
 
     async def _subscribe(self, ctx: Ctx, params: types.SubscribeRequestParams) -> types.EmptyResult:
@@ -322,6 +323,9 @@ class McpDoor:
         self, ctx: Ctx, params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
         session = await self._session(ctx)
+        stateful = ctx.request is None or ctx.request.headers.get("mcp-session-id")
+        if stateful and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            await self._watcher(ctx)  # list_changed from now on, subscribed or not
         resources = []
         for p in self.app.personas.visible(session.user_id):
             resources.append(

@@ -131,20 +131,21 @@ class LogFeed(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
-        self._targets: dict[ServerSession, tuple[int, asyncio.Queue[logging.LogRecord]]] = {}
-        self._tasks: dict[ServerSession, asyncio.Task[None]] = {}
+        # keyed by the MCP session (its app session id), or by the request (2026-07-28)
+        self._targets: dict[object, tuple[int, asyncio.Queue[logging.LogRecord]]] = {}
+        self._tasks: dict[object, asyncio.Task[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.dropped = 0
         self._logger = logging.getLogger("persona_mcp")
 
-    def set_level(self, session: ServerSession, level: str) -> None:
+    def set_level(self, key: object, session: ServerSession, level: str) -> None:
         self._loop = asyncio.get_running_loop()
         levelno = LEVELS[level]
-        current = self._targets.get(session)
+        current = self._targets.get(key)
         queue = current[1] if current else asyncio.Queue[logging.LogRecord](LOG_QUEUE)
-        self._targets[session] = (levelno, queue)
-        if session not in self._tasks:
-            self._tasks[session] = asyncio.create_task(self._pump(session, queue))
+        self._targets[key] = (levelno, queue)
+        if key not in self._tasks:
+            self._tasks[key] = asyncio.create_task(self._pump(key, session, queue))
         if self not in self._logger.handlers:  # the loggers' own level is left alone
             self._logger.addHandler(self)
 
@@ -172,21 +173,23 @@ class LogFeed(logging.Handler):
                 except asyncio.QueueFull:
                     self.dropped += 1
 
-    async def _pump(self, session: ServerSession, queue: asyncio.Queue[logging.LogRecord]) -> None:
+    async def _pump(
+        self, key: object, session: ServerSession, queue: asyncio.Queue[logging.LogRecord]
+    ) -> None:
         try:
             while True:
                 await self._send(session, await queue.get())
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, RuntimeError):
             pass  # the session has gone
         finally:
-            self._targets.pop(session, None)
-            self._tasks.pop(session, None)
+            self._targets.pop(key, None)
+            self._tasks.pop(key, None)
 
-    async def finish(self, session: ServerSession) -> None:
+    async def finish(self, key: object, session: ServerSession) -> None:
         """Stop feeding `session`, after sending what is queued for it (2026-07-28: a
         request's log records ride its own stream, so they go before its result)."""
-        target = self._targets.pop(session, None)
-        task = self._tasks.pop(session, None)
+        target = self._targets.pop(key, None)
+        task = self._tasks.pop(key, None)
         if task is not None:
             task.cancel()
         if target is None:
