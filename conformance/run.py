@@ -1,6 +1,7 @@
 """Run the official MCP conformance suite against persona-mcp's Streamable HTTP door.
 
-Starts `persona-mcp serve` on a free loopback port with the conformance fixtures on,
+Starts conformance/serve.py (the product's ASGI app and uvicorn configuration, with the
+fixtures of conformance/fixtures.py) on a free loopback port,
 runs `@modelcontextprotocol/conformance` once per protocol era (2025-11-25 over the
 `initialize` handshake, 2026-07-28 stateless with per-request `_meta`), compares every
 failed check with `conformance/expected-failures.yml`, prints a summary, and stops the
@@ -267,28 +268,16 @@ def minimal_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def start_server(work: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    executable = Path(sys.executable).parent / "persona-mcp"
-    if not executable.exists():
-        found = shutil.which("persona-mcp")
-        if found is None:
-            raise Failed("persona-mcp is not installed in this Python environment (make install)")
-        executable = Path(found)
     port = free_port()
     command = [
-        str(executable),
-        "serve",
-        "--host",
-        "127.0.0.1",
+        sys.executable,
+        str(Path(__file__).resolve().parent / "serve.py"),
         "--port",
         str(port),
         "--data-dir",
         str(work / "data"),
-        "--llm",
-        "offline",
-        "--env-file",
-        str(work / "no.env"),  # never created: no settings file is read
     ]
-    env = minimal_env({"EMBEDDING_PROVIDER": "none", "PERSONA_MCP_CONFORMANCE_FIXTURES": "true"})
+    env = minimal_env({})
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command,

@@ -184,7 +184,7 @@ def stdio(settings: Settings) -> int:
 
     from persona_mcp.app import App
     from persona_mcp.errors import Unauthenticated
-    from persona_mcp.transports.mcp import McpDoor, extension_for
+    from persona_mcp.transports.mcp import McpDoor
 
     async def run() -> int:
         app = App(settings)
@@ -196,7 +196,7 @@ def stdio(settings: Settings) -> int:
             await app.close()
             print(f"persona-mcp stdio: {exc.message}; set PERSONA_MCP_TOKEN", file=sys.stderr)
             return 2
-        door = McpDoor(app, "mcp-stdio", extension_for(settings), principal)
+        door = McpDoor(app, "mcp-stdio", None, principal)
         try:
             async with stdio_server() as (read_stream, write_stream):
                 await door.server.run(

@@ -103,12 +103,6 @@ class Settings(BaseSettings):
         20.0, gt=0, validation_alias=_env("ws_ping_timeout_seconds", "WS_PING_TIMEOUT_SECONDS")
     )
 
-    mcp_conformance_fixtures: bool = Field(
-        False,
-        validation_alias=_env("mcp_conformance_fixtures", "PERSONA_MCP_CONFORMANCE_FIXTURES"),
-        description="Test mode only: add the MCP conformance suite's fixture tools",
-    )
-
     # Storage
     data_dir: Path = Field(Path("data"), validation_alias=_env("data_dir", "PERSONA_MCP_DATA_DIR"))
     database_path: Path | None = Field(

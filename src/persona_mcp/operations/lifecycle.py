@@ -202,17 +202,16 @@ async def memory_prune_all(ctx: CallContext, params: PruneAllParams) -> PruneAll
         users = app.personas.users()
     else:
         users = [ctx.session.user_id]
-    runs = []
-    for user in users:
-        ids = [p.id for p in app.personas.visible(user)]
-        runs.append(
-            await app.pruning.prune_all(user, ids, strategy=params.strategy, dry_run=params.dry_run)
+    targets = [(user, p.id) for user in users for p in app.personas.visible(user)]
+    personas: list[Any] = []
+    for done, (user, pid) in enumerate(targets, 1):  # one persona at a time, for progress
+        one = await app.pruning.prune_all(
+            user, [pid], strategy=params.strategy, dry_run=params.dry_run
         )
-    return PruneAllResult(
-        dry_run=params.dry_run,
-        pruned_count=sum(r["pruned_count"] for r in runs),
-        personas=[p for r in runs for p in r["personas"]],
-    )
+        personas += one["personas"]
+        await ctx.progress(done, len(targets), f"pruned {done} of {len(targets)} personas")
+    pruned = sum(r["pruned_count"] for r in personas)
+    return PruneAllResult(dry_run=params.dry_run, pruned_count=pruned, personas=personas)
 
 
 class PruneRecommendationsParams(Params):

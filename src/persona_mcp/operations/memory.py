@@ -142,10 +142,13 @@ async def memory_store_batch(ctx: CallContext, params: MemoryStoreBatchParams) -
     persona = await target_persona(ctx, params.persona_id)
     for i, item in enumerate(params.memories):
         ctx.app.memory.check_content(item.content, f"memories.{i}.content")
+    total = len(params.memories)
+    await ctx.progress(0, total, "checked; embedding and storing")
     rows = await ctx.app.memory.store(
         ctx.session.user_id, persona, [m.to_input() for m in params.memories]
     )
     ctx.app.events.memory_changed(ctx.session.user_id, persona.id, [r.id for r in rows], "stored")
+    await ctx.progress(total, total, "stored")
     return MemoryBatchResult(memories=[memory_out(r) for r in rows], count=len(rows))
 
 

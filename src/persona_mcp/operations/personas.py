@@ -70,6 +70,7 @@ async def persona_create(ctx: CallContext, params: PersonaCreateParams) -> Perso
     user (case-insensitive): a taken name is a conflict (-32002)."""
     app, user = ctx.app, ctx.session.user_id
     row = await app.personas.create(user, **params.model_dump())
+    app.events.publish(user, "persona.state", {"persona_id": row.id, "change": "created"})
     return PersonaResult(persona=app.personas.to_model(row, user))
 
 
@@ -115,6 +116,9 @@ async def persona_delete(ctx: CallContext, params: PersonaDeleteParams) -> Perso
     """Delete a persona and everything it holds: its conversations, messages, state and
     memories. Nothing of it is kept."""
     row = await ctx.app.personas.delete(ctx.session.user_id, params.persona_id)
+    ctx.app.events.publish(
+        row.user_id, "persona.state", {"persona_id": row.id, "change": "deleted"}
+    )
     ctx.app.memory.vectors.drop((ctx.session.user_id, row.id))
     ctx.app.social.forget(row.id)
     if ctx.session.active_persona_id == row.id:

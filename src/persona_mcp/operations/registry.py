@@ -47,6 +47,12 @@ OUTCOMES = {
 }
 
 Notify = Callable[[str, dict[str, Any]], Awaitable[None]]
+Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+"""`progress(done, total, message)`: a long operation's progress, for a door to forward."""
+
+
+async def no_progress(done: float, total: float | None, message: str | None) -> None:
+    """The progress callback when nobody listens."""
 
 
 class Params(BaseModel):
@@ -70,6 +76,7 @@ class CallContext:
     principal: Principal
     notify: Notify | None = None
     request_id: Any = None
+    progress: Progress = no_progress
 
     @property
     def rate_key(self) -> str:

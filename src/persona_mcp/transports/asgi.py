@@ -19,7 +19,7 @@ from persona_mcp.app import App
 from persona_mcp.config import Settings
 from persona_mcp.metrics import CONTENT_TYPE
 from persona_mcp.transports.edge import Edge, principal_of
-from persona_mcp.transports.mcp import McpDoor, extension_for, http_manager
+from persona_mcp.transports.mcp import McpDoor, McpExtension, http_manager
 from persona_mcp.transports.security import DoorGuard
 from persona_mcp.transports.websocket import WebSocketDoor
 
@@ -45,10 +45,13 @@ async def metrics(request: Request) -> Response:
     return Response(await app.metrics_text(), media_type=CONTENT_TYPE)
 
 
-def create_asgi(settings: Settings, app: App | None = None) -> Starlette:
-    """The server's ASGI app; the services start in its lifespan."""
+def create_asgi(
+    settings: Settings, app: App | None = None, mcp_extension: McpExtension | None = None
+) -> Starlette:
+    """The server's ASGI app; the services start in its lifespan. `mcp_extension` adds
+    tools beside the registry's on the MCP door (the conformance runner's fixtures)."""
     persona_app = app or App(settings)
-    door = McpDoor(persona_app, "mcp-http", extension_for(settings))
+    door = McpDoor(persona_app, "mcp-http", mcp_extension)
     manager = http_manager(door)
 
     @contextlib.asynccontextmanager

@@ -16,24 +16,27 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from typing import Any, Protocol
 
 import mcp_types as types
 import orjson
 from mcp.server import Server, ServerRequestContext
+from mcp.server.lowlevel.server import NotificationOptions
+from mcp.server.models import InitializationOptions
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp.shared.exceptions import MCPError
-from mcp.shared.uri_template import UriTemplate
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from persona_mcp import __version__
 from persona_mcp.app import App
 from persona_mcp.auth.principal import LOCAL, Principal
-from persona_mcp.config import Settings
 from persona_mcp.conversation.prompt import Recalled, day, memory_block, system_prompt
 from persona_mcp.errors import NotFound, PersonaMCPError
-from persona_mcp.operations.registry import CallContext, Operation
+from persona_mcp.operations.registry import CallContext, Operation, Progress
 from persona_mcp.sessions import Session
+from persona_mcp.transports import mcp_live
 from persona_mcp.transports.edge import principal_of
 
 log = logging.getLogger(__name__)
@@ -46,8 +49,8 @@ INSTRUCTIONS = (
     "memory.store / memory.search to give it or query its memories. Persona-scoped tools "
     "accept persona_id (an id or a name); without it the active persona is used."
 )
-PROFILE = UriTemplate.parse("persona://{id}")
-MEMORY_STATS = UriTemplate.parse("persona://{id}/memory-stats")
+PROFILE = mcp_live.PROFILE
+MEMORY_STATS = mcp_live.MEMORY_STATS
 PROMPT_NAME = "persona_system_prompt"
 TEMPLATES = [
     types.ResourceTemplate(
@@ -84,9 +87,9 @@ PROMPT = types.Prompt(
 
 
 class McpExtension(Protocol):
-    """Extra tools, resources and prompts beside the registry's (the conformance fixtures,
-    installed only in test mode). Each `call`/`read`/`get` returns None when the name is
-    not its own."""
+    """Extra tools, resources and prompts beside the registry's (conformance/fixtures.py,
+    handed in only by the conformance runner). Each `call`/`read`/`get` returns None
+    when the name is not its own."""
 
     tools: list[types.Tool]
     resources: list[types.Resource]
@@ -129,8 +132,28 @@ def _error_text(exc: PersonaMCPError) -> str:
     return f"{exc.message} (error {exc.code})"
 
 
+def _str_id(request_id: types.RequestId | None) -> str | None:
+    return None if request_id is None else str(request_id)
+
+
 def _error_result(text: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
+
+
+class _Server(Server[Any]):
+    """The SDK server, declaring resources.listChanged on the initialize era too."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(resources_changed=True),
+            experimental_capabilities,
+            extensions,
+        )
 
 
 class McpDoor:
@@ -155,20 +178,29 @@ class McpDoor:
         self._schemas = {t.name: t.input_schema for t in self._tools}
         self._sessions: dict[tuple[str, str], Session] = {}
         self._stdio_session: Session | None = None
-        self.server: Server[Any] = Server(
-            "persona-mcp",
-            version=__version__,
-            title="persona-mcp",
-            instructions=INSTRUCTIONS,
-            get_tool_input_schema=self._schemas.get,
-            on_list_tools=self._list_tools,
-            on_call_tool=self._call_tool,
-            on_list_resources=self._list_resources,
-            on_list_resource_templates=self._list_resource_templates,
-            on_read_resource=self._read_resource,
-            on_list_prompts=self._list_prompts,
-            on_get_prompt=self._get_prompt,
-        )
+        self._watchers: dict[str, mcp_live.Watcher] = {}  # by app session id
+        self.logs = mcp_live.LogFeed()
+        with warnings.catch_warnings():  # logging is deprecated from 2026-07-28 on only
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            self.server: Server[Any] = _Server(
+                "persona-mcp",
+                version=__version__,
+                title="persona-mcp",
+                instructions=INSTRUCTIONS,
+                get_tool_input_schema=self._schemas.get,
+                on_list_tools=self._list_tools,
+                on_call_tool=self._call_tool,
+                on_list_resources=self._list_resources,
+                on_list_resource_templates=self._list_resource_templates,
+                on_read_resource=self._read_resource,
+                on_list_prompts=self._list_prompts,
+                on_get_prompt=self._get_prompt,
+                on_completion=self._complete,
+                on_set_logging_level=self._set_level,
+                on_subscribe_resource=self._subscribe,
+                on_unsubscribe_resource=self._unsubscribe,
+                on_subscriptions_listen=self._listen,
+            )
 
     # -- sessions ------------------------------------------------------------------
 
@@ -204,6 +236,10 @@ class McpDoor:
         return session
 
     async def close(self) -> None:
+        for watcher in list(self._watchers.values()):
+            watcher.close()
+        self._watchers.clear()
+        self.logs.close_all()
         for session in [self._stdio_session, *self._sessions.values()]:
             if session is not None:
                 await self.app.sessions.close(session)
@@ -230,11 +266,19 @@ class McpDoor:
         try:
             principal = self._caller(ctx)
             session = await self._session(ctx)
-            data = await self.app.registry.call(
-                op,
-                params.arguments or {},
-                CallContext(app=self.app, session=session, principal=principal),
-            )
+            call = CallContext(app=self.app, session=session, principal=principal)
+            meta: dict[str, Any] = dict(ctx.meta or {})
+            token = meta.get("progress_token", meta.get("progressToken"))
+            if token is not None:
+                call.progress = self._progress(ctx, token)
+            level = meta.get(types.LOG_LEVEL_META_KEY)
+            if level in mcp_live.LEVELS:  # 2026-07-28: this call opted in to log records
+                self.logs.set_level(ctx.session, ctx.session, level)
+            try:
+                data = await self.app.registry.call(op, params.arguments or {}, call)
+            finally:
+                if level in mcp_live.LEVELS:
+                    await self.logs.finish(ctx.session, ctx.session)
             await self.app.sessions.touch(session)
         except PersonaMCPError as exc:
             return _error_result(_error_text(exc))
@@ -246,12 +290,66 @@ class McpDoor:
             structured_content=data,
         )
 
+    @staticmethod
+    def _progress(ctx: Ctx, token: str | int) -> Progress:
+        async def send(done: float, total: float | None, message: str | None) -> None:
+            await ctx.session.send_progress_notification(
+                token, done, total, message, related_request_id=_str_id(ctx.request_id)
+            )
+
+        return send
+
+    # -- live: completion, logging, subscriptions --------------------------------
+
+    async def _complete(
+        self, ctx: Ctx, params: types.CompleteRequestParams
+    ) -> types.CompleteResult:
+        session = await self._session(ctx)
+        return mcp_live.complete(self.app, session.user_id, PROMPT_NAME, params)
+
+    async def _set_level(self, ctx: Ctx, params: types.SetLevelRequestParams) -> types.EmptyResult:
+        session = await self._session(ctx)  # the MCP session's; requests come and go
+        self.logs.set_level(session.id, ctx.session, params.level)
+        return types.EmptyResult()
+
+    async def _watcher(self, ctx: Ctx) -> mcp_live.Watcher:
+        session = await self._session(ctx)  # the MCP session's; requests come and go
+        watcher = self._watchers.get(session.id)
+        if watcher is None:
+            watcher = mcp_live.Watcher(
+                self.app,
+                session.user_id,
+                ctx.session,  # its notifications go on the session's standing stream
+                on_end=lambda: self._watchers.pop(session.id, None),
+            )
+            self._watchers[session.id] = watcher
+        return watcher
+
+    async def _subscribe(self, ctx: Ctx, params: types.SubscribeRequestParams) -> types.EmptyResult:
+        (await self._watcher(ctx)).subscribe(str(params.uri))
+        return types.EmptyResult()
+
+    async def _unsubscribe(
+        self, ctx: Ctx, params: types.UnsubscribeRequestParams
+    ) -> types.EmptyResult:
+        (await self._watcher(ctx)).unsubscribe(str(params.uri))
+        return types.EmptyResult()
+
+    async def _listen(
+        self, ctx: Ctx, params: types.SubscriptionsListenRequestParams
+    ) -> types.SubscriptionsListenResult:
+        session = await self._session(ctx)
+        return await mcp_live.listen(self.app, session.user_id, ctx, params)
+
     # -- resources -------------------------------------------------------------------
 
     async def _list_resources(
         self, ctx: Ctx, params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
         session = await self._session(ctx)
+        stateful = ctx.request is None or ctx.request.headers.get("mcp-session-id")
+        if stateful and ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            await self._watcher(ctx)  # list_changed from now on, subscribed or not
         resources = []
         for p in self.app.personas.visible(session.user_id):
             resources.append(
@@ -360,12 +458,3 @@ def http_manager(door: McpDoor) -> StreamableHTTPSessionManager:
     in front of every door, so the SDK's own DNS-rebinding check is off (one check)."""
     security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
     return StreamableHTTPSessionManager(app=door.server, security_settings=security)
-
-
-def extension_for(settings: Settings) -> McpExtension | None:
-    """The conformance fixtures when PERSONA_MCP_CONFORMANCE_FIXTURES is on, else nothing."""
-    if not settings.mcp_conformance_fixtures:
-        return None
-    from persona_mcp.transports.mcp_fixtures import ConformanceFixtures
-
-    return ConformanceFixtures()

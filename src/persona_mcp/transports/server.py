@@ -60,6 +60,11 @@ class TimedHttpProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_message_complete()
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """RFC 9110 section 5.5: a field value excludes leading and trailing whitespace
+        (httptools keeps trailing spaces; h11 strips them)."""
+        super().on_header(name, value.strip(b" \t"))
+
     def handle_websocket_upgrade(self) -> None:
         self._disarm()
         super().handle_websocket_upgrade()

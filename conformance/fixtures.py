@@ -2,8 +2,8 @@
 
 The official suite (`@modelcontextprotocol/conformance`) calls tools, resources and
 prompts by fixed names (`test_simple_text`, `test://static-text`, `test_simple_prompt`,
-...). `McpDoor` adds these beside the registry's own only when
-PERSONA_MCP_CONFORMANCE_FIXTURES is on; they never appear in a normal tool list. They
+...). conformance/serve.py hands them to `McpDoor` (its `extension`), beside the
+registry's own; the product never imports this file. They
 follow the reference everything-servers in the conformance and python-sdk repositories.
 
 Questions to the client work in both protocol eras through `_gather`: on the handshake
