@@ -454,3 +454,20 @@ async def test_auto_falls_back_to_offline_when_the_gguf_fails_to_load(
     assert first.provider == "offline"
     assert active.name == "offline"
     assert "could not load" in health.detail
+
+
+def test_a_long_conversation_is_trimmed_to_the_context_oldest_turns_first(
+    tmp_path: Path,
+) -> None:
+    from persona_mcp.llm.base import ChatMessage
+    from persona_mcp.llm.llamacpp import LlamaCppProvider
+
+    provider = LlamaCppProvider(tmp_path / "unused.gguf", context_tokens=1024, max_tokens=256)
+    history = [
+        ChatMessage("user" if i % 2 else "assistant", f"turn {i} " + "x" * 600) for i in range(20)
+    ]
+    messages = [ChatMessage("system", "You are Kira."), *history, ChatMessage("user", "Hello?")]
+    fitted = provider._fit(messages)
+    assert fitted[0].content == "You are Kira." and fitted[-1].content == "Hello?"
+    assert sum(len(m.content) for m in fitted) <= (1024 - 256) * 3
+    assert fitted[1:-1] == history[-len(fitted) + 2 :]  # the newest turns are kept

@@ -34,6 +34,7 @@ from typing import Any
 
 from persona_mcp.errors import InvalidParams, Unavailable
 from persona_mcp.llm.base import (
+    ChatMessage,
     ChatRequest,
     ChatResult,
     LLMProvider,
@@ -240,9 +241,25 @@ class LlamaCppProvider:
 
     # -- generation --------------------------------------------------------------------
 
+    def _fit(self, messages: list[ChatMessage]) -> list[ChatMessage]:
+        """The messages that fit the context with room for the reply: the oldest turns
+        of the history go first; the system prompt and the last message always stay.
+        Tokens are estimated at 3 characters each (cautious for English)."""
+        budget = (self.context_tokens - self.max_tokens) * 3
+        head, history, last = messages[:1], list(messages[1:-1]), messages[-1:]
+
+        def size(items: list[ChatMessage]) -> int:
+            return sum(len(m.content) + 16 for m in items)
+
+        while history and size(head) + size(history) + size(last) > budget:
+            history.pop(0)
+        return head + history + last
+
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [
+                {"role": m.role, "content": m.content} for m in self._fit(request.messages)
+            ],
             "max_tokens": self.max_tokens,
             "stream": True,
         }
