@@ -206,8 +206,10 @@ class TierService:
         )
         visited = [s for score, s in scored[:SEGMENTS_PER_QUERY] if score > 0]
         pages = await self._db.read(lambda conn: repo.segment_pages(conn, [s.id for s in visited]))
+        # Mid-term pages of the visited segments, and the short-term pages that match
+        # (the page holding a fact is found wherever it sits).
         hits = sorted(
-            (PageHit(p, self._page_score(p, qv, qwords)) for p in pages),
+            (PageHit(p, self._page_score(p, qv, qwords)) for p in [*pages, *short]),
             key=lambda h: -h.score,
         )
         hits = [h for h in hits if h.score > 0][:max_results]
