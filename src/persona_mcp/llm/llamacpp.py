@@ -255,11 +255,12 @@ class LlamaCppProvider:
             history.pop(0)
         return head + history + last
 
-    def _body(self, request: ChatRequest) -> dict[str, Any]:
+    def _body(
+        self, request: ChatRequest, messages: list[ChatMessage] | None = None
+    ) -> dict[str, Any]:
+        chosen = messages if messages is not None else self._fit(request.messages)
         body: dict[str, Any] = {
-            "messages": [
-                {"role": m.role, "content": m.content} for m in self._fit(request.messages)
-            ],
+            "messages": [{"role": m.role, "content": m.content} for m in chosen],
             "max_tokens": self.max_tokens,
             "stream": True,
         }
@@ -374,7 +375,18 @@ class LlamaCppProvider:
     async def generate(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResult:
         # One GGUF is loaded: a persona's own `model` (an Ollama name) cannot be honoured
         # here, and the result's `model` says which model really answered.
-        outcome = await self._complete(self._body(request), on_delta)
+        messages = self._fit(request.messages)
+        outcome = await self._complete(self._body(request, messages), on_delta)
+        # Estimates can fall short (digits and rare words take a token each): drop the
+        # older half of the history and try again, before any text was streamed.
+        while (
+            outcome.error_type == "exceed_context_size_error"
+            and not outcome.pieces
+            and len(messages) > 2
+        ):
+            history = messages[1:-1]
+            messages = [messages[0], *history[len(history) // 2 + 1 :], messages[-1]]
+            outcome = await self._complete(self._body(request, messages), on_delta)
         self._check(outcome)
         return self._result(outcome)
 
