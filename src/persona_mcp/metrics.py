@@ -26,6 +26,7 @@ from persona_mcp.llm.base import (
     OnDelta,
     ProviderHealth,
 )
+from persona_mcp.store import metrics as store_metrics
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -104,13 +105,9 @@ class Metrics:
     def refresh(self, conn: sqlite3.Connection) -> None:
         """Read the figures kept in the database (run on a reader thread)."""
         snap = self.snapshot
-        snap.memories = int(conn.execute("SELECT count(*) FROM memories").fetchone()[0])
-        snap.users = int(conn.execute("SELECT count(*) FROM user_state").fetchone()[0])
-        runs: dict[tuple[str, str], int] = {}
-        for trigger, count in conn.execute("SELECT trigger, count(*) FROM decay_runs GROUP BY 1"):
-            runs[("decay", trigger)] = int(count)
-        for trigger, count in conn.execute("SELECT trigger, count(*) FROM prune_runs GROUP BY 1"):
-            runs[("prune", trigger)] = int(count)
+        figures = store_metrics.figures(conn)
+        snap.memories, snap.users = figures.memories, figures.users
+        runs = figures.job_runs
         kept = {k: v for k, v in snap.job_runs.items() if k[0] not in {"decay", "prune"}}
         snap.job_runs = kept | runs
 

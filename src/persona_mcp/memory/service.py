@@ -664,15 +664,7 @@ class MemoryService:
             return 0
         await getattr(self.embedder, "wait_ready", self.embedder.start)()
         model = self.embedder.model
-        total = await self._db.read(
-            lambda conn: int(
-                conn.execute(
-                    "SELECT count(*) FROM memories WHERE embedding IS NULL "
-                    "OR embedding_model IS NOT ?",
-                    (model,),
-                ).fetchone()[0]
-            )
-        )
+        total = await self._db.read(lambda conn: repo.count_stale_embeddings(conn, model))
         done, cursor = 0, 0
         while True:
             batch = await self._db.read(

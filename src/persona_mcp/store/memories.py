@@ -485,3 +485,13 @@ def stats(conn: sqlite3.Connection, user_id: str, persona_id: str, model: str) -
         "newest_occurred_at": newest,
         "embedded": embedded,
     }
+
+
+def count_stale_embeddings(conn: sqlite3.Connection, model: str) -> int:
+    """Memories with no embedding from `model` (what `reindex` will embed)."""
+    return int(
+        conn.execute(
+            "SELECT count(*) FROM memories WHERE embedding IS NULL OR embedding_model IS NOT ?",
+            (model,),
+        ).fetchone()[0]
+    )
