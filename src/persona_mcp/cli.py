@@ -17,6 +17,7 @@ from persona_mcp import __version__
 from persona_mcp.auth.cli import add_token_commands, run_token_command
 from persona_mcp.config import LLMProviderName, Settings, load_settings
 from persona_mcp.errors import PersonaMCPError
+from persona_mcp.native import cap_malloc_arenas
 
 log = logging.getLogger("persona_mcp")
 
@@ -144,6 +145,7 @@ def _claim_storage(settings: Settings) -> int | None:
 def serve(settings: Settings) -> int:
     from persona_mcp.transports.server import bind
 
+    cap_malloc_arenas()
     if not settings.is_loopback and settings.auth_mode != "required":
         print(
             f"refusing to bind to {settings.server_host}: a non-loopback address needs "
@@ -179,6 +181,7 @@ def serve(settings: Settings) -> int:
 
 def stdio(settings: Settings) -> int:
     """Serve MCP on stdin/stdout until stdin closes; stdout carries only protocol."""
+    cap_malloc_arenas()
     import anyio
     from mcp.server.stdio import stdio_server
 

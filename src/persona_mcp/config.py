@@ -170,6 +170,12 @@ class Settings(BaseSettings):
         validation_alias=_env("embedding_int8", "EMBEDDING_INT8"),
         description="Run the bundled model quantized to int8: 3x faster, recall within noise",
     )
+    embedding_runtime: Literal["auto", "onnx", "torch"] = Field(
+        "auto",
+        validation_alias=_env("embedding_runtime", "EMBEDDING_RUNTIME"),
+        description="How the bundled model runs: ONNX Runtime (no torch in the process; "
+        "'auto' uses it when `make install` exported the model) or sentence-transformers",
+    )
 
     # Conversation
     context_messages: int = Field(

@@ -22,7 +22,7 @@ def build_embedder(settings: Settings) -> Embedder:
             settings.embedding_model or "text-embedding-3-small",
             api_key=settings.openai_api_key,
         )
-    return MiniLMEmbedder(int8=settings.embedding_int8)
+    return MiniLMEmbedder(int8=settings.embedding_int8, runtime=settings.embedding_runtime)
 
 
 __all__ = ["Embedder", "Vectors", "build_embedder"]

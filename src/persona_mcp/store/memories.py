@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -336,19 +336,51 @@ def owner_token(persona_id: str) -> str:
     return "p" + persona_id.replace("-", "")
 
 
+LEXICAL_OVERFETCH = 4
+
+
+def matches(conn: sqlite3.Connection, phrase: str) -> int:
+    """How many memories (of every persona) a full-text phrase matches."""
+    return int(
+        conn.execute(
+            "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?", (phrase,)
+        ).fetchone()[0]
+    )
+
+
 def lexical(
     conn: sqlite3.Connection, match: str, filters: Filters, limit: int, context_weight: float
 ) -> list[tuple[int, float]]:
-    """(rid, bm25) best first, for one persona; bm25 is negated so that larger is better."""
+    """(rid, bm25) best first, for one persona; bm25 is negated so that larger is better.
+
+    First without the persona's owner token: its posting list is the whole persona, read
+    in full by every query that names it, which is most of the cost once one persona
+    holds most memories. When that persona's rows are too few among the best matches of
+    all, the query is asked again with the token. Either way the persona's rows come out
+    in the same order with the same scores (the owner column weighs 0)."""
+    sql = """SELECT rowid, -bm25(memories_fts, 1.0, ?, 0.0) AS score FROM memories_fts
+             WHERE memories_fts MATCH ? ORDER BY score DESC LIMIT ?"""
+    fetch = limit * LEXICAL_OVERFETCH
+    rows = conn.execute(sql, (context_weight, match, fetch)).fetchall()
+    hits = _own(conn, filters, rows)
+    if len(hits) < limit and len(rows) == fetch:
+        token = f'owner:"{owner_token(filters.persona_id)}" AND ({match})'
+        hits = _own(conn, filters, conn.execute(sql, (context_weight, token, limit)).fetchall())
+    return hits[:limit]
+
+
+def _own(
+    conn: sqlite3.Connection, filters: Filters, rows: Sequence[sqlite3.Row]
+) -> list[tuple[int, float]]:
+    """The rows (rid, score) that belong to the filters' user and persona, in order."""
+    if not rows:
+        return []
+    rids = [int(r[0]) for r in rows]
     where, args = filters.sql()
-    rows = conn.execute(
-        f"""SELECT m.rid, -bm25(memories_fts, 1.0, ?, 0.0) AS score
-            FROM memories_fts JOIN memories m ON m.rid = memories_fts.rowid
-            WHERE memories_fts MATCH ? AND {where}
-            ORDER BY score DESC LIMIT ?""",
-        (context_weight, f'owner:"{owner_token(filters.persona_id)}" AND ({match})', *args, limit),
-    ).fetchall()
-    return [(int(r[0]), float(r[1])) for r in rows]
+    marks = ",".join("?" * len(rids))
+    sql = f"SELECT m.rid FROM memories m WHERE m.rid IN ({marks}) AND {where}"
+    mine = {int(r[0]) for r in conn.execute(sql, (*rids, *args))}
+    return [(int(r[0]), float(r[1])) for r in rows if int(r[0]) in mine]
 
 
 def allowed_rids(conn: sqlite3.Connection, filters: Filters) -> set[int]:
@@ -356,16 +388,29 @@ def allowed_rids(conn: sqlite3.Connection, filters: Filters) -> set[int]:
     return {int(r[0]) for r in conn.execute(f"SELECT m.rid FROM memories m WHERE {where}", args)}
 
 
-def embeddings_for(
-    conn: sqlite3.Connection, user_id: str, persona_id: str, model: str
-) -> tuple[list[int], Vectors, list[float]]:
-    """A persona's (rids, vectors, occurred_at) by rid, for the vector index."""
-    rows = conn.execute(
+def count_embedded(conn: sqlite3.Connection, user_id: str, persona_id: str, model: str) -> int:
+    """How many of a persona's memories carry an embedding by `model`."""
+    return int(
+        conn.execute(
+            """SELECT count(*) FROM memories WHERE user_id = ? AND persona_id = ?
+               AND embedding IS NOT NULL AND embedding_model = ?""",
+            (user_id, persona_id, model),
+        ).fetchone()[0]
+    )
+
+
+def embedding_chunks(
+    conn: sqlite3.Connection, user_id: str, persona_id: str, model: str, size: int = 4096
+) -> Iterator[tuple[list[int], Vectors, list[float]]]:
+    """A persona's (rids, vectors, occurred_at) by rid, `size` rows at a time, so the
+    vector index fills its arrays without holding every row's bytes at once."""
+    cursor = conn.execute(
         """SELECT rid, embedding, occurred_at FROM memories WHERE user_id = ? AND persona_id = ?
            AND embedding IS NOT NULL AND embedding_model = ? ORDER BY rid""",
         (user_id, persona_id, model),
-    ).fetchall()
-    return [int(r[0]) for r in rows], from_blobs([r[1] for r in rows]), [r[2] for r in rows]
+    )
+    while rows := cursor.fetchmany(size):
+        yield [int(r[0]) for r in rows], from_blobs([r[1] for r in rows]), [r[2] for r in rows]
 
 
 def stored_embeddings(
