@@ -7,6 +7,8 @@ MiniLM embedder) and always stops it again:
     .venv/bin/python benchmarks/memory_scale.py            # 100k memories (5-8 min)
     .venv/bin/python benchmarks/memory_scale.py --quick    # 10k memories (about 1 min)
     .venv/bin/python benchmarks/memory_scale.py --json     # also the figures as JSON
+    .venv/bin/python benchmarks/memory_scale.py --growth 1000,10000,100000 --searches 200
+        # one persona grown to 1k, 10k, 100k: search p50 at each, its growth, RSS, ingest
 
 Measurements, against the goals of SPEC section 10:
 
@@ -83,7 +85,7 @@ ACTIVITIES = "hiking|kayaking|cycling|bird watching|camping|climbing|sailing|ski
 WEATHER = "freezing|pouring rain|windy|perfect|foggy|boiling hot|overcast".split("|")
 INSTRUMENTS = "the piano|the cello|the ukulele|the violin|the drums|the guitar|the flute".split("|")
 GENRES = "jazz standards|folk songs|pop ballads|blues|classical pieces|film scores".split("|")
-PROJECTS = "billing|onboarding|mobile app|data migration|search|reporting|checkout".split()
+PROJECTS = "billing|onboarding|mobile app|data migration|search|reporting|checkout".split("|")
 JOBS = """team lead|senior engineer|head chef|principal|store manager|charge nurse|
     creative director|lab manager""".split("|")
 WORKPLACES = """hospital|design studio|bakery|university|startup|law firm|museum|
@@ -371,6 +373,79 @@ def importance_in_process(n: int, seed: int) -> dict[str, Any]:
     }
 
 
+async def growth(
+    client: PersonaClient, pid: int, sizes: list[int], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """One persona grown through `sizes` memories; at each size the ingest rate of the
+    step, warm search latency (--searches calls) and the server's resident memory."""
+    persona = (
+        await client.call(
+            "persona.create", {"name": "Growth", "topic_preferences": TOPIC_PREFERENCES}
+        )
+    )["persona"]["id"]
+    items = synth_memories(random.Random(args.seed), sizes[-1], time.time())
+    rng = random.Random(args.seed + 1)
+    stored = 0
+    out = []
+    for size in sizes:
+        t0 = time.perf_counter()
+        for start in range(stored, size, args.batch):
+            batch = items[start : min(size, start + args.batch)]
+            await client.call("memory.store_batch", {"persona_id": persona, "memories": batch})
+        seconds = time.perf_counter() - t0
+        rate = (size - stored) / seconds
+        stored = size
+        await client.call("memory.search", {"query": "warm up", "persona_id": persona})
+        ms = []
+        for query in synth_queries(rng, args.searches):
+            t0 = time.perf_counter()
+            await client.call("memory.search", {"query": query, "persona_id": persona, "limit": 10})
+            ms.append((time.perf_counter() - t0) * 1000)
+        out.append(
+            {"size": size, "ingest_per_second": round(rate, 1), "search_ms": ms_summary(ms),
+             "rss_mib": round(rss_mib(pid), 1)}
+        )  # fmt: skip
+        print(
+            f"  {size:>7} memories in one persona: ingest {rate:.0f}/s, search p50 "
+            f"{out[-1]['search_ms']['p50']} ms p95 {out[-1]['search_ms']['p95']} ms, "
+            f"RSS {out[-1]['rss_mib']} MiB",
+            flush=True,
+        )
+    return out
+
+
+async def run_growth(args: argparse.Namespace, pid: int, url: str) -> dict[str, Any]:
+    async with PersonaClient(url, timeout=600) as client:
+        embedder = await wait_embedder(client)
+        await client.call("memory.set_pruning_config", {"auto_prune": False})
+        idle = round(rss_mib(pid), 1)
+        steps = await growth(client, pid, sorted(args.growth), args)
+    return {"embedder": embedder.get("model"), "rss_idle_mib": idle, "steps": steps,
+            "load": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+
+
+def report_growth(figures: dict[str, Any]) -> None:
+    steps = figures["steps"]
+    first, last = steps[0], steps[-1]
+    ratio = last["search_ms"]["p50"] / first["search_ms"]["p50"]
+    ingest = min(s["ingest_per_second"] for s in steps)
+    rows = [
+        (f"search p50 at {last['size'] // 1000}k", "< 15 ms", f"{last['search_ms']['p50']} ms",
+         last["search_ms"]["p50"] < 15),
+        (f"p50 {last['size'] // 1000}k / {first['size'] // 1000}k", "<= 2.5x", f"{ratio:.2f}x",
+         ratio <= 2.5),
+        (f"RSS with {last['size'] // 1000}k loaded", "<= 400 MiB", f"{last['rss_mib']} MiB",
+         last["rss_mib"] <= 400),
+        ("RSS idle (model loaded)", "<= 250 MiB", f"{figures['rss_idle_mib']} MiB",
+         figures["rss_idle_mib"] <= 250),
+        ("store_batch, slowest step", ">= 500 /s", f"{ingest} /s", ingest >= 500),
+    ]  # fmt: skip
+    print(f"\nembedder {figures['embedder']}, load average at the end {figures['load']}")
+    print(f"{'target':34} {'goal':>10} {'measured':>12}  result")
+    for name, goal, got, ok in rows:
+        print(f"{name:34} {goal:>10} {got:>12}  {'PASS' if ok else 'MISS'}")
+
+
 async def run(args: argparse.Namespace, pid: int, url: str) -> dict[str, Any]:
     per_persona = args.memories // args.personas
     figures: dict[str, Any] = {"load_before": [round(x, 2) for x in os.getloadavg()]}
@@ -505,7 +580,23 @@ def main() -> int:
     parser.add_argument("--score-texts", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument(
+        "--growth",
+        type=lambda text: [int(x) for x in text.split(",")],
+        help="grow ONE persona through these sizes, e.g. 1000,10000,100000 (search, RSS "
+        "and ingest at each)",
+    )
     args = parser.parse_args()
+    if args.growth:
+        server = start_server(env={"EMBEDDING_PROVIDER": "minilm"})
+        try:
+            figures = asyncio.run(run_growth(args, server.pid, server.url))
+        finally:
+            stop_server(server)
+        report_growth(figures)
+        if args.json:
+            print(json.dumps(figures))
+        return 0
     if args.memories is None:
         args.memories = 10_000 if args.quick else 100_000
     server = start_server(env={"EMBEDDING_PROVIDER": "minilm"})

@@ -47,7 +47,7 @@ class RankingParams:
     date_tau_days: float = 7.0
     prefix_min_length: int = 4
     max_terms: int = 32
-    lexical_budget: int = 4000  # rows the query's terms may match in all (see within_budget)
+    lexical_budget: int = 2000  # rows the query's terms may match in all (see within_budget)
     importance_weight: float = 0.03
     recency_weight: float = 0.02
     recency_half_life_days: float = 90.0
@@ -179,7 +179,7 @@ def nudge(
 Ranked = dict[int, tuple[float, float, float]]  # rid -> (score, lexical, cosine)
 
 
-SEMANTIC_CANDIDATES = 200  # rows nearest in meaning that are scored in full
+SEMANTIC_CANDIDATES = 100  # rows nearest in meaning that are scored in full
 DATE_CANDIDATES = 100  # rows nearest a date the query names
 
 

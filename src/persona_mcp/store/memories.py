@@ -307,8 +307,11 @@ class Filters:
     since: float | None = None
     until: float | None = None
 
-    def sql(self, alias: str = "m") -> tuple[str, list[Any]]:
-        clauses = [f"{alias}.user_id = ?", f"{alias}.persona_id = ?"]
+    def sql(self, alias: str = "m", *, by_key: bool = False) -> tuple[str, list[Any]]:
+        """The WHERE clause. `by_key`: the rows are already picked by rowid, so keep
+        SQLite from scanning the persona's index instead (the unary + hides it)."""
+        p = "+" if by_key else ""
+        clauses = [f"{p}{alias}.user_id = ?", f"{p}{alias}.persona_id = ?"]
         args: list[Any] = [self.user_id, self.persona_id]
         if self.memory_type:
             clauses.append(f"{alias}.memory_type = ?")
@@ -376,7 +379,7 @@ def _own(
     if not rows:
         return []
     rids = [int(r[0]) for r in rows]
-    where, args = filters.sql()
+    where, args = filters.sql(by_key=True)
     marks = ",".join("?" * len(rids))
     sql = f"SELECT m.rid FROM memories m WHERE m.rid IN ({marks}) AND {where}"
     mine = {int(r[0]) for r in conn.execute(sql, (*rids, *args))}
