@@ -170,8 +170,14 @@ export function facts(pairs) {
   );
 }
 
-/** <table> with a caption, headers and rows of cells (nodes or text). */
+/** <table> with a caption, headers and rows of cells (nodes or text). Each cell carries
+ * its column's header as data-label, which narrow screens show beside it. */
 export function table(caption, headers, rows, props = {}) {
+  for (const row of rows) {
+    [...row.children].forEach((cell, i) => {
+      if (headers[i]) cell.dataset.label = headers[i];
+    });
+  }
   return h(
     "div",
     { class: "table-wrap" },

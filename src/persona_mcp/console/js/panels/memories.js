@@ -128,7 +128,7 @@ export function createPanel(ctx) {
           h("td", {}, importanceCell(m)),
           h("td", { class: "num" }, String(m.access_count)),
           h("td", { class: "small" }, fmtDate(m.created_at)),
-          h("td", {}, m.pinned ? h("span", { class: "badge pin" }, "pinned") : ""),
+          h("td", {}, m.pinned ? h("span", { class: "badge pin" }, "pinned") : null),
           h("td", {}, h("button", { type: "button", class: "small", onclick: () => openMemory(m.id) }, "Open")),
         ),
       );
