@@ -293,6 +293,33 @@ async def test_the_chart_ages_a_memory_exactly_as_the_servers_decay_pass(
 
 
 @needs_browser
+async def test_the_logarithmic_curve_loses_a_step_at_each_pass_of_the_job(
+    console: Console,
+) -> None:
+    client = console.client
+    interval_hours = 6.0
+    config = await client.call(
+        "memory.set_decay_config",
+        {"mode": "logarithmic", "rate": 0.02, "interval_seconds": interval_hours * 3600},
+    )
+    stored = await client.call(
+        "memory.store", {"persona_id": "Aria", "content": "A slow tide.", "importance": 0.7}
+    )
+    await console.open("memories")
+    projected = await console.page.evaluate(
+        """async ([memory, config, hours]) => {
+            const decay = await import('/console/js/decay.js');
+            return decay.projectedImportance(memory, config, hours);
+        }""",
+        [stored["memory"], config, 2.5 * interval_hours],
+    )
+    for _ in range(2):  # the job's two passes within 2.5 intervals
+        await client.call("memory.decay_force", {"persona_id": "Aria", "hours": interval_hours})
+    after = (await client.call("memory.get", {"memory_id": stored["memory"]["id"]}))["memory"]
+    assert projected == pytest.approx(after["importance"], abs=1e-6)
+
+
+@needs_browser
 async def test_a_dry_run_prune_lists_candidates_and_a_prune_can_be_restored(
     console: Console,
 ) -> None:

@@ -244,6 +244,7 @@ export function createPanel(ctx) {
     const forget = confirmButton("Forget", "Forget this memory for good?", async () => {
       try {
         await rpc.call("memory.delete", { memory_id: memory.id });
+        for (const row of results.querySelectorAll(`tr[data-memory-id="${CSS.escape(memory.id)}"]`)) row.remove();
         announce("Memory forgotten.");
         closeDetail();
         loadPage();

@@ -91,7 +91,7 @@ export function createPanel(ctx) {
     try {
       const transcript = await rpc.call("simulation.transcript", { simulation_id: id });
       for (const t of transcript.turns) {
-        if (!log.querySelector(`[data-turn="${t.turn}"]`)) log.append(turnLine(t));
+        if (!log.querySelector(`[data-turn="${Number(t.turn)}"]`)) log.append(turnLine(t));
       }
       await refreshStatus();
       if (transcript.status === "running") poll = setInterval(refreshStatus, 2000);
@@ -145,7 +145,7 @@ export function createPanel(ctx) {
   // Live turns of the run being watched (the subscription is made once per connection).
   ctx.rpc.on("simulation.turn", (turn) => {
     if (!watching || turn.simulation_id !== watching.id) return;
-    if (!watching.log.querySelector(`[data-turn="${turn.turn}"]`)) watching.log.append(turnLine(turn));
+    if (!watching.log.querySelector(`[data-turn="${Number(turn.turn)}"]`)) watching.log.append(turnLine(turn));
     refreshStatus();
   });
 
