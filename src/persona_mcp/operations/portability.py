@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, TypeAdapter, ValidationError
@@ -21,7 +20,7 @@ from persona_mcp.portability.state import (
     Progress,
     confined_path,
     default_name,
-    exports_dir,
+    shown_path,
 )
 from persona_mcp.store.visual import VisualRow
 
@@ -49,23 +48,16 @@ def _progress(ctx: CallContext) -> tuple[Progress, Callable[[], Awaitable[None]]
     return report, flush
 
 
-def _shown(ctx: CallContext, path: Path) -> str:
-    """A state file's path as the caller names it again: relative to DATA_DIR/exports/
-    when it is there, else absolute (admins only)."""
-    base = exports_dir(ctx.app.settings).resolve()
-    return str(path.relative_to(base)) if base in path.parents else str(path)
-
-
 class StateSaveParams(Params):
     path: FilePath | None = Field(
         None,
-        description="A file name inside DATA_DIR/exports/ (default: state-<UTC time>.jsonl.gz); "
-        "an admin may give any path",
+        description="A file name in your folder of DATA_DIR/exports/ (default: "
+        "state-<UTC time>.jsonl.gz); an admin may give any path",
     )
 
 
 class StateSaveResult(Result):
-    path: str = Field(description="The file, relative to DATA_DIR/exports/ when inside it")
+    path: str = Field(description="The file, relative to your DATA_DIR/exports/ folder")
     bytes: int
     counts: dict[str, int] = Field(description="Rows saved per section")
     format_version: int
@@ -76,10 +68,12 @@ async def state_save(ctx: CallContext, params: StateSaveParams) -> StateSaveResu
     """Save everything of yours (personas with their state and mood, conversations and
     messages, memories with their embeddings, archives and prune runs, relationships,
     moods, settings, the MemoryOS tiers, visual context) to one portable file, gzip JSON
-    Lines with a format version. Files live in DATA_DIR/exports/ unless you are an admin."""
+    Lines with a format version, in your folder of DATA_DIR/exports/ (an admin may name
+    any path)."""
     app = ctx.app
     path = confined_path(
         app.settings,
+        ctx.session.user_id,
         params.path,
         admin=ctx.principal.is_admin,
         default=default_name(app.clock.now()),
@@ -88,7 +82,7 @@ async def state_save(ctx: CallContext, params: StateSaveParams) -> StateSaveResu
     saved = await app.state.save(ctx.session.user_id, path, report)
     await flush()
     return StateSaveResult(
-        path=_shown(ctx, saved.path),
+        path=shown_path(app.settings, ctx.session.user_id, saved.path),
         bytes=saved.bytes,
         counts=saved.counts,
         format_version=FORMAT_VERSION,
@@ -96,7 +90,9 @@ async def state_save(ctx: CallContext, params: StateSaveParams) -> StateSaveResu
 
 
 class StateLoadParams(Params):
-    path: FilePath = Field(description="A file saved by state.save (relative to DATA_DIR/exports/)")
+    path: FilePath = Field(
+        description="A file saved by state.save (relative to your DATA_DIR/exports/ folder)"
+    )
     mode: Literal["merge", "replace"] = Field(
         "merge",
         description="merge: the file's personas replace yours of the same id or name, the "
@@ -119,12 +115,14 @@ async def state_load(ctx: CallContext, params: StateLoadParams) -> StateLoadResu
     made by another embedding model are made again. `merge` (default) replaces the
     personas the file holds, `replace` everything of yours."""
     app = ctx.app
-    path = confined_path(app.settings, params.path, admin=ctx.principal.is_admin, default="")
+    path = confined_path(
+        app.settings, ctx.session.user_id, params.path, admin=ctx.principal.is_admin, default=""
+    )
     report, flush = _progress(ctx)
     loaded = await app.state.load(ctx.session.user_id, path, params.mode, report)
     await flush()
     return StateLoadResult(
-        path=_shown(ctx, loaded.path),
+        path=shown_path(app.settings, ctx.session.user_id, loaded.path),
         mode=loaded.mode,
         counts=loaded.counts,
         reembedded=loaded.reembedded,

@@ -22,8 +22,10 @@ import asyncio
 import base64
 import binascii
 import gzip
+import hashlib
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -98,14 +100,27 @@ class StateFile:
 # -- paths ------------------------------------------------------------------------------
 
 
-def exports_dir(settings: Settings) -> Path:
-    return Path(settings.data_dir) / "exports"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 
-def confined_path(settings: Settings, raw: str | None, *, admin: bool, default: str) -> Path:
-    """Where a state file named by a caller lives: relative names are inside
-    DATA_DIR/exports/; only an admin may name a path outside it (absolute, or with `..`)."""
-    base = exports_dir(settings).resolve()
+def exports_dir(settings: Settings, user_id: str) -> Path:
+    """A user's own folder under DATA_DIR/exports/ (users never see each other's files):
+    the user's id when it makes a plain folder name, else a digest of it."""
+    name = (
+        user_id
+        if _SAFE_NAME.fullmatch(user_id)
+        else "user-" + hashlib.sha256(user_id.encode()).hexdigest()[:16]
+    )
+    return Path(settings.data_dir) / "exports" / name
+
+
+def confined_path(
+    settings: Settings, user_id: str, raw: str | None, *, admin: bool, default: str
+) -> Path:
+    """Where a state file named by a caller lives: a relative name is inside the user's
+    folder of DATA_DIR/exports/; only an admin may name a path outside it (absolute, or
+    with `..`)."""
+    base = exports_dir(settings, user_id).resolve()
     name = raw if raw is not None else default
     if "\x00" in name or not name.strip():
         raise InvalidParams.field("path", "must be a file name")
@@ -118,6 +133,13 @@ def confined_path(settings: Settings, raw: str | None, *, admin: bool, default: 
             "path", "must name a file inside DATA_DIR/exports/ (an admin may name any path)"
         )
     return path
+
+
+def shown_path(settings: Settings, user_id: str, path: Path) -> str:
+    """A state file's path as the caller names it again: relative to the user's exports
+    folder when it is there, else absolute (admins only)."""
+    base = exports_dir(settings, user_id).resolve()
+    return str(path.relative_to(base)) if base in path.parents else str(path)
 
 
 def default_name(now: float) -> str:
@@ -159,7 +181,7 @@ class StateService:
 
     async def save(self, user_id: str, path: Path, progress: Progress = no_progress) -> Saved:
         """Write everything of a user to `path` (atomically: a `.part` file renamed)."""
-        await asyncio.to_thread(self._check_target, path)
+        await asyncio.to_thread(self._check_target, user_id, path)
         header = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -175,7 +197,10 @@ class StateService:
             totals = {s.name: store.count(conn, s, user_id) for s in store.SECTIONS}
             grand, done = sum(totals.values()), 0
             progress("saving", 0, grand)
-            with part.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+            with (
+                part.open("wb") as raw,
+                gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as out,
+            ):
                 out.write(orjson.dumps(header) + b"\n")
                 counts: dict[str, int] = {}
                 for section in store.SECTIONS:
@@ -205,12 +230,13 @@ class StateService:
             await asyncio.to_thread(part.unlink, missing_ok=True)
         return Saved(path, size, counts)
 
-    def _check_target(self, path: Path) -> None:
-        """A file may be written at `path` (its folder exists; DATA_DIR/exports/ is made)."""
+    def _check_target(self, user_id: str, path: Path) -> None:
+        """A file may be written at `path` (its folder exists; the user's exports folder
+        is made on first use)."""
         if path.is_dir():
             raise InvalidParams.field("path", "names a directory")
         if not path.parent.is_dir():
-            if path.parent == exports_dir(self._settings).resolve():
+            if path.parent == exports_dir(self._settings, user_id).resolve():
                 path.parent.mkdir(parents=True, exist_ok=True)
             else:
                 raise InvalidParams.field("path", f"the folder {path.parent} does not exist")
