@@ -67,7 +67,7 @@ def v2_card(**data: Any) -> dict[str, Any]:
                     "insertion_order": 3,
                 },
             ],
-        },  # fmt: skip
+        },
     }
     card.update(data)
     return {"spec": "chara_card_v2", "spec_version": "2.0", "data": card}
