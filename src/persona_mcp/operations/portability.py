@@ -108,7 +108,7 @@ class StateLoadResult(Result):
     replaced_personas: list[str] = Field(description="Your personas the load replaced or removed")
 
 
-@ops("state.load", destructive=True, title="Load your state from a file")
+@ops("state.load", destructive=True, barrier=True, title="Load your state from a file")
 async def state_load(ctx: CallContext, params: StateLoadParams) -> StateLoadResult:
     """Load a file saved by state.save into your data. The whole file is checked first
     (-32602 naming what is wrong) and written in one transaction, ids included; vectors
