@@ -156,7 +156,8 @@ async def persona_import_card(ctx: CallContext, params: ImportCardParams) -> Imp
     description, personality, scenario, first message, example messages, tags and
     creator notes; each enabled lorebook entry becomes a fact memory. A card exported by
     persona.export_card also restores the persona's state, mood and memories."""
-    parsed, ext = cards.parse_card(params.card)
+    # A PNG is decoded by Pillow: off the event loop.
+    parsed, ext = await asyncio.to_thread(cards.parse_card, params.card)
     name = params.name
     if name is None:
         try:

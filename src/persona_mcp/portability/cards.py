@@ -16,6 +16,7 @@ mood, and on request its memories; importing that card restores them.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import colorsys
@@ -516,7 +517,8 @@ class CardService:
             included = len(chosen)
         if fmt == "json":
             return card, included, left_out
-        return base64.b64encode(card_png(card, persona.name)).decode(), included, left_out
+        png = await asyncio.to_thread(card_png, card, persona.name)  # Pillow: off the loop
+        return base64.b64encode(png).decode(), included, left_out
 
     @staticmethod
     def _book(stored: Any, lore: Sequence[MemoryRow]) -> dict[str, Any] | None:
