@@ -15,9 +15,11 @@ from pydantic import ValidationError
 
 from persona_mcp import __version__
 from persona_mcp.auth.cli import add_token_commands, run_token_command
+from persona_mcp.client.interactive import add_client_command, run_client_command
 from persona_mcp.config import LLMProviderName, Settings, load_settings
 from persona_mcp.errors import PersonaMCPError
 from persona_mcp.native import cap_malloc_arenas
+from persona_mcp.portability.cli import add_state_commands, run_state_command
 
 log = logging.getLogger("persona_mcp")
 
@@ -89,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(reindex)
     add_token_commands(commands, _common)
+    add_state_commands(commands, _common)
+    add_client_command(commands)
     return parser
 
 
@@ -262,13 +266,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     # latency of the query-vector products (measured on 2 cores).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     args = build_parser().parse_args(argv)
+    if args.command == "client":  # a client of a server: no settings, no data directory
+        return run_client_command(args)
     try:
         settings = _settings(args)
     except ValidationError as exc:
         print(f"invalid settings:\n{exc}", file=sys.stderr)
         return 2
     _logging(settings)
-    if args.command in {"stdio", "reindex"}:  # token commands may run beside a server
+    if args.command in {
+        "stdio",
+        "reindex",
+        "export",
+        "import",
+    }:  # token commands may run beside a server
         failed = _claim_storage(settings)
         if failed is not None:
             return failed
@@ -282,4 +293,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_token_command(args, settings)
     if args.command == "simulate":
         return simulate(settings, args)
+    if args.command in {"export", "import"}:
+        return run_state_command(args, settings)
     raise AssertionError(args.command)
