@@ -51,6 +51,7 @@ PERSONA_WEIGHT = 0.6  # the persona's own words rank below what the user said
 SUPERSEDED_WEIGHT = 0.5  # a corrected memory is history: found, but after the correction
 TRUST_CANDIDATES = 5  # nearest memories checked for a duplicate or a contradiction
 TRUST_MIN_COSINE = 0.3
+TRUST_POOL = 256  # rows the sign bits pass on to the trust check on a large shelf
 EMBED_CACHE = 256
 TERM_COUNT_SECONDS = 600.0
 TERM_COUNT_CACHE = 4096
@@ -394,10 +395,11 @@ class MemoryService:
             await self._shelf(key)
 
             def nearest(shelf: Shelf) -> list[tuple[int, float]]:
-                positions, cos = shelf.nearest(vector, TRUST_CANDIDATES)
+                positions, cos = shelf.nearest(vector, TRUST_CANDIDATES, TRUST_POOL)
                 return [(int(shelf.rids[p]), float(c)) for p, c in zip(positions, cos, strict=True)]
 
-            found = self.vectors.use(key, nearest) or []
+            # Off the event loop: at 100k memories this is milliseconds of numpy.
+            found = await asyncio.to_thread(self.vectors.use, key, nearest) or []
             found = [(rid, c) for rid, c in found if c >= TRUST_MIN_COSINE]
             rows = await self._db.read(lambda conn: repo.by_rids(conn, [r for r, _ in found]))
             return sorted(

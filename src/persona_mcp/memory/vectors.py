@@ -14,9 +14,10 @@ A shelf keeps each vector compactly, not as float32:
 Search is exact (int8 cosine of every row) up to `EXACT_ROWS`; past that it takes the
 rows nearest in Hamming distance of the sign bits (`candidate_count`, about 5 % of the
 shelf, at least 1,000) and ranks only those by their int8 cosine. That reads ~48 bytes a
-row instead of 1.5 KB, so 100k memories cost about a millisecond instead of tens. On
-LoCoMo embeddings a 5 % candidate set keeps 99.4 % of the exact top 10
-(`benchmarks/memory_scale.py` prints the figure it measures).
+row instead of 1.5 KB, so 100k memories cost a few milliseconds instead of tens.
+Measured on 30k real MiniLM embeddings (LoCoMo turns and the benchmark's synthetic
+memories, 500 questions): the top 10 keeps 98.1 % of the exact float32 top 10 (int8
+alone over every row: 99.2 %); LoCoMo's own conversations stay on the exact path.
 """
 
 from __future__ import annotations
@@ -167,15 +168,19 @@ class Shelf:
             distance += np.bitwise_count(self._bits[w, : self.size] ^ q[w])
         return distance
 
-    def nearest(self, query: Vectors, k: int) -> tuple[Positions, Vectors]:
-        """The (about) `k` rows of highest cosine, and their cosines, best first."""
+    def nearest(
+        self, query: Vectors, k: int, candidates: int | None = None
+    ) -> tuple[Positions, Vectors]:
+        """The (about) `k` rows of highest cosine, and their cosines, best first.
+        `candidates` overrides how many rows the sign bits pass on (a near-duplicate check
+        needs few: what it looks for is close in every bit)."""
         k = min(k, self.size)
         if k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         if self.size <= EXACT_ROWS:
             pool: Positions = np.arange(self.size, dtype=np.int64)
         else:
-            m = max(k, candidate_count(self.size))
+            m = min(self.size, max(k, candidates or candidate_count(self.size)))
             pool = np.argpartition(self.hamming(query), m - 1)[:m].astype(np.int64)
         cos = self.cosine(query, pool)
         top = np.argpartition(-cos, k - 1)[:k] if k < len(pool) else np.arange(len(pool))

@@ -1,0 +1,108 @@
+"""Search that stays fast as a persona grows, and still ranks as a full scan would."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from persona_mcp.client import PersonaClient
+from persona_mcp.memory import retrieval
+from persona_mcp.memory.vectors import EXACT_ROWS, Shelf
+
+DIM = 384
+
+
+def clustered_vectors(n: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors around 200 topics, as embeddings of real memories cluster."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((200, DIM)).astype(np.float32)
+    x = centres[rng.integers(0, 200, n)] + 0.8 * rng.standard_normal((n, DIM)).astype(np.float32)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def full_scan(
+    shelf: Shelf, vectors: np.ndarray, lexical: dict[int, float], query: np.ndarray, k: int
+) -> list[int]:
+    """The reference ranking: every row's exact float32 cosine and fused score."""
+    lex = np.zeros(shelf.size)
+    for rid, score in lexical.items():
+        lex[rid] = score
+    scores = retrieval.fused_scores(lex, vectors @ query, shelf.occurred, [])
+    return [int(i) for i in np.argsort(-scores)[:k]]
+
+
+def test_a_large_shelf_ranks_its_best_memories_as_a_full_scan_would() -> None:
+    n = 3 * EXACT_ROWS
+    vectors = clustered_vectors(n)
+    shelf = Shelf(DIM)
+    # Rows an hour apart in runs of ten: neighbours lend weight within a run only.
+    occurred = [i * 3600.0 + (i // 10) * 86400.0 for i in range(n)]
+    shelf.add(list(range(n)), vectors, occurred)
+    rng = np.random.default_rng(1)
+    top1 = overlap = 0
+    queries = 30
+    for _ in range(queries):
+        target = int(rng.integers(0, n))
+        query = vectors[target] + 0.3 * rng.standard_normal(DIM).astype(np.float32)
+        query = (query / np.linalg.norm(query)).astype(np.float32)
+        lexical = {target: 1.0, int(rng.integers(0, n)): 0.5}
+        ranked, on_shelf = retrieval.rank_shelf(shelf, lexical, query, [], None, 10)
+        assert on_shelf == set(lexical)
+        got = sorted(ranked, key=lambda rid: -ranked[rid][0])
+        expected = full_scan(shelf, vectors, lexical, query, 10)
+        top1 += got[0] == expected[0]
+        overlap += len(set(got) & set(expected))
+    assert top1 == queries
+    assert overlap / (10 * queries) >= 0.9
+
+
+def test_a_narrow_filter_on_a_large_shelf_still_finds_its_rows() -> None:
+    n = 2 * EXACT_ROWS
+    vectors = clustered_vectors(n, seed=2)
+    shelf = Shelf(DIM)
+    shelf.add(list(range(n)), vectors, [i * 86400.0 for i in range(n)])
+    allowed = {7, 1234, 5000}
+    ranked, _ = retrieval.rank_shelf(shelf, {}, vectors[1234], [], allowed, 10)
+    assert set(ranked) == allowed
+    assert max(ranked, key=lambda rid: ranked[rid][0]) == 1234
+
+
+def test_removing_and_restoring_rows_keeps_the_shelf_in_rowid_order() -> None:
+    vectors = clustered_vectors(500, seed=3)
+    shelf = Shelf(DIM, capacity=16)  # grows several times
+    shelf.add(list(range(0, 1000, 2)), vectors, [0.0] * 500)
+    shelf.remove(list(range(0, 200, 2)))
+    shelf.add([10, 20], vectors[:2], [0.0, 0.0])  # restored: back in order
+    assert list(shelf.rids[:3]) == [10, 20, 200]
+    positions, found = shelf.positions([10, 20, 202, 3])
+    assert list(found) == [True, True, True, False]
+    cos = shelf.cosine(vectors[0], positions[:1])
+    assert abs(float(cos[0]) - 1.0) < 0.01  # int8 codes keep the cosine
+
+
+def test_common_words_are_left_out_of_the_full_text_query_but_the_rarest_stays() -> None:
+    counts = {"harbour": 9000, "boats": 7000, "zebra": 3, "note": 8000}
+    kept = retrieval.within_budget(["note", "harbour", "zebra", "boats", "unseen"], counts)
+    assert kept == ["zebra", "unseen"]
+    assert retrieval.within_budget(["harbour", "boats"], counts) == ["boats"]
+    expression = retrieval.match_expression("the harbour zebra", frequencies=counts)
+    assert expression == '"zebra"*'
+
+
+async def test_a_persona_outnumbered_in_the_index_still_finds_its_own_words(
+    client: PersonaClient,
+) -> None:
+    crowd = (await client.call("persona.create", {"name": "Crowd"}))["persona"]["id"]
+    loner = (await client.call("persona.create", {"name": "Loner"}))["persona"]["id"]
+    await client.call("memory.set_pruning_config", {"auto_prune": False})
+    many = [{"content": f"the walrus number {i} sang by the pier"} for i in range(600)]
+    await client.call("memory.store_batch", {"persona_id": crowd, "memories": many})
+    mine = await client.call(
+        "memory.store", {"persona_id": loner, "content": "A walrus waved at me from the pier."}
+    )
+    found = await client.call("memory.search", {"query": "walrus pier", "persona_id": loner})
+    assert [r["memory"]["id"] for r in found["results"]] == [mine["memory"]["id"]]
+    crowded = await client.call(
+        "memory.search", {"query": "walrus pier", "persona_id": crowd, "limit": 50}
+    )
+    assert len(crowded["results"]) == 50
+    assert all(r["memory"]["persona_id"] == crowd for r in crowded["results"])
