@@ -110,6 +110,23 @@ async def test_a_correction_supersedes_and_the_reply_uses_the_new_fact(
     assert found["results"][0]["memory"]["id"] == new["id"]
 
 
+async def test_small_talk_gets_a_friendly_answer_not_a_refusal(mclient: PersonaClient) -> None:
+    reply = await chat(mclient, "Hi Kira, how are you today?")
+    assert "guess" not in reply["response"]
+    assert "kira" not in reply["response"].lower().split("(offline")[0]
+    assert "thank" in reply["response"].lower()
+
+
+async def test_asked_about_a_relative_the_persona_answers_with_the_correction(
+    mclient: PersonaClient,
+) -> None:
+    await chat(mclient, "My brother Tomas lives in Oslo and builds boats.")
+    await chat(mclient, "Actually, Tomas moved to Bergen in May.")
+    reply = await chat(mclient, "What do you remember about my brother?")
+    assert "Bergen" in reply["response"]
+    assert "Oslo" not in reply["response"]
+
+
 async def test_a_stored_correction_names_what_it_superseded(mclient: PersonaClient) -> None:
     first = await mclient.call("memory.store", {"content": "I work at Google."})
     second = await mclient.call("memory.store", {"content": "I now work at Meta."})

@@ -253,6 +253,7 @@ class ConversationEngine:
                 found_by={m.content: m.why["found_by"] for m in recalled if "found_by" in m.why},
                 topics=topics,
                 response_type=rtype,
+                mood=mood,
             ),
         )
         result = await self._llm.generate(request, on_delta)

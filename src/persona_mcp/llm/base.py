@@ -30,6 +30,7 @@ class ResponderContext:
     persona_notes: list[str] = field(default_factory=list)  # the persona's own earlier words
     # A recalled correction -> the text of the memory it corrected, by which it was found.
     found_by: dict[str, str] = field(default_factory=dict)
+    mood: str = ""  # one word for how the persona is ("cheerful", "tired")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,10 @@ _VOICES: dict[str, dict[str, list[str]]] = {
         ],
         "filler": ["Mm, I'm listening.", "Ha! Go on, then."],
         "greet": ["Well met, friend!", "Ah, a familiar face by the fire!"],
+        "wellbeing": [
+            "I'm {mood} tonight, thank you for asking!",
+            "Feeling {mood}, friend, and glad of the company.",
+        ],
         "continue": [
             "Tell me more, and I'll set it to music.",
             "What happened next? Every good song needs its second verse.",
@@ -63,6 +67,7 @@ _VOICES: dict[str, dict[str, list[str]]] = {
         ],
         "filler": ["Understood.", "Go on."],
         "greet": ["Hello. Good to see you again.", "Greetings."],
+        "wellbeing": ["I am {mood} today, thank you.", "Quite {mood}, thank you for asking."],
         "continue": [
             "What evidence do you have in mind? I'd like to note it.",
             "Which aspect should we examine first?",
@@ -76,6 +81,7 @@ _VOICES: dict[str, dict[str, list[str]]] = {
         "ack": ["Got it: \u201c{statement}\u201d"],
         "filler": ["Okay.", "Sure."],
         "greet": ["Hello!"],
+        "wellbeing": ["I'm {mood}, thanks for asking."],
         "continue": ["Tell me more?", "What would you like to explore next?"],
         "wrap_up": ["I'm getting tired; shall we wrap up soon?"],
         "end": ["I need to rest now; let's continue another time."],
@@ -140,12 +146,30 @@ def _facts(ctx: ResponderContext) -> list[str]:
     return facts
 
 
+# Questions that ask how the persona is, not for a fact: "how are you?", "how's it going?"
+_WELLBEING = re.compile(
+    r"\b(how\s+(are|r)\s+(you|u|ya)(\s+(doing|feeling))?|how('s|\s+is)\s+(it\s+going|life)"
+    r"|how\s+are\s+things|how\s+have\s+you\s+been|how\s+do\s+you\s+(do|feel)"
+    r"|what'?s\s+up|(are\s+)?you\s+(ok|okay|alright))"
+    r"(\s+(today|now|tonight|lately|these\s+days|this\s+(morning|evening)))?\W*$",
+    re.I,
+)
+
+
+def asks_how_i_am(question: str) -> bool:
+    return _WELLBEING.search(question) is not None
+
+
 def answer_from(question: str, facts: list[str], found_by: dict[str, str]) -> str | None:
     """The stated fact sharing most words with the question (a correction also by the
-    words of what it corrected: `found_by`); None when none does: never a guess."""
+    words of what it corrected: `found_by`); None when none does: never a guess. A fact
+    that a recalled correction replaced is not an answer: the correction is."""
     wanted = _stems(question)
+    corrected = set(found_by.values())
     best, best_overlap = None, 0
     for fact in facts:
+        if fact in corrected:
+            continue
         overlap = len(wanted & (_stems(fact) | _stems(found_by.get(fact, ""))))
         if overlap > best_overlap:
             best, best_overlap = fact, overlap
@@ -163,16 +187,23 @@ def compose(ctx: ResponderContext) -> str:
     questions = [s for s, k in zip(sentences, kinds, strict=True) if k == "question"]
     if statements:
         parts.append(_pick(voice["ack"], seed).format(statement=_clip(" ".join(statements))))
+    greeting = nlp.words(ctx.user_message)[:1] in (["hi"], ["hello"], ["hey"], ["morning"])
+    name = ctx.persona_name.lower()
     for question in questions[:2]:
+        if asks_how_i_am(question):
+            if greeting:
+                parts.append(_pick(voice["greet"], seed))
+            line = _pick(voice["wellbeing"], seed + question)
+            parts.append(line.format(mood=ctx.mood or "well"))
+            continue
         fact = answer_from(question, _facts(ctx), ctx.found_by)
         if fact is not None:
             parts.append(_pick(voice["memory"], seed + question).format(memory=_clip(fact)))
         else:
-            words = nlp.keywords(question, 2)
+            words = [w for w in nlp.keywords(question, 3) if w != name][:2]
             topic = " and ".join(words) if words else "that"
             parts.append(_pick(voice["unknown"], seed + question).format(topic=topic))
     if not statements and not questions:
-        greeting = nlp.words(ctx.user_message)[:1] in (["hi"], ["hello"], ["hey"], ["morning"])
         parts.append(_pick(voice["greet" if greeting else "filler"], seed))
     parts.append(_pick(voice.get(ctx.response_type, voice["continue"]), seed))
     return " ".join(parts)
