@@ -142,4 +142,4 @@ np.save(sys.argv[1], np.stack([full, small]))
     ]
     expected = reference.encode(texts, normalize_embeddings=True)
     assert np.all((full * expected).sum(axis=1) > 0.9999)
-    assert np.all((small * expected).sum(axis=1) > 0.9)  # int8: close, not equal
+    assert np.all((small * expected).sum(axis=1) > 0.97)  # int8: close, not equal

