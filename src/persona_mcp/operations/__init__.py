@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from persona_mcp.operations import (
     conversation,
+    graph,
     lifecycle,
     memory,
     memoryos,
@@ -11,6 +12,7 @@ from persona_mcp.operations import (
     simulation,
     social,
     system,
+    users,
 )
 from persona_mcp.operations.registry import CallContext, Operation, Registry
 
@@ -23,6 +25,8 @@ OPERATION_SETS = (
     lifecycle.ops,
     simulation.ops,
     system.ops,
+    graph.ops,
+    users.ops,
 )
 
 

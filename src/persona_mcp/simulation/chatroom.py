@@ -166,6 +166,11 @@ class ChatroomService:
         await self._cancel(run)
         return await self.get(user_id, simulation_id)
 
+    async def stop_user(self, user_id: str) -> None:
+        """Stop every run of one user (before the user is deleted)."""
+        for run in [r for r in self._runs.values() if r.sim.user_id == user_id]:
+            await self._cancel(run)
+
     async def close(self) -> None:
         """Stop every run (on shutdown); each is marked stopped."""
         for run in list(self._runs.values()):

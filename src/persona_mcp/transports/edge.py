@@ -30,7 +30,14 @@ PRINCIPAL = "persona_mcp.principal"  # scope keys the edge sets for the doors
 SUBPROTOCOL = "persona_mcp.subprotocol"
 APP_SUBPROTOCOL = "persona-mcp"
 BEARER_SUBPROTOCOL = "bearer."
-OPEN_PATHS = frozenset({"/health"})
+# Open without a token: health, and the REST door's API description and its docs page
+# (they hold no user data; a browser cannot send a bearer token to open /docs).
+OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+OPEN_PREFIXES = ("/docs/static/",)
+
+
+def _open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 def principal_of(scope: Scope, app: App) -> Principal:
@@ -59,7 +66,7 @@ class Edge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
+        if kind not in ("http", "websocket") or _open(scope["path"]):
             await self.asgi(scope, receive, send)
             return
         secret = _bearer(scope)
