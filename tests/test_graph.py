@@ -104,6 +104,9 @@ async def test_ingest_turns_a_paragraph_into_an_episode_a_psyche_and_a_goal_with
     goal, task = typed["goal"]
     assert task["metadata"]["kind"] == "task"
     assert (task["id"], goal["id"]) in links(result, "part_of")
+    graph = (await client.call("memory.stats"))["graph"]
+    assert graph["entities"] == len(result["entities"])
+    assert graph["edges"]["part_of"] == 1 and graph["edges"]["mentions"] >= 3
 
 
 async def test_two_ingested_episodes_are_linked_in_time_and_the_link_survives_a_restart(

@@ -10,10 +10,13 @@ Entities are resolved against what the persona's graph already knows, by alias: 
 A text that names both at once ("my mother Helen", "Helen, my mom") joins them: the
 entity gets both aliases, and two entities that turn out to be one are merged.
 
-Search expansion follows edges from the best hits: each hop multiplies the score by
-`HOP_DECAY` and the edge's weight; through an entity, the memories that mention it
-nearest in time are reached (an entity mentioned by more than `MAX_ENTITY_FANOUT`
-memories is too common to say anything and is not followed).
+Search expansion spreads activation from the best hits along their edges: a memory an
+edge reaches gains the hit's score times `HOP_DECAY` times the edge's weight (summed over
+the hits that reach it), so a hit the graph connects to other good hits rises and a
+memory no words matched can enter the results. Through an entity, the memories that
+mention it nearest in time are reached, with less weight the more memories mention it
+(one mentioned by more than `MAX_ENTITY_FANOUT` is too common to say anything and is not
+followed).
 """
 
 from __future__ import annotations
@@ -45,8 +48,10 @@ from persona_mcp.store.personas import PersonaRow
 log = logging.getLogger(__name__)
 
 HOP_DECAY = 0.5
-EDGE_WEIGHTS = {"supersedes": 1.0, "part_of": 0.9, "mentions": 0.8, "relates_to": 0.7, "next": 0.6}
-EXPAND_SEEDS = 5  # hits whose edges are followed
+# Tuned on LoCoMo's development split (benchmarks/graph.py): neighbouring episodes help
+# a little, so `next` counts, but less than an edge that says the two are about one thing.
+EDGE_WEIGHTS = {"supersedes": 1.0, "part_of": 0.9, "mentions": 0.8, "relates_to": 0.7, "next": 0.3}
+EXPAND_SEEDS = 10  # hits whose edges are followed
 MAX_ENTITY_FANOUT = 25
 PER_ENTITY = 4  # memories reached through one entity
 MAX_NEIGHBOURS = 200
@@ -119,11 +124,10 @@ class GraphService:
         """Read a text: with the language model when one is connected, else (or when it
         fails) by rules; returns the extraction and why the model was not used, if it
         failed."""
-        llm = await self._llm.resolve()
         reason = None
-        if llm.name != "offline":
+        if (await self._llm.resolve()).name != "offline":
             try:
-                extraction = await extract_with_llm(llm, text)
+                extraction = await extract_with_llm(self._llm, text)
                 if extraction.items:
                     return extraction, None
                 reason = "the model found nothing to remember"
@@ -353,6 +357,10 @@ class GraphService:
             )
         return result
 
+    async def counts(self, user_id: str, persona_id: str) -> dict[str, Any]:
+        """How big a persona's graph is: entities, and edges by type."""
+        return await self._db.read(lambda conn: repo.counts(conn, user_id, persona_id))
+
     async def entities_of(self, user_id: str, memory_ids: list[str]) -> dict[str, list[EntityRow]]:
         """memory id -> the entities it mentions."""
 
@@ -425,90 +433,107 @@ class GraphService:
     # -- graph-aware search -----------------------------------------------------------
 
     async def expand(self, filters: Filters, hits: list[Hit], depth: int = 1) -> list[Expanded]:
-        """The hits, plus the memories their edges lead to, scored by decaying weight per
-        hop; best first. Expanded memories obey the same filters as the search."""
+        """The hits re-ranked by what the graph adds, plus the memories their edges lead
+        to, best first (spreading activation from the best hits: see the module
+        docstring). Memories reached obey the same filters as the search."""
         if not hits:
             return []
-        seeds = hits[:EXPAND_SEEDS]
 
         def read(conn: sqlite3.Connection) -> list[Expanded]:
-            best: dict[str, tuple[float, Via]] = {}
-            direct = {h.memory.id: h.score for h in hits}
-            frontier = [(h.memory.id, h.score, h.memory.occurred_at) for h in seeds]
+            direct = {h.memory.id: h for h in hits}
+            gained: dict[str, float] = {}
+            strongest: dict[str, tuple[float, Via]] = {}
+            frontier = {h.memory.id: (h.score, h.memory.occurred_at) for h in hits[:EXPAND_SEEDS]}
             for hop in range(1, depth + 1):
-                reached: list[tuple[str, float, Via]] = []
-                by_id = {m: (score, when) for m, score, when in frontier}
-                edges = repo.edges_of(conn, list(by_id))
-                entity_edges: list[tuple[str, str]] = []  # (memory, entity)
-                for edge in edges:
-                    if edge.edge_type == "mentions":
-                        if edge.src in by_id:
-                            entity_edges.append((edge.src, edge.dst))
+                reached: dict[str, float] = {}
+                for here, there, weight, via in self._hop(conn, filters.user_id, frontier, hop):
+                    amount = frontier[here][0] * weight
+                    if amount <= 0.0:
                         continue
-                    if edge.src_kind != "memory" or edge.dst_kind != "memory":
-                        continue
-                    for here, there in ((edge.src, edge.dst), (edge.dst, edge.src)):
-                        if here in by_id and there not in by_id:
-                            weight = HOP_DECAY * EDGE_WEIGHTS[edge.edge_type] * edge.weight
-                            via = Via(edge.edge_type, here, hop, round(weight, 4))
-                            reached.append((there, by_id[here][0] * weight, via))
-                degrees = repo.mention_counts(conn, list({e for _, e in entity_edges}))
-                names = {
-                    e.id: e.name
-                    for e in repo.entities(conn, filters.user_id, list(degrees))
-                    if 1 < degrees[e.id] <= MAX_ENTITY_FANOUT
-                }
-                for memory_id, entity_id in entity_edges:
-                    if entity_id not in names:
-                        continue
-                    score, when = by_id[memory_id]
-                    # A rarer entity says more: the weight falls with how many mention it.
-                    weight = (
-                        HOP_DECAY * EDGE_WEIGHTS["mentions"] / math.log2(1 + degrees[entity_id])
-                    )
-                    via = Via(
-                        "mentions", memory_id, hop, round(weight, 4), entity_id, names[entity_id]
-                    )
-                    for other in repo.nearest_mentions(conn, entity_id, when, PER_ENTITY + 1):
-                        if other != memory_id:
-                            reached.append((other, score * weight, via))
-                frontier = []
-                for memory_id, score, via in reached:
-                    if score <= direct.get(memory_id, 0.0):
-                        continue
-                    if memory_id not in best or score > best[memory_id][0]:
-                        best[memory_id] = (score, via)
-                frontier = [(m, best[m][0], 0.0) for m in {m for m, _, _ in reached} if m in best]
-                if hop < depth and frontier:
-                    found = memory_repo.by_ids(conn, filters.user_id, [m for m, _, _ in frontier])
-                    when_of = {r.id: r.occurred_at for r in found}
-                    frontier = [(m, s, when_of.get(m, 0.0)) for m, s, _ in frontier]
-            rows = {r.id: r for r in memory_repo.by_ids(conn, filters.user_id, list(best))}
-            out = [Expanded(h, None) for h in hits if h.memory.id not in best]
-            for memory_id, (score, via) in best.items():
-                row = rows.get(memory_id)
-                if row is None or not _passes(row, filters):
+                    gained[there] = gained.get(there, 0.0) + amount
+                    reached[there] = max(reached.get(there, 0.0), amount)
+                    if amount > strongest.get(there, (0.0, via))[0]:
+                        strongest[there] = (amount, via)
+                if hop == depth or not reached:
+                    break
+                found = memory_repo.by_ids(conn, filters.user_id, list(reached))
+                frontier = {r.id: (reached[r.id], r.occurred_at) for r in found}
+            new = [m for m in gained if m not in direct]
+            rows = {r.id: r for r in memory_repo.by_ids(conn, filters.user_id, new)}
+            out = []
+            for memory_id in [*direct, *new]:
+                earlier = direct.get(memory_id)
+                row = earlier.memory if earlier is not None else rows.get(memory_id)
+                if row is None or (earlier is None and not _passes(row, filters)):
                     continue
-                why = {
+                added = gained.get(memory_id, 0.0)
+                if added <= 0.0 and earlier is not None:
+                    out.append(Expanded(earlier, None))
+                    continue
+                _, via = strongest[memory_id]
+                graph_why = {
                     "graph": {
                         "edge_type": via.edge_type,
                         "from": via.from_id,
                         "entity": via.entity,
                         "hops": via.hops,
                         "weight": via.weight,
+                        "added": round(added, 4),
                     }
                 }
-                earlier = next((h for h in hits if h.memory.id == memory_id), None)
-                hit = (
-                    replace(earlier, score=score, why={**earlier.why, **why})
-                    if earlier is not None
-                    else Hit(row, score, 0.0, None, why)
-                )
+                if earlier is not None:
+                    hit = replace(
+                        earlier, score=earlier.score + added, why={**earlier.why, **graph_why}
+                    )
+                else:
+                    hit = Hit(row, added, 0.0, None, graph_why)
                 out.append(Expanded(hit, via))
             out.sort(key=lambda e: -e.hit.score)
             return out
 
         return await self._db.read(read)
+
+    def _hop(
+        self,
+        conn: sqlite3.Connection,
+        user_id: str,
+        frontier: dict[str, tuple[float, float]],
+        hop: int,
+    ) -> list[tuple[str, str, float, Via]]:
+        """One hop from the frontier's memories: (from, to, weight, via) for each memory an
+        edge leads to, directly or through an entity."""
+        out: list[tuple[str, str, float, Via]] = []
+        entity_edges: list[tuple[str, str]] = []  # (memory, entity)
+        for edge in repo.edges_of(conn, list(frontier)):
+            if edge.edge_type == "mentions":
+                if edge.src in frontier:
+                    entity_edges.append((edge.src, edge.dst))
+                continue
+            if edge.src_kind != "memory" or edge.dst_kind != "memory":
+                continue
+            weight = HOP_DECAY * EDGE_WEIGHTS[edge.edge_type] * edge.weight
+            for here, there in ((edge.src, edge.dst), (edge.dst, edge.src)):
+                if here in frontier and there != here:
+                    out.append(
+                        (here, there, weight, Via(edge.edge_type, here, hop, round(weight, 4)))
+                    )
+        degrees = repo.mention_counts(conn, list({e for _, e in entity_edges}))
+        names = {
+            e.id: e.name
+            for e in repo.entities(conn, user_id, list(degrees))
+            if 1 < degrees[e.id] <= MAX_ENTITY_FANOUT
+        }
+        for memory_id, entity_id in entity_edges:
+            if entity_id not in names:
+                continue
+            # A rarer entity says more: the weight falls with how many memories mention it.
+            weight = HOP_DECAY * EDGE_WEIGHTS["mentions"] / math.log2(1 + degrees[entity_id])
+            via = Via("mentions", memory_id, hop, round(weight, 4), entity_id, names[entity_id])
+            when = frontier[memory_id][1]
+            for other in repo.nearest_mentions(conn, entity_id, when, PER_ENTITY + 1):
+                if other != memory_id:
+                    out.append((memory_id, other, weight, via))
+        return out
 
 
 def _better_kind(stored: str, entity: Entity) -> bool:

@@ -299,6 +299,9 @@ class MemoryStatsResult(Result):
     oldest_occurred_at: datetime | None
     newest_occurred_at: datetime | None
     index: dict[str, Any]
+    graph: dict[str, Any] = Field(
+        description="The persona's knowledge graph: entities, and edges by type"
+    )
 
 
 @ops("memory.stats", read_only=True, aliases=("memory.get_stats",), title="Memory statistics")
@@ -309,6 +312,7 @@ async def memory_stats(ctx: CallContext, params: MemoryStatsParams) -> MemorySta
     data = await ctx.app.memory.stats(ctx.session.user_id, persona)
     data["oldest_occurred_at"] = to_datetime(data["oldest_occurred_at"])
     data["newest_occurred_at"] = to_datetime(data["newest_occurred_at"])
+    data["graph"] = await ctx.app.graph.counts(ctx.session.user_id, persona.id)
     return MemoryStatsResult(persona_id=persona.id, **data)
 
 
