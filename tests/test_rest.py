@@ -199,7 +199,10 @@ async def test_a_user_may_address_only_their_own_user_id_and_an_admin_any(tmp_pa
         _, alice = await server.app.tokens.create("alice")
         _, admin = await server.app.tokens.create("ops", admin=True)
         as_alice = {"Authorization": f"Bearer {alice}"}
-        assert (await http.get("/api/v1/users/alice/personas")).status_code == 401
+        refused = await http.get("/api/v1/users/alice/personas")
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == -32003
+        assert refused.headers["www-authenticate"].startswith("Bearer")
         assert (await http.get("/api/v1/users/alice/personas", headers=as_alice)).status_code == 200
         other = await http.post(
             "/api/v1/users/bob/ingest", headers=as_alice, json={"content": "x y"}

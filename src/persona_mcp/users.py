@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 class Deleted:
     user_id: str
     removed: dict[str, int]  # rows removed, by table
+    persona_ids: list[str]  # the personas that went
 
 
 class UserService:
@@ -69,4 +70,4 @@ class UserService:
         self._memory.forget_user(user_id, persona_ids)
         self._pruning.forget_user(user_id)
         log.info("user deleted: %d rows in %d tables", sum(removed.values()), len(removed))
-        return Deleted(user_id, removed)
+        return Deleted(user_id, removed, persona_ids)

@@ -57,4 +57,8 @@ async def user_delete(ctx: CallContext, params: UserDeleteParams) -> UserDeleteR
     user = ctx.principal.user_id
     deleted = await ctx.app.users.delete(user)
     ctx.session.active_persona_id = None
+    for persona_id in deleted.persona_ids:
+        ctx.app.events.publish(
+            user, "persona.state", {"persona_id": persona_id, "change": "deleted"}
+        )
     return UserDeleteResult(user_id=user, deleted=True, removed=deleted.removed)

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from persona_mcp.app import App
 from persona_mcp.auth.principal import LOCAL, Principal
-from persona_mcp.errors import Unauthenticated
+from persona_mcp.errors import FORBIDDEN, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ BEARER_SUBPROTOCOL = "bearer."
 # (they hold no user data; a browser cannot send a bearer token to open /docs).
 OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
 OPEN_PREFIXES = ("/docs/static/",)
+REST_PREFIX = "/api/"
 
 
 def _open(path: str) -> bool:
@@ -90,7 +91,8 @@ class Edge:
             except Unauthenticated as exc:
                 self.app.metrics.refused.labels("unauthenticated").inc()
                 log.info("refused %s %s: %s", kind, scope["path"], exc.message)
-                await _deny(send, kind, 401, exc.message, invalid=bool(secret))
+                rest = scope["path"].startswith(REST_PREFIX)
+                await _deny(send, kind, 401, exc.message, invalid=bool(secret), rest=rest)
                 return
             await self.asgi(scope, receive, send)
         finally:
@@ -98,12 +100,15 @@ class Edge:
                 self.websockets -= 1
 
 
-async def _deny(send: Send, kind: str, status: int, message: str, invalid: bool = False) -> None:
+async def _deny(
+    send: Send, kind: str, status: int, message: str, invalid: bool = False, rest: bool = False
+) -> None:
     headers = [(b"content-type", b"application/json")]
     if status == 401:
         challenge = 'Bearer realm="persona-mcp"' + (', error="invalid_token"' if invalid else "")
         headers.append((b"www-authenticate", challenge.encode()))
     prefix = "websocket.http" if kind == "websocket" else "http"
     await send({"type": f"{prefix}.response.start", "status": status, "headers": headers})
-    body = orjson.dumps({"error": message})
+    # The REST door's errors all carry the JSON-RPC code (-32003 for authentication).
+    body = orjson.dumps({"error": {"code": FORBIDDEN, "message": message} if rest else message})
     await send({"type": f"{prefix}.response.body", "body": body})
