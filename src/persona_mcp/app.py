@@ -14,6 +14,9 @@ from persona_mcp.config import Settings
 from persona_mcp.conversation.engine import ConversationEngine
 from persona_mcp.embeddings import Embedder, build_embedder
 from persona_mcp.events import EventBus
+from persona_mcp.graph.answers import AnswerService
+from persona_mcp.graph.ner import Recognizer, SpacyRecognizer
+from persona_mcp.graph.service import GraphService
 from persona_mcp.jobs.sessions import SessionCleanupJob
 from persona_mcp.llm import LLMProvider, build_provider
 from persona_mcp.memory.decay import DecayService
@@ -30,6 +33,7 @@ from persona_mcp.portability.state import StateService
 from persona_mcp.sessions import SessionService
 from persona_mcp.simulation.chatroom import ChatroomService
 from persona_mcp.store.db import Database
+from persona_mcp.users import UserService
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,7 @@ class App:
         clock: Clock | None = None,
         llm: LLMProvider | None = None,
         embedder: Embedder | None = None,
+        recognizer: Recognizer | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
@@ -98,6 +103,13 @@ class App:
             self.events,
         )
         self.cards = CardService(self.clock, settings, self.personas, self.social, self.memory)
+        self.graph = GraphService(
+            self.db, self.clock, self.memory, self.llm, recognizer or SpacyRecognizer()
+        )
+        self.answers = AnswerService(self.memory, self.graph, self.llm)
+        self.users = UserService(
+            self.db, self.personas, self.memory, self.pruning, self.social, self.simulations
+        )
         self.registry: Registry = build_registry()
         self.started_at = self.clock.now()
         self.connections = 0
@@ -136,6 +148,7 @@ class App:
         await self.session_cleanup.stop()
         await self.conversations.drain()
         await self.memory.close(close_embedder=self._owns_embedder)
+        await self.graph.aclose()
         await self.llm.aclose()
         await self.db.close()
 

@@ -25,6 +25,7 @@ from persona_mcp.llm.base import (
     ModelInfo,
     OnDelta,
     ProviderHealth,
+    StructuredResult,
 )
 from persona_mcp.store import metrics as store_metrics
 
@@ -140,6 +141,17 @@ class InstrumentedLLM:
             self._metrics.llm_calls.labels(self.name, "error").inc()
             raise
         self._metrics.llm_calls.labels(result.provider, "ok").inc()
+        self._metrics.llm_latency.observe(time.perf_counter() - started)
+        return result
+
+    async def generate_json(self, request: ChatRequest, schema: dict[str, Any]) -> StructuredResult:
+        started = time.perf_counter()
+        try:
+            result = await self.inner.generate_json(request, schema)
+        except PersonaMCPError:
+            self._metrics.llm_calls.labels(self.name, "error").inc()
+            raise
+        self._metrics.llm_calls.labels(result.result.provider, "ok").inc()
         self._metrics.llm_latency.observe(time.perf_counter() - started)
         return result
 

@@ -24,6 +24,14 @@ chat or embedding answer), `chunk_delay` (seconds before each streamed piece),
 for Ollama, a `data: {"error": ...}` event for the OpenAI API) and `truncate_after` (end
 the body cleanly after that many pieces, without Ollama's `done` line or `[DONE]`).
 
+Structured output is honoured as the real servers do: Ollama's `format` (a JSON schema,
+or `"json"`) and OpenAI's `response_format` (`{"type": "json_schema", "json_schema":
+{"name", "schema", "strict"?}}` or `{"type": "json_object"}`) make the answer a JSON
+value: `structured(schema, messages)` when set, else a deterministic instance of the
+schema (`schema_instance`: every property, the first enum value, strings that echo the
+question). An OpenAI `json_schema` without `name` or `schema` is refused with 400, as
+OpenAI refuses it.
+
     with FakeLLMServer(models=["llama3.1:8b"]) as fake:
         provider = OllamaProvider(fake.url, "llama3.1:8b")
         ...
@@ -63,6 +71,7 @@ STOP_TIMEOUT = 5.0
 MODEL_CREATED = 1_750_000_000
 
 Reply = Callable[[list[dict[str, Any]]], str]
+Structured = Callable[[dict[str, Any], list[dict[str, Any]]], Any]
 
 
 class SimulatedCrash(RuntimeError):
@@ -120,6 +129,53 @@ def echo_reply(messages: list[dict[str, Any]]) -> str:
     return f"echo: {last_user}"
 
 
+def schema_instance(
+    schema: Any, messages: list[dict[str, Any]], root: Any = None, depth: int = 0
+) -> Any:
+    """A deterministic value valid against a (simple) JSON schema: every property, the
+    first enum value, the smallest allowed number, strings that echo the question."""
+    root = schema if root is None else root
+    if not isinstance(schema, dict) or depth > 20:
+        return None
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        return schema_instance(target, messages, root, depth + 1)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        if schema.get(key):
+            return schema_instance(schema[key][0], messages, root, depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind is None:
+        kind = "object" if "properties" in schema else "string"
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        return {
+            name: schema_instance(sub, messages, root, depth + 1)
+            for name, sub in properties.items()
+        }
+    if kind == "array":
+        count = max(1, int(schema.get("minItems", 1)))
+        return [schema_instance(schema.get("items", {}), messages, root, depth + 1)] * count
+    if kind in ("integer", "number"):
+        low = schema.get("minimum", schema.get("exclusiveMinimum", -1) + 1)
+        return int(low) if kind == "integer" else float(low)
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    text = echo_reply(messages)
+    text = text[: schema.get("maxLength", len(text))]
+    return text.ljust(int(schema.get("minLength", 0)), ".")
+
+
 def split_pieces(text: str) -> list[str]:
     """Word pieces (each with its trailing space) whose concatenation is `text`."""
     return re.findall(r"^\s+|\S+\s*", text) or [text]
@@ -157,6 +213,7 @@ class FakeLLMServer:
         embedding_dim: int = 8,
         version: str = OLLAMA_VERSION,
         reply: Reply | None = None,
+        structured: Structured | None = None,
     ) -> None:
         self._defaults: dict[str, Any] = {
             "models": models,
@@ -170,6 +227,7 @@ class FakeLLMServer:
             "embedding_dim": embedding_dim,
             "version": version,
             "reply": reply,
+            "structured": structured,
         }
         self._requested_port = port
         self.port: int | None = None
@@ -198,6 +256,7 @@ class FakeLLMServer:
         self.embedding_dim: int = d["embedding_dim"]
         self.version: str = d["version"]
         self.reply: Reply | None = d["reply"]
+        self.structured: Structured | None = d["structured"]
 
     @property
     def models(self) -> list[FakeModel]:
@@ -386,8 +445,14 @@ class FakeLLMServer:
                 return
             await asyncio.sleep(min(left, 0.01))
 
-    def _answer(self, messages: list[dict[str, Any]]) -> tuple[list[str], int]:
-        text = (self.reply or echo_reply)(messages)
+    def _answer(
+        self, messages: list[dict[str, Any]], schema: dict[str, Any] | None = None
+    ) -> tuple[list[str], int]:
+        if schema is not None:
+            value = (self.structured or schema_instance)(schema, messages)
+            text = json.dumps(value)
+        else:
+            text = (self.reply or echo_reply)(messages)
         return split_pieces(text), count_words(messages)
 
     def _routes(self) -> list[Route]:
@@ -472,7 +537,15 @@ class FakeLLMServer:
         messages = body.get("messages") or []
         if not isinstance(messages, list):
             return self._ollama_error(400, "messages must be a list")
-        pieces, prompt_count = self._answer(messages)
+        output_format = body.get("format")
+        if output_format not in (None, "", "json") and not isinstance(output_format, dict):
+            return self._ollama_error(400, 'invalid format: must be "json" or a JSON schema')
+        schema = None
+        if output_format == "json":
+            schema = {"type": "object"}
+        elif isinstance(output_format, dict):
+            schema = output_format
+        pieces, prompt_count = self._answer(messages, schema)
         final = {
             "model": model,
             "created_at": _now_rfc3339(),
@@ -621,7 +694,25 @@ class FakeLLMServer:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return self._openai_error(400, "'messages' is a required property")
-        pieces, prompt_count = self._answer(messages)
+        schema = None
+        response_format = body.get("response_format")
+        if response_format is not None:
+            kind = response_format.get("type") if isinstance(response_format, dict) else None
+            spec = response_format.get("json_schema") if kind == "json_schema" else None
+            if kind == "json_object":
+                schema = {"type": "object"}
+            elif kind == "json_schema" and isinstance(spec, dict):
+                for key in ("name", "schema"):
+                    if key not in spec:
+                        return self._openai_error(
+                            400, f"Missing required parameter: 'response_format.json_schema.{key}'."
+                        )
+                schema = spec["schema"]
+            elif kind != "text":
+                return self._openai_error(
+                    400, f"Invalid value for 'response_format': {response_format!r}."
+                )
+        pieces, prompt_count = self._answer(messages, schema)
         usage = {
             "prompt_tokens": prompt_count,
             "completion_tokens": len(pieces),

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from persona_mcp.clock import Clock
 from persona_mcp.errors import Unavailable
 from persona_mcp.llm.base import (
+    NO_LLM,
     ChatRequest,
     ChatResult,
     LLMProvider,
     ModelInfo,
     OnDelta,
     ProviderHealth,
+    StructuredResult,
 )
 from persona_mcp.llm.llamacpp import LlamaCppProvider
 from persona_mcp.llm.offline import OfflineProvider
@@ -109,6 +112,25 @@ class AutoProvider:
                     raise
                 log.warning("%s failed (%s); trying the next provider", provider.name, exc.message)
         return await chain[-1].generate(request, on_delta)
+
+    async def generate_json(self, request: ChatRequest, schema: dict[str, Any]) -> StructuredResult:
+        """Structured output from the first model that answers; the offline responder
+        cannot write to a schema, so with no model this is Unavailable, saying what to set."""
+        chain = (await self._candidates())[:-1]
+        last: Unavailable | None = None
+        for provider in chain:
+            try:
+                return await provider.generate_json(request, schema)
+            except Unavailable as exc:
+                if provider is self.ollama:
+                    self._forget()
+                    if (exc.data or {}).get("model"):
+                        raise
+                last = exc
+                log.warning("%s failed (%s); trying the next provider", provider.name, exc.message)
+        if last is not None:
+            raise last
+        raise Unavailable(NO_LLM, {"provider": self.name})
 
     async def list_models(self) -> list[ModelInfo]:
         return await (await self.resolve()).list_models()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from persona_mcp.errors import InvalidParams, Unavailable
 
 OnDelta = Callable[[str], Awaitable[None]]
 
@@ -85,6 +89,11 @@ class LLMProvider(Protocol):
         """Answer the conversation; with `on_delta`, stream text pieces as they arrive."""
         ...
 
+    async def generate_json(self, request: ChatRequest, schema: dict[str, Any]) -> StructuredResult:
+        """Answer with a JSON value valid against `schema`, through the model's structured
+        output; Unavailable when this provider has no model (the offline responder)."""
+        ...
+
     async def list_models(self) -> list[ModelInfo]: ...
 
     async def health(self) -> ProviderHealth: ...
@@ -94,3 +103,48 @@ class LLMProvider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+NO_LLM = (
+    "No language model is connected, and structured answers need one (the offline "
+    "responder cannot write JSON to a schema). Configure one: LLM_PROVIDER=ollama with "
+    "OLLAMA_HOST (default http://localhost:11434), LLM_PROVIDER=openai with OPENAI_BASE_URL "
+    "(and OPENAI_API_KEY), or LLM_PROVIDER=llamacpp with LLAMA_MODEL_PATH (a GGUF file); "
+    "with LLM_PROVIDER=auto, start Ollama or set LLAMA_MODEL_PATH"
+)
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+def schema_validator(schema: dict[str, Any], field_name: str = "schema") -> Any:
+    """A jsonschema validator for `schema` (its own draft, 2020-12 when it names none);
+    -32602 naming `field_name` when the schema itself is not valid."""
+    import jsonschema  # imported on use: the server starts without it loaded
+
+    try:
+        validator_class = jsonschema.validators.validator_for(schema)
+        validator_class.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise InvalidParams.field(field_name, f"is not a valid JSON Schema: {exc.message}") from exc
+    return validator_class(schema)
+
+
+def parse_structured(text: str, validator: Any, provider: str, model: str) -> Any:
+    """The JSON value in a model's structured answer, checked against the schema;
+    Unavailable (the model failed, not the caller) when it is not valid JSON or does not
+    match."""
+    fenced = _FENCE.match(text)
+    try:
+        value = json.loads(fenced.group(1) if fenced else text)
+    except json.JSONDecodeError as exc:
+        raise Unavailable(
+            f"The model's answer is not valid JSON ({exc.msg})",
+            {"provider": provider, "model": model},
+        ) from exc
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
+    if errors:
+        where = "/".join(str(p) for p in errors[0].path) or "(root)"
+        raise Unavailable(
+            f"The model's JSON answer does not match the schema at {where}: {errors[0].message}",
+            {"provider": provider, "model": model},
+        )
+    return value

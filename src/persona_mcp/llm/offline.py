@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
 from persona_mcp import nlp
+from persona_mcp.errors import Unavailable
 from persona_mcp.llm.base import (
+    NO_LLM,
     ChatMessage,
     ChatRequest,
     ChatResult,
@@ -20,6 +23,7 @@ from persona_mcp.llm.base import (
     OnDelta,
     ProviderHealth,
     ResponderContext,
+    StructuredResult,
 )
 
 OFFLINE_MODEL = "offline"
@@ -237,6 +241,9 @@ class OfflineProvider:
             # No tokenizer runs offline: this is the word count of prompt and reply.
             tokens_used=prompt_words + len(text.split()),
         )
+
+    async def generate_json(self, request: ChatRequest, schema: dict[str, Any]) -> StructuredResult:
+        raise Unavailable(NO_LLM, {"provider": self.name})
 
     async def list_models(self) -> list[ModelInfo]:
         return [ModelInfo(name=OFFLINE_MODEL)]

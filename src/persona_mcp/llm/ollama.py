@@ -15,6 +15,9 @@ from persona_mcp.llm.base import (
     ModelInfo,
     OnDelta,
     ProviderHealth,
+    StructuredResult,
+    parse_structured,
+    schema_validator,
 )
 from persona_mcp.providers import http_client
 
@@ -76,12 +79,30 @@ class OllamaProvider:
             )
 
     async def generate(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResult:
+        return await self._chat(request, on_delta)
+
+    async def generate_json(self, request: ChatRequest, schema: dict[str, Any]) -> StructuredResult:
+        """Ollama's structured output: the schema goes as `format` and constrains the
+        answer; the answer is parsed and checked against the schema."""
+        validator = schema_validator(schema)
+        result = await self._chat(request, None, output_format=schema)
+        value = parse_structured(result.text, validator, self.name, result.model)
+        return StructuredResult(value=value, result=result)
+
+    async def _chat(
+        self,
+        request: ChatRequest,
+        on_delta: OnDelta | None,
+        output_format: dict[str, Any] | None = None,
+    ) -> ChatResult:
         model = request.model or self.default_model
         body: dict[str, Any] = {
             "model": model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "stream": on_delta is not None,
         }
+        if output_format is not None:
+            body["format"] = output_format
         if request.temperature is not None:
             body["options"] = {"temperature": request.temperature}
         try:

@@ -15,6 +15,9 @@ from persona_mcp.llm.base import (
     ModelInfo,
     OnDelta,
     ProviderHealth,
+    StructuredResult,
+    parse_structured,
+    schema_validator,
 )
 from persona_mcp.llm.ollama import _error_text, _model_missing
 from persona_mcp.providers import http_client
@@ -60,12 +63,35 @@ class OpenAICompatProvider:
             )
 
     async def generate(self, request: ChatRequest, on_delta: OnDelta | None = None) -> ChatResult:
+        return await self._chat(request, on_delta)
+
+    async def generate_json(self, request: ChatRequest, schema: dict[str, Any]) -> StructuredResult:
+        """Structured output through `response_format` of type `json_schema` (servers that
+        implement it constrain the answer to the schema); the answer is parsed and checked
+        against the schema."""
+        validator = schema_validator(schema)
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema, "strict": False},
+        }
+        result = await self._chat(request, None, response_format=response_format)
+        value = parse_structured(result.text, validator, self.name, result.model)
+        return StructuredResult(value=value, result=result)
+
+    async def _chat(
+        self,
+        request: ChatRequest,
+        on_delta: OnDelta | None,
+        response_format: dict[str, Any] | None = None,
+    ) -> ChatResult:
         model = request.model or self.default_model
         body: dict[str, Any] = {
             "model": model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "stream": on_delta is not None,
         }
+        if response_format is not None:
+            body["response_format"] = response_format
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if on_delta is not None:

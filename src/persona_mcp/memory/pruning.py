@@ -23,6 +23,7 @@ from persona_mcp.errors import InvalidParams, NotFound
 from persona_mcp.events import EventBus
 from persona_mcp.memory.service import MemoryService
 from persona_mcp.store import config as config_store
+from persona_mcp.store import graph as graph_repo
 from persona_mcp.store import lifecycle as repo
 from persona_mcp.store import memories as memory_repo
 from persona_mcp.store.db import Database
@@ -60,6 +61,12 @@ class PruningService:
         self._config: dict[str, PruningConfig] = {}  # per user
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._auto: set[tuple[str, str]] = set()
+
+    def forget_user(self, user_id: str) -> None:
+        """Drop a deleted user's cached policy (the database rows are gone)."""
+        self._config.pop(user_id, None)
+        self._locks = {k: v for k, v in self._locks.items() if k[0] != user_id}
+        self._auto = {k for k in self._auto if k[0] != user_id}
 
     async def config(self, user_id: str) -> PruningConfig:
         """The user's pruning policy (each user sets their own; defaults from settings)."""
@@ -261,9 +268,14 @@ class PruningService:
     async def restore(
         self, user_id: str, *, memory_ids: list[str] | None, run_id: str | None
     ) -> list[str]:
+        now = self._clock.now()
+
         def write(conn: sqlite3.Connection) -> list[tuple[int, str, str]]:
             ids = repo.archived_ids(conn, user_id, run_id=run_id, ids=memory_ids)
-            return repo.restore(conn, ids)
+            restored = repo.restore(conn, ids)
+            # Their graph edges come back too, and episodes rejoin the `next` chain.
+            graph_repo.restore_edges(conn, [memory_id for _, memory_id, _ in restored], now)
+            return restored
 
         restored = await self._db.write(write)
         if not restored:

@@ -33,6 +33,7 @@ from persona_mcp.memory.dates import proximity, query_dates
 from persona_mcp.memory.importance import ImportanceConfig, score_importance
 from persona_mcp.memory.vectors import Key, Shelf, VectorIndex
 from persona_mcp.store import config as config_store
+from persona_mcp.store import graph as graph_repo
 from persona_mcp.store import memories as repo
 from persona_mcp.store.db import Database
 from persona_mcp.store.memories import Filters, MemoryRow, NewMemory
@@ -97,11 +98,14 @@ class Stored:
     superseded: tuple[str, ...] = ()
 
 
-# More writes in a store's own transaction, given the memories being written.
+# More writes in a store's own transaction, given the memories being written (as rows,
+# or with what storing each did).
 Also = Callable[[sqlite3.Connection, list[MemoryRow]], None]
 
 # Called after memories were committed for a persona (auto-pruning hooks in here).
 AfterStore = Callable[[str, str], Coroutine[Any, Any, None]]
+# More writes inside the transaction that stores memories (the graph of an ingestion).
+AlsoWrite = Callable[[sqlite3.Connection, list["Stored"]], None]
 
 
 class MemoryService:
@@ -174,6 +178,14 @@ class MemoryService:
             lambda conn: config_store.put(conn, user_id, "importance", config.as_dict(), now)
         )
         self._config[user_id] = config
+
+    def forget_user(self, user_id: str, persona_ids: Sequence[str]) -> None:
+        """Drop what is held in memory of a deleted user (the database rows are gone)."""
+        for persona_id in persona_ids:
+            self.vectors.drop((user_id, persona_id))
+            self._shelf_locks.pop((user_id, persona_id), None)
+        self._config.pop(user_id, None)
+        self._embedded.clear()  # texts of theirs among others: cheap to embed again
 
     # -- storing ----------------------------------------------------------------------
 
@@ -297,7 +309,10 @@ class MemoryService:
         """Store memories in one transaction, as given (a bulk import: no duplicate or
         contradiction checks); returns them as committed. `also` writes more in the same
         transaction, given the memories as they will be committed."""
-        stored = await self.remember(user_id, persona, items, check=False, also=also)
+        rows_too: AlsoWrite | None = None
+        if also is not None:
+            rows_too = lambda conn, stored: also(conn, [s.memory for s in stored])  # noqa: E731
+        stored = await self.remember(user_id, persona, items, check=False, also=rows_too)
         return [s.memory for s in stored]
 
     async def remember(
@@ -307,11 +322,12 @@ class MemoryService:
         items: Sequence[MemoryInput],
         *,
         check: bool = True,
-        also: Also | None = None,
+        also: AlsoWrite | None = None,
     ) -> list[Stored]:
         """Store memories in one transaction. With `check`, a near-duplicate of a memory
         already held reinforces that one instead of adding a copy, and a statement that
-        corrects an older one supersedes it (the old one is kept, marked)."""
+        corrects an older one supersedes it (the old one is kept, marked). `also` writes
+        more in the same transaction, once the memories are in."""
         prepared = await self._prepare(user_id, persona, items)
         if check:
             await self._trust(prepared)
@@ -332,7 +348,7 @@ class MemoryService:
             repeated = set(prepared.reinforced)
             self._write_checked(conn, prepared, importance_cap, now)
             rows = {r.id: r for r in repo.by_ids(conn, user_id, ids)}
-            written = [
+            stored = [
                 Stored(
                     rows[memory_id],
                     deduplicated=i in repeated,
@@ -341,8 +357,8 @@ class MemoryService:
                 for i, memory_id in enumerate(ids)
             ]
             if also is not None:
-                also(conn, [s.memory for s in written])
-            return written
+                also(conn, stored)
+            return stored
 
         stored = await self._db.write(write)
         self._committed(prepared)
@@ -363,8 +379,20 @@ class MemoryService:
                 prepared.vectors = prepared.vectors[keep] if keep else None
             prepared.reinforced = {}
         self._write(conn, prepared)
+        user_id, persona_id = prepared.key
+        # The graph's edges that every store makes: episodes join the `next` chain at their
+        # place in time, and a correction `supersedes` what it corrects.
+        for memory, rid in zip(prepared.memories, prepared.rids, strict=True):
+            if memory.memory_type == "episode":
+                graph_repo.link_episode(
+                    conn, user_id, persona_id, memory.id, memory.occurred_at, rid, now
+                )
+        inserted = {m.id for m in prepared.memories}
         for new_id, old_ids in prepared.supersedes.items():
             repo.supersede(conn, old_ids, new_id)
+            if new_id in inserted:
+                edges = [graph_repo.NewEdge("supersedes", new_id, old) for old in old_ids]
+                graph_repo.add_edges(conn, user_id, persona_id, edges, now)
         if prepared.accessed:
             rows = repo.by_ids(conn, prepared.key[0], prepared.accessed)
             repo.record_access(conn, [r.rid for r in rows], now)
@@ -669,20 +697,27 @@ class MemoryService:
         hits = await self._db.read(read)
         if max_tokens is not None:
             hits = trim_to_tokens(hits, max_tokens)
-        if record_access and hits:
-            await self._db.write(
-                lambda conn: repo.record_access(conn, [h.memory.rid for h in hits], now)
-            )
-            hits = [
-                replace(
-                    h,
-                    memory=replace(
-                        h.memory, access_count=h.memory.access_count + 1, last_accessed_at=now
-                    ),
-                )
-                for h in hits
-            ]
+        if record_access:
+            hits = await self.record_access(hits)
         return hits
+
+    async def record_access(self, hits: list[Hit]) -> list[Hit]:
+        """Count the hits of a search as accesses; returns them as they now are."""
+        if not hits:
+            return hits
+        now = self._clock.now()
+        await self._db.write(
+            lambda conn: repo.record_access(conn, [h.memory.rid for h in hits], now)
+        )
+        return [
+            replace(
+                h,
+                memory=replace(
+                    h.memory, access_count=h.memory.access_count + 1, last_accessed_at=now
+                ),
+            )
+            for h in hits
+        ]
 
     # -- embedding backfill -----------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from persona_mcp.operations import (
     conversation,
+    graph,
     lifecycle,
     memory,
     memoryos,
@@ -12,6 +13,7 @@ from persona_mcp.operations import (
     simulation,
     social,
     system,
+    users,
 )
 from persona_mcp.operations.registry import CallContext, Operation, Registry
 
@@ -25,6 +27,8 @@ OPERATION_SETS = (
     simulation.ops,
     system.ops,
     portability.ops,
+    graph.ops,
+    users.ops,
 )
 
 

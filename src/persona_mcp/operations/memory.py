@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -9,8 +10,9 @@ from pydantic import Field, model_validator
 
 from persona_mcp.clock import to_datetime, to_timestamp
 from persona_mcp.errors import InvalidParams
+from persona_mcp.graph.service import Via
 from persona_mcp.memory.importance import DEFAULT_WEIGHTS, ImportanceConfig
-from persona_mcp.memory.service import MemoryInput, MemoryType
+from persona_mcp.memory.service import Hit, MemoryInput, MemoryType, trim_to_tokens
 from persona_mcp.operations.common import Metadata, PersonaRef, When, target_persona
 from persona_mcp.operations.registry import CallContext, OperationSet, Params, Result
 from persona_mcp.store.memories import Filters, MemoryRow
@@ -163,6 +165,12 @@ class MemorySearchParams(Params):
     max_tokens: int | None = Field(
         None, ge=1, le=100_000, description="Trim the results to about this many tokens"
     )
+    expand: bool = Field(
+        False,
+        description="Also follow the knowledge graph's edges from the best hits (decaying "
+        "weight per hop); each hit reached that way says by which edge (`via`)",
+    )
+    expand_depth: int = Field(1, ge=1, le=3, description="Hops to follow with expand")
 
     @model_validator(mode="after")
     def _window(self) -> MemorySearchParams:
@@ -171,12 +179,35 @@ class MemorySearchParams(Params):
         return self
 
 
+class GraphVia(Result):
+    """How a hit found by graph expansion was reached."""
+
+    edge_type: str = Field(description="next, mentions, relates_to, supersedes or part_of")
+    from_id: str = Field(description="The memory the edge was followed from")
+    hops: int
+    weight: float = Field(description="What the hop multiplied the score by")
+    entity_id: str | None = Field(None, description="Through this entity (mentions)")
+    entity: str | None = Field(None, description="The entity's name")
+
+
 class SearchHit(Result):
     memory: Memory
     score: float
     why: dict[str, Any] = Field(
         description="The parts of the score (lexical, semantic, neighbour, date, "
         "importance, recency, weight), the matched terms and the source turn"
+    )
+    via: GraphVia | None = Field(
+        None, description="With expand: the edge this hit was reached by (null: a direct hit)"
+    )
+
+
+def hit_out(hit: Hit, via: Via | None = None) -> SearchHit:
+    return SearchHit(
+        memory=memory_out(hit.memory),
+        score=round(hit.score, 6),
+        why=hit.why,
+        via=GraphVia(**asdict(via)) if via is not None else None,
     )
 
 
@@ -193,7 +224,9 @@ class MemorySearchResult(Result):
 )
 async def memory_search(ctx: CallContext, params: MemorySearchParams) -> MemorySearchResult:
     """Find a persona's memories by meaning and by words (hybrid retrieval), best first.
-    Each result counts as an access. `persona.memory` is the same operation."""
+    Each result counts as an access. With `expand`, the knowledge graph's edges are
+    followed from the best hits and each hit says which edge brought it (`via`).
+    `persona.memory` is the same operation."""
     if not params.query.strip():
         raise InvalidParams.field("query", "must not be empty")
     persona = await target_persona(ctx, params.persona_id)
@@ -206,11 +239,23 @@ async def memory_search(ctx: CallContext, params: MemorySearchParams) -> MemoryS
         since=to_timestamp(params.since) if params.since else None,
         until=to_timestamp(params.until) if params.until else None,
     )
-    hits = await memory.search(filters, params.query, params.limit, max_tokens=params.max_tokens)
+    if not params.expand:
+        hits = await memory.search(
+            filters, params.query, params.limit, max_tokens=params.max_tokens
+        )
+        results = [hit_out(h) for h in hits]
+    else:
+        direct = await memory.search(filters, params.query, params.limit, record_access=False)
+        expanded = (await ctx.app.graph.expand(filters, direct, params.expand_depth))[
+            : params.limit
+        ]
+        if params.max_tokens is not None:
+            kept = {id(h) for h in trim_to_tokens([e.hit for e in expanded], params.max_tokens)}
+            expanded = [e for e in expanded if id(e.hit) in kept]
+        touched = await memory.record_access([e.hit for e in expanded])
+        results = [hit_out(h, e.via) for h, e in zip(touched, expanded, strict=True)]
     return MemorySearchResult(
-        results=[
-            SearchHit(memory=memory_out(h.memory), score=round(h.score, 6), why=h.why) for h in hits
-        ],
+        results=results,
         persona_id=persona.id,
         semantic=memory.semantic and memory.embedder.ready,
     )
@@ -254,6 +299,9 @@ class MemoryStatsResult(Result):
     oldest_occurred_at: datetime | None
     newest_occurred_at: datetime | None
     index: dict[str, Any]
+    graph: dict[str, Any] = Field(
+        description="The persona's knowledge graph: entities, and edges by type"
+    )
 
 
 @ops("memory.stats", read_only=True, aliases=("memory.get_stats",), title="Memory statistics")
@@ -264,6 +312,7 @@ async def memory_stats(ctx: CallContext, params: MemoryStatsParams) -> MemorySta
     data = await ctx.app.memory.stats(ctx.session.user_id, persona)
     data["oldest_occurred_at"] = to_datetime(data["oldest_occurred_at"])
     data["newest_occurred_at"] = to_datetime(data["newest_occurred_at"])
+    data["graph"] = await ctx.app.graph.counts(ctx.session.user_id, persona.id)
     return MemoryStatsResult(persona_id=persona.id, **data)
 
 

@@ -124,6 +124,21 @@ class PersonaService:
         self._seeded.add(user_id)
         self._active.setdefault(user_id, None)
 
+    def forget_user(self, user_id: str) -> list[str]:
+        """Drop a deleted user from the copy (the database rows are gone); returns the ids
+        of the personas they had. Their next call seeds Aria and Kira anew."""
+        ids = [p.id for p in self._by_id.values() if p.user_id == user_id]
+        for persona_id in ids:
+            del self._by_id[persona_id]
+        self._states = {k: v for k, v in self._states.items() if k[1] != user_id}
+        self._seeded.discard(user_id)
+        self._active.pop(user_id, None)
+        return ids
+
+    def seeded(self, user_id: str) -> bool:
+        """Whether the user has been seen (and given their Aria and Kira)."""
+        return user_id in self._seeded
+
     def active_for_user(self, user_id: str) -> str | None:
         """The persona this user last switched to (any door), if it still exists."""
         pid = self._active.get(user_id)

@@ -511,6 +511,125 @@ def m008_tiers(conn: sqlite3.Connection) -> None:
 
 
 @migration
+def m009_graph(conn: sqlite3.Connection) -> None:
+    """The knowledge graph beside the memories: entities with aliases, and typed edges
+    between memories and entities. Edges follow their memories through foreign keys (a
+    memory deleted takes its edges along); a pruned memory's edges wait in an archive
+    for `memory.restore`; an entity goes when the last memory mentioning it goes; a
+    deleted episode's neighbours in the `next` chain are joined up."""
+    _script(
+        conn,
+        """
+        CREATE TABLE graph_entities (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            persona_id TEXT NOT NULL REFERENCES personas(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,               -- person | place | organization | thing | event
+            relation TEXT,                    -- what it is to the user ("mother"), if known
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX graph_entities_owner ON graph_entities (user_id, persona_id);
+        CREATE TABLE graph_aliases (
+            persona_id TEXT NOT NULL REFERENCES personas(id) ON DELETE CASCADE,
+            norm TEXT NOT NULL,               -- NFC, lower case, no leading "my"/"the"
+            entity_id TEXT NOT NULL REFERENCES graph_entities(id) ON DELETE CASCADE,
+            alias TEXT NOT NULL,              -- as first written
+            user_id TEXT NOT NULL,
+            PRIMARY KEY (persona_id, norm)
+        );
+        CREATE INDEX graph_aliases_entity ON graph_aliases (entity_id);
+        CREATE TABLE graph_edges (
+            id INTEGER PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            persona_id TEXT NOT NULL REFERENCES personas(id) ON DELETE CASCADE,
+            edge_type TEXT NOT NULL CHECK (edge_type IN
+                ('next', 'mentions', 'relates_to', 'supersedes', 'part_of')),
+            src_memory TEXT REFERENCES memories(id) ON DELETE CASCADE,
+            src_entity TEXT REFERENCES graph_entities(id) ON DELETE CASCADE,
+            dst_memory TEXT REFERENCES memories(id) ON DELETE CASCADE,
+            dst_entity TEXT REFERENCES graph_entities(id) ON DELETE CASCADE,
+            via_memory TEXT REFERENCES memories(id) ON DELETE CASCADE,  -- read from
+            label TEXT,
+            weight REAL NOT NULL DEFAULT 1.0,
+            created_at REAL NOT NULL,
+            src TEXT GENERATED ALWAYS AS (coalesce(src_memory, src_entity)) VIRTUAL,
+            dst TEXT GENERATED ALWAYS AS (coalesce(dst_memory, dst_entity)) VIRTUAL,
+            CHECK ((src_memory IS NULL) <> (src_entity IS NULL)),
+            CHECK ((dst_memory IS NULL) <> (dst_entity IS NULL))
+        );
+        CREATE UNIQUE INDEX graph_edges_unique
+            ON graph_edges (src, edge_type, dst, coalesce(via_memory, ''));
+        CREATE INDEX graph_edges_dst ON graph_edges (dst, edge_type);
+        CREATE INDEX graph_edges_src_memory ON graph_edges (src_memory)
+            WHERE src_memory IS NOT NULL;
+        CREATE INDEX graph_edges_dst_memory ON graph_edges (dst_memory)
+            WHERE dst_memory IS NOT NULL;
+        CREATE INDEX graph_edges_src_entity ON graph_edges (src_entity)
+            WHERE src_entity IS NOT NULL;
+        CREATE INDEX graph_edges_dst_entity ON graph_edges (dst_entity, edge_type)
+            WHERE dst_entity IS NOT NULL;
+        CREATE INDEX graph_edges_via_memory ON graph_edges (via_memory)
+            WHERE via_memory IS NOT NULL;
+        -- The edges of pruned memories, until memory.restore brings them back.
+        CREATE TABLE graph_edge_archive (
+            id INTEGER PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            persona_id TEXT NOT NULL REFERENCES personas(id) ON DELETE CASCADE,
+            edge_type TEXT NOT NULL,
+            src_memory TEXT,
+            src_entity TEXT REFERENCES graph_entities(id) ON DELETE CASCADE,
+            dst_memory TEXT,
+            dst_entity TEXT REFERENCES graph_entities(id) ON DELETE CASCADE,
+            via_memory TEXT,
+            label TEXT,
+            weight REAL NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX graph_edge_archive_src ON graph_edge_archive (src_memory);
+        CREATE INDEX graph_edge_archive_dst ON graph_edge_archive (dst_memory);
+        CREATE INDEX graph_edge_archive_via ON graph_edge_archive (via_memory);
+        CREATE INDEX graph_edge_archive_entity ON graph_edge_archive (dst_entity);
+        -- Episodes in time order, for the `next` chain.
+        CREATE INDEX memories_episodes ON memories (persona_id, occurred_at, rid)
+            WHERE memory_type = 'episode';
+        CREATE TRIGGER graph_archive_edges BEFORE DELETE ON memories
+        WHEN EXISTS (SELECT 1 FROM memory_archive WHERE id = old.id) BEGIN
+            INSERT INTO graph_edge_archive (user_id, persona_id, edge_type, src_memory,
+                src_entity, dst_memory, dst_entity, via_memory, label, weight, created_at)
+            SELECT user_id, persona_id, edge_type, src_memory, src_entity, dst_memory,
+                dst_entity, via_memory, label, weight, created_at
+            FROM graph_edges
+            WHERE edge_type <> 'next'
+                AND (src_memory = old.id OR dst_memory = old.id OR via_memory = old.id);
+        END;
+        CREATE TRIGGER graph_next_bridge BEFORE DELETE ON memories
+        WHEN old.memory_type = 'episode'
+            AND EXISTS (SELECT 1 FROM personas WHERE id = old.persona_id) BEGIN
+            INSERT OR IGNORE INTO graph_edges (user_id, persona_id, edge_type, src_memory,
+                dst_memory, weight, created_at)
+            SELECT a.user_id, a.persona_id, 'next', a.src_memory, b.dst_memory, 1.0,
+                a.created_at
+            FROM graph_edges a JOIN graph_edges b
+                ON b.edge_type = 'next' AND b.src_memory = old.id
+            WHERE a.edge_type = 'next' AND a.dst_memory = old.id;
+        END;
+        CREATE TRIGGER graph_forget_entity AFTER DELETE ON graph_edges
+        WHEN old.edge_type = 'mentions' BEGIN
+            DELETE FROM graph_entities WHERE id = old.dst_entity
+                AND NOT EXISTS (SELECT 1 FROM graph_edges
+                    WHERE dst_entity = old.dst_entity AND edge_type = 'mentions')
+                AND NOT EXISTS (SELECT 1 FROM graph_edge_archive
+                    WHERE dst_entity = old.dst_entity AND edge_type = 'mentions');
+        END;
+        CREATE TRIGGER graph_archive_forget AFTER DELETE ON memory_archive
+        WHEN NOT EXISTS (SELECT 1 FROM memories WHERE id = old.id) BEGIN
+            DELETE FROM graph_edge_archive
+                WHERE src_memory = old.id OR dst_memory = old.id OR via_memory = old.id;
+        END
+
+
 def m010_visual(conn: sqlite3.Connection) -> None:
     """The current visual context of each (user, persona): what the user shows or the
     scene, until the next update or its expiry; and the Character Card fields a persona

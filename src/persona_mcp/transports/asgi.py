@@ -1,6 +1,8 @@
-"""The ASGI application: /health, /metrics, and /mcp for both WebSocket JSON-RPC (an
-upgrade) and MCP over Streamable HTTP (POST, GET, DELETE), behind the edge (callers and
-limits, see transports/edge.py); the web console at / (see transports/console.py)."""
+"""The ASGI application: /health, /metrics, /mcp for both WebSocket JSON-RPC (an
+upgrade) and MCP over Streamable HTTP (POST, GET, DELETE), the REST door (/api/v1,
+/docs, /openapi.json; see transports/rest.py) and the web console at / (see
+transports/console.py), all behind the Host/Origin guard and the edge (callers and
+limits, see transports/edge.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from persona_mcp import __version__
 from persona_mcp.app import App
@@ -21,6 +23,7 @@ from persona_mcp.metrics import CONTENT_TYPE
 from persona_mcp.transports.console import console_routes
 from persona_mcp.transports.edge import Edge, principal_of
 from persona_mcp.transports.mcp import McpDoor, McpExtension, http_manager
+from persona_mcp.transports.rest import create_rest
 from persona_mcp.transports.security import DoorGuard
 from persona_mcp.transports.websocket import WebSocketDoor
 
@@ -73,6 +76,7 @@ def create_asgi(
             WebSocketRoute("/mcp", WebSocketDoor(settings)),
             Route("/mcp", StreamableHTTPASGIApp(manager)),
             *console_routes(),
+            Mount("", app=create_rest(persona_app)),  # last: it answers unknown paths
         ],
         # Outermost first: a foreign Host or Origin is refused before anything else.
         middleware=[Middleware(DoorGuard, settings=settings), Middleware(Edge, app=persona_app)],

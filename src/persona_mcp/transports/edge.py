@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from persona_mcp.app import App
 from persona_mcp.auth.principal import LOCAL, Principal
-from persona_mcp.errors import Unauthenticated
+from persona_mcp.errors import FORBIDDEN, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,13 @@ PRINCIPAL = "persona_mcp.principal"  # scope keys the edge sets for the doors
 SUBPROTOCOL = "persona_mcp.subprotocol"
 APP_SUBPROTOCOL = "persona-mcp"
 BEARER_SUBPROTOCOL = "bearer."
-OPEN_PATHS = frozenset({"/health"})
-# The console's page and assets hold no data, and must load before a token is asked for.
-OPEN_PREFIXES = ("/console/",)
+# Open without a token: health, the REST door's API description and its docs page
+# (they hold no user data; a browser cannot send a bearer token to open /docs), and the
+# console's page and assets (they hold no data, and must load before a token is asked for).
+OPEN_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+OPEN_PREFIXES = ("/console/", "/docs/static/")
 OPEN_PAGES = frozenset({"/"})
+REST_PREFIX = "/api/"
 
 
 def principal_of(scope: Scope, app: App) -> Principal:
@@ -92,7 +95,8 @@ class Edge:
             except Unauthenticated as exc:
                 self.app.metrics.refused.labels("unauthenticated").inc()
                 log.info("refused %s %s: %s", kind, scope["path"], exc.message)
-                await _deny(send, kind, 401, exc.message, invalid=bool(secret))
+                rest = scope["path"].startswith(REST_PREFIX)
+                await _deny(send, kind, 401, exc.message, invalid=bool(secret), rest=rest)
                 return
             await self.asgi(scope, receive, send)
         finally:
@@ -100,12 +104,15 @@ class Edge:
                 self.websockets -= 1
 
 
-async def _deny(send: Send, kind: str, status: int, message: str, invalid: bool = False) -> None:
+async def _deny(
+    send: Send, kind: str, status: int, message: str, invalid: bool = False, rest: bool = False
+) -> None:
     headers = [(b"content-type", b"application/json")]
     if status == 401:
         challenge = 'Bearer realm="persona-mcp"' + (', error="invalid_token"' if invalid else "")
         headers.append((b"www-authenticate", challenge.encode()))
     prefix = "websocket.http" if kind == "websocket" else "http"
     await send({"type": f"{prefix}.response.start", "status": status, "headers": headers})
-    body = orjson.dumps({"error": message})
+    # The REST door's errors all carry the JSON-RPC code (-32003 for authentication).
+    body = orjson.dumps({"error": {"code": FORBIDDEN, "message": message} if rest else message})
     await send({"type": f"{prefix}.response.body", "body": body})

@@ -1,0 +1,1 @@
+"""The Persona knowledge graph: ingestion of free text, graph-aware retrieval, answers."""

@@ -1,0 +1,445 @@
+"""The knowledge graph's rows: entities, their aliases, typed edges. Plain functions over
+a connection, called inside the transaction that writes the memories they come from.
+
+A node is a memory (its id) or an entity (`ent_…`). An edge joins two nodes with one of
+the types below; edges hold their memories through foreign keys, so a deleted memory
+takes its edges along (see the m009_graph migration for the triggers that archive a
+pruned memory's edges, join up the `next` chain and forget unmentioned entities).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+EdgeType = Literal["next", "mentions", "relates_to", "supersedes", "part_of"]
+EDGE_TYPES: tuple[EdgeType, ...] = ("next", "mentions", "relates_to", "supersedes", "part_of")
+NodeKind = Literal["memory", "entity"]
+ENTITY_PREFIX = "ent_"
+
+_EDGE_COLUMNS = (
+    "id, edge_type, src_memory, src_entity, dst_memory, dst_entity, via_memory, label, "
+    "weight, created_at"
+)
+
+
+def new_entity_id() -> str:
+    return ENTITY_PREFIX + uuid.uuid4().hex[:16]
+
+
+def kind_of_node(node_id: str) -> NodeKind:
+    return "entity" if node_id.startswith(ENTITY_PREFIX) else "memory"
+
+
+@dataclass(frozen=True)
+class EntityRow:
+    id: str
+    user_id: str
+    persona_id: str
+    name: str
+    kind: str
+    relation: str | None
+    created_at: float
+    updated_at: float
+    aliases: tuple[str, ...] = ()
+    mentions: int = 0
+
+
+@dataclass(frozen=True)
+class EdgeRow:
+    id: int
+    edge_type: str
+    src: str
+    src_kind: NodeKind
+    dst: str
+    dst_kind: NodeKind
+    via_memory: str | None
+    label: str | None
+    weight: float
+    created_at: float
+
+
+@dataclass(frozen=True)
+class NewEdge:
+    edge_type: EdgeType
+    src: str
+    dst: str
+    label: str | None = None
+    weight: float = 1.0
+    via_memory: str | None = None
+
+
+def _edge(r: sqlite3.Row) -> EdgeRow:
+    src_memory, dst_memory = r["src_memory"], r["dst_memory"]
+    return EdgeRow(
+        id=int(r["id"]),
+        edge_type=r["edge_type"],
+        src=src_memory or r["src_entity"],
+        src_kind="memory" if src_memory else "entity",
+        dst=dst_memory or r["dst_entity"],
+        dst_kind="memory" if dst_memory else "entity",
+        via_memory=r["via_memory"],
+        label=r["label"],
+        weight=float(r["weight"]),
+        created_at=float(r["created_at"]),
+    )
+
+
+# -- entities and aliases ---------------------------------------------------------------
+
+
+def entities_by_norm(
+    conn: sqlite3.Connection, persona_id: str, norms: Iterable[str]
+) -> dict[str, str]:
+    """norm -> entity id, for the aliases of one persona's graph that are known."""
+    wanted = sorted(set(norms))
+    if not wanted:
+        return {}
+    out: dict[str, str] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for norm, entity_id in conn.execute(
+            f"SELECT norm, entity_id FROM graph_aliases WHERE persona_id = ? AND norm IN ({marks})",
+            (persona_id, *chunk),
+        ):
+            out[norm] = entity_id
+    return out
+
+
+def insert_entity(
+    conn: sqlite3.Connection,
+    *,
+    entity_id: str,
+    user_id: str,
+    persona_id: str,
+    name: str,
+    kind: str,
+    relation: str | None,
+    now: float,
+) -> None:
+    conn.execute(
+        """INSERT INTO graph_entities (id, user_id, persona_id, name, kind, relation,
+               created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+        (entity_id, user_id, persona_id, name, kind, relation, now, now),
+    )
+
+
+def update_entity(
+    conn: sqlite3.Connection,
+    entity_id: str,
+    *,
+    name: str | None = None,
+    kind: str | None = None,
+    relation: str | None = None,
+    now: float,
+) -> None:
+    """Change what is given; a field left None keeps its value."""
+    conn.execute(
+        """UPDATE graph_entities SET name = coalesce(?, name), kind = coalesce(?, kind),
+               relation = coalesce(?, relation), updated_at = ? WHERE id = ?""",
+        (name, kind, relation, now, entity_id),
+    )
+
+
+def add_alias(
+    conn: sqlite3.Connection, user_id: str, persona_id: str, entity_id: str, alias: str, norm: str
+) -> bool:
+    """Give an entity one more name; False when that name already belongs to some entity."""
+    cur = conn.execute(
+        """INSERT OR IGNORE INTO graph_aliases (persona_id, norm, entity_id, alias, user_id)
+           VALUES (?, ?, ?, ?, ?)""",
+        (persona_id, norm, entity_id, alias, user_id),
+    )
+    return cur.rowcount > 0
+
+
+def merge_entities(conn: sqlite3.Connection, keep: str, drop: str, now: float) -> None:
+    """Make `drop` one with `keep`: its aliases, edges and archived edges move over
+    (an edge `keep` already has is not doubled), then `drop` goes."""
+    for column in ("src_entity", "dst_entity"):
+        conn.execute(
+            f"UPDATE OR IGNORE graph_edges SET {column} = ? WHERE {column} = ?", (keep, drop)
+        )
+        conn.execute(f"UPDATE graph_edge_archive SET {column} = ? WHERE {column} = ?", (keep, drop))
+    conn.execute("DELETE FROM graph_edges WHERE src_entity = ? AND dst_entity = ?", (keep, keep))
+    conn.execute("UPDATE graph_aliases SET entity_id = ? WHERE entity_id = ?", (keep, drop))
+    conn.execute(
+        """UPDATE graph_entities SET relation = coalesce(relation,
+               (SELECT relation FROM graph_entities WHERE id = ?)), updated_at = ?
+           WHERE id = ?""",
+        (drop, now, keep),
+    )
+    conn.execute("DELETE FROM graph_entities WHERE id = ?", (drop,))
+
+
+def entities(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[EntityRow]:
+    """These entities of this user, with their aliases and how many memories mention them."""
+    if not ids:
+        return []
+    out: list[EntityRow] = []
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"""SELECT e.*, (SELECT count(*) FROM graph_edges g
+                    WHERE g.dst_entity = e.id AND g.edge_type = 'mentions') AS mentions
+                FROM graph_entities e WHERE e.user_id = ? AND e.id IN ({marks})""",
+            (user_id, *chunk),
+        ).fetchall()
+        aliases: dict[str, list[str]] = {}
+        for entity_id, alias in conn.execute(
+            f"""SELECT entity_id, alias FROM graph_aliases WHERE entity_id IN ({marks})
+                ORDER BY rowid""",
+            chunk,
+        ):
+            aliases.setdefault(entity_id, []).append(alias)
+        out.extend(
+            EntityRow(
+                id=r["id"],
+                user_id=r["user_id"],
+                persona_id=r["persona_id"],
+                name=r["name"],
+                kind=r["kind"],
+                relation=r["relation"],
+                created_at=r["created_at"],
+                updated_at=r["updated_at"],
+                aliases=tuple(a for a in aliases.get(r["id"], []) if a != r["name"]),
+                mentions=int(r["mentions"]),
+            )
+            for r in rows
+        )
+    order = {entity_id: i for i, entity_id in enumerate(ids)}
+    return sorted(out, key=lambda e: order.get(e.id, 0))
+
+
+def entity_ids_of_user(conn: sqlite3.Connection, user_id: str, norm: str) -> list[str]:
+    """The entities, over all of a user's personas, that go by this name."""
+    return [
+        r[0]
+        for r in conn.execute(
+            """SELECT a.entity_id FROM graph_aliases a JOIN graph_entities e ON e.id = a.entity_id
+               WHERE a.user_id = ? AND a.norm = ? ORDER BY e.created_at""",
+            (user_id, norm),
+        )
+    ]
+
+
+def entity_aliases(conn: sqlite3.Connection, persona_id: str) -> dict[str, str]:
+    """Every alias norm of one persona's graph -> its entity id."""
+    return dict(
+        conn.execute(
+            "SELECT norm, entity_id FROM graph_aliases WHERE persona_id = ?", (persona_id,)
+        )
+    )
+
+
+def mentioned_in(conn: sqlite3.Connection, memory_ids: Sequence[str]) -> dict[str, list[str]]:
+    """memory id -> the entities it mentions."""
+    out: dict[str, list[str]] = {}
+    for start in range(0, len(memory_ids), 500):
+        chunk = list(memory_ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        for memory_id, entity_id in conn.execute(
+            f"""SELECT src_memory, dst_entity FROM graph_edges
+                WHERE edge_type = 'mentions' AND src_memory IN ({marks}) ORDER BY id""",
+            chunk,
+        ):
+            out.setdefault(memory_id, []).append(entity_id)
+    return out
+
+
+def memories_mentioning(conn: sqlite3.Connection, entity_id: str, limit: int) -> list[str]:
+    """The memories that mention an entity, in the order they happened."""
+    return [
+        r[0]
+        for r in conn.execute(
+            """SELECT m.id FROM graph_edges g JOIN memories m ON m.id = g.src_memory
+               WHERE g.dst_entity = ? AND g.edge_type = 'mentions'
+               ORDER BY m.occurred_at, m.rid LIMIT ?""",
+            (entity_id, limit),
+        )
+    ]
+
+
+# -- edges ------------------------------------------------------------------------------
+
+
+def add_edges(
+    conn: sqlite3.Connection, user_id: str, persona_id: str, edges: Iterable[NewEdge], now: float
+) -> None:
+    """Insert edges; one already there (same ends, type and source memory) is kept."""
+    rows = []
+    for e in edges:
+        src_entity = e.src.startswith(ENTITY_PREFIX)
+        dst_entity = e.dst.startswith(ENTITY_PREFIX)
+        rows.append(
+            (
+                user_id, persona_id, e.edge_type,
+                None if src_entity else e.src, e.src if src_entity else None,
+                None if dst_entity else e.dst, e.dst if dst_entity else None,
+                e.via_memory, e.label, e.weight, now,
+            )
+        )  # fmt: skip
+    conn.executemany(
+        """INSERT OR IGNORE INTO graph_edges (user_id, persona_id, edge_type, src_memory,
+               src_entity, dst_memory, dst_entity, via_memory, label, weight, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        rows,
+    )
+
+
+def link_episode(
+    conn: sqlite3.Connection,
+    user_id: str,
+    persona_id: str,
+    memory_id: str,
+    occurred_at: float,
+    rid: int,
+    now: float,
+) -> None:
+    """Put an episode into its persona's `next` chain at its place in time: between the
+    episode just before it and the one just after (whose direct link it replaces)."""
+    before = conn.execute(
+        """SELECT id FROM memories WHERE persona_id = ? AND memory_type = 'episode'
+               AND (occurred_at, rid) < (?, ?)
+           ORDER BY occurred_at DESC, rid DESC LIMIT 1""",
+        (persona_id, occurred_at, rid),
+    ).fetchone()
+    after = conn.execute(
+        """SELECT id FROM memories WHERE persona_id = ? AND memory_type = 'episode'
+               AND (occurred_at, rid) > (?, ?)
+           ORDER BY occurred_at, rid LIMIT 1""",
+        (persona_id, occurred_at, rid),
+    ).fetchone()
+    edges = []
+    if before is not None:
+        edges.append(NewEdge("next", before[0], memory_id))
+    if after is not None:
+        edges.append(NewEdge("next", memory_id, after[0]))
+    if before is not None and after is not None:
+        conn.execute(
+            """DELETE FROM graph_edges WHERE edge_type = 'next' AND src_memory = ?
+                   AND dst_memory = ?""",
+            (before[0], after[0]),
+        )
+    add_edges(conn, user_id, persona_id, edges, now)
+
+
+def edges_of(
+    conn: sqlite3.Connection, node_ids: Sequence[str], edge_types: Sequence[str] | None = None
+) -> list[EdgeRow]:
+    """Every edge that starts or ends at one of these nodes."""
+    if not node_ids:
+        return []
+    types = tuple(edge_types or EDGE_TYPES)
+    type_marks = ",".join("?" * len(types))
+    out: dict[int, EdgeRow] = {}
+    for start in range(0, len(node_ids), 400):
+        chunk = list(node_ids[start : start + 400])
+        marks = ",".join("?" * len(chunk))
+        for column in ("src", "dst"):
+            for r in conn.execute(
+                f"""SELECT {_EDGE_COLUMNS} FROM graph_edges
+                    WHERE {column} IN ({marks}) AND edge_type IN ({type_marks})""",
+                (*chunk, *types),
+            ):
+                out[int(r["id"])] = _edge(r)
+    return sorted(out.values(), key=lambda e: e.id)
+
+
+def mention_counts(conn: sqlite3.Connection, entity_ids: Sequence[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for start in range(0, len(entity_ids), 500):
+        chunk = list(entity_ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        for entity_id, n in conn.execute(
+            f"""SELECT dst_entity, count(*) FROM graph_edges
+                WHERE edge_type = 'mentions' AND dst_entity IN ({marks}) GROUP BY dst_entity""",
+            chunk,
+        ):
+            out[entity_id] = int(n)
+    return out
+
+
+def nearest_mentions(
+    conn: sqlite3.Connection, entity_id: str, occurred_at: float, limit: int
+) -> list[str]:
+    """The memories mentioning an entity that happened closest in time to `occurred_at`."""
+    return [
+        r[0]
+        for r in conn.execute(
+            """SELECT m.id FROM graph_edges g JOIN memories m ON m.id = g.src_memory
+               WHERE g.dst_entity = ? AND g.edge_type = 'mentions'
+               ORDER BY abs(m.occurred_at - ?), m.rid DESC LIMIT ?""",
+            (entity_id, occurred_at, limit),
+        )
+    ]
+
+
+def owner_of(conn: sqlite3.Connection, node_id: str) -> tuple[str, str] | None:
+    """(user id, persona id) of a memory or entity node, or None when there is none."""
+    table = "graph_entities" if node_id.startswith(ENTITY_PREFIX) else "memories"
+    row = conn.execute(
+        f"SELECT user_id, persona_id FROM {table} WHERE id = ?", (node_id,)
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def restore_edges(conn: sqlite3.Connection, memory_ids: Sequence[str], now: float) -> None:
+    """Bring back the archived edges of restored memories whose other ends are present,
+    and put restored episodes back into the `next` chain."""
+    for memory_id in memory_ids:
+        rows = conn.execute(
+            """SELECT a.* FROM graph_edge_archive a
+               WHERE (a.src_memory = :m OR a.dst_memory = :m OR a.via_memory = :m)
+                 AND (a.src_memory IS NULL
+                      OR EXISTS (SELECT 1 FROM memories WHERE id = a.src_memory))
+                 AND (a.dst_memory IS NULL
+                      OR EXISTS (SELECT 1 FROM memories WHERE id = a.dst_memory))
+                 AND (a.via_memory IS NULL
+                      OR EXISTS (SELECT 1 FROM memories WHERE id = a.via_memory))
+                 AND (a.src_entity IS NULL OR EXISTS
+                      (SELECT 1 FROM graph_entities WHERE id = a.src_entity))
+                 AND (a.dst_entity IS NULL OR EXISTS
+                      (SELECT 1 FROM graph_entities WHERE id = a.dst_entity))""",
+            {"m": memory_id},
+        ).fetchall()
+        conn.executemany(
+            """INSERT OR IGNORE INTO graph_edges (user_id, persona_id, edge_type, src_memory,
+                   src_entity, dst_memory, dst_entity, via_memory, label, weight, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [
+                (r["user_id"], r["persona_id"], r["edge_type"], r["src_memory"], r["src_entity"],
+                 r["dst_memory"], r["dst_entity"], r["via_memory"], r["label"], r["weight"],
+                 r["created_at"])
+                for r in rows
+            ],
+        )  # fmt: skip
+        conn.executemany("DELETE FROM graph_edge_archive WHERE id = ?", [(r["id"],) for r in rows])
+        episode = conn.execute(
+            """SELECT user_id, persona_id, occurred_at, rid FROM memories
+               WHERE id = ? AND memory_type = 'episode'""",
+            (memory_id,),
+        ).fetchone()
+        if episode is not None:
+            link_episode(conn, episode[0], episode[1], memory_id, episode[2], episode[3], now)
+
+
+def counts(conn: sqlite3.Connection, user_id: str, persona_id: str) -> dict[str, Any]:
+    """How big one persona's graph is: entities, and edges by type."""
+    entities_n = conn.execute(
+        "SELECT count(*) FROM graph_entities WHERE user_id = ? AND persona_id = ?",
+        (user_id, persona_id),
+    ).fetchone()[0]
+    by_type = dict(
+        conn.execute(
+            """SELECT edge_type, count(*) FROM graph_edges WHERE user_id = ? AND persona_id = ?
+               GROUP BY edge_type""",
+            (user_id, persona_id),
+        ).fetchall()
+    )
+    return {"entities": int(entities_n), "edges": {t: int(by_type.get(t, 0)) for t in EDGE_TYPES}}
