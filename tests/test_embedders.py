@@ -120,11 +120,11 @@ def test_the_onnx_model_embeds_like_sentence_transformers_without_importing_torc
     script = """
 import sys
 import numpy as np
-from persona_mcp.embeddings.minilm import OnnxModel
-from persona_mcp.embeddings import onnx_export
+from persona_mcp.embeddings.minilm import OnnxModel, model_file
+
 texts = ["My sister moved to Lisbon last spring.", "I keep bees", "What is the capital of Peru?"]
-full = OnnxModel(onnx_export.model_file(False), 1).encode(texts)
-small = OnnxModel(onnx_export.model_file(True), 1).encode(texts)
+full = OnnxModel(model_file(False), 1).encode(texts)
+small = OnnxModel(model_file(True), 1).encode(texts)
 assert "torch" not in sys.modules
 np.save(sys.argv[1], np.stack([full, small]))
 """

@@ -67,7 +67,7 @@ class UserService:
         persona_ids = self._personas.forget_user(user_id)
         for persona_id in persona_ids:
             self._social.forget(persona_id)
-        self._memory.forget_user(user_id, persona_ids)
+        self._memory.forget_user(user_id)
         self._pruning.forget_user(user_id)
         log.info("user deleted: %d rows in %d tables", sum(removed.values()), len(removed))
         return Deleted(user_id, removed, persona_ids)

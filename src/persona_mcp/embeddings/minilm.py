@@ -11,6 +11,7 @@ import contextlib
 import gc
 import logging
 import os
+import sys
 import threading
 import time
 import warnings
@@ -22,16 +23,25 @@ from typing import Any, TypeVar
 import numpy as np
 
 from persona_mcp import native
-from persona_mcp.embeddings import onnx_export
 from persona_mcp.embeddings.base import Vectors, normalize
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MODEL_NAME = onnx_export.MODEL_NAME
+MODEL_NAME = "all-MiniLM-L6-v2"
 MAX_BATCH = 64
 MAX_TOKENS = 256
 TRIM_SECONDS = 1.0
+
+
+def model_dir() -> Path:
+    """Where `onnx_export` puts the exported model: inside the environment the package is
+    installed in."""
+    return Path(sys.prefix) / "share" / "persona-mcp"
+
+
+def model_file(int8: bool, directory: Path | None = None) -> Path:
+    return (directory or model_dir()) / f"{MODEL_NAME}{'-int8' if int8 else ''}.onnx"
 
 
 class TorchModel:
@@ -116,7 +126,7 @@ def _load_model(threads: int, int8: bool, runtime: str) -> TorchModel | OnnxMode
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     if runtime == "onnx":
-        return OnnxModel(onnx_export.model_file(int8), threads)
+        return OnnxModel(model_file(int8), threads)
     return TorchModel(threads, int8)
 
 
@@ -151,7 +161,7 @@ async def _in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
 def choose_runtime(runtime: str, int8: bool) -> str:
     """'onnx' when asked for or (with 'auto') when the export exists, else 'torch'."""
     if runtime == "auto":
-        return "onnx" if onnx_export.model_file(int8).exists() else "torch"
+        return "onnx" if model_file(int8).exists() else "torch"
     return runtime
 
 

@@ -15,23 +15,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import tempfile
 import warnings
 from pathlib import Path
 
-MODEL_NAME = "all-MiniLM-L6-v2"
+from persona_mcp.embeddings.minilm import model_dir, model_file
+
 HIDDEN = 384
 HEADS = 12
-
-
-def model_dir() -> Path:
-    """Where the exported files live: inside the environment the package is installed in."""
-    return Path(sys.prefix) / "share" / "persona-mcp"
-
-
-def model_file(int8: bool, directory: Path | None = None) -> Path:
-    return (directory or model_dir()) / f"{MODEL_NAME}{'-int8' if int8 else ''}.onnx"
 
 
 def export(directory: Path | None = None) -> list[Path]:

@@ -63,7 +63,8 @@ class PruningService:
         self._auto: set[tuple[str, str]] = set()
 
     def forget_user(self, user_id: str) -> None:
-        """Drop a deleted user's cached policy (the database rows are gone)."""
+        """Drop a user's cached policy and locks: their data was deleted (user.delete) or
+        replaced (state.load)."""
         self._config.pop(user_id, None)
         self._locks = {k: v for k, v in self._locks.items() if k[0] != user_id}
         self._auto = {k for k in self._auto if k[0] != user_id}
@@ -78,10 +79,6 @@ class PruningService:
             )
             self._config[user_id] = PruningConfig(**{**asdict(defaults), **(stored or {})})
         return self._config[user_id]
-
-    def forget_user(self, user_id: str) -> None:
-        """Drop the cached policy of a user whose data was replaced (state.load)."""
-        self._config.pop(user_id, None)
 
     async def set_config(self, user_id: str, **changes: Any) -> PruningConfig:
         current = await self.config(user_id)

@@ -154,9 +154,12 @@ class MemoryService:
 
     def forget_user(self, user_id: str) -> None:
         """Drop what is cached of a user (vector shelves, importance weights) after their
-        data was replaced underneath (state.load); it is read again on next use."""
+        data was replaced underneath (state.load) or deleted (user.delete); whatever is
+        left is read again on next use."""
         self.vectors.drop_user(user_id)
+        self._shelf_locks = {k: v for k, v in self._shelf_locks.items() if k[0] != user_id}
         self._config.pop(user_id, None)
+        self._embedded.clear()  # texts of theirs among others: cheap to embed again
         if self.semantic:
             self.schedule_backfill()
 
@@ -178,14 +181,6 @@ class MemoryService:
             lambda conn: config_store.put(conn, user_id, "importance", config.as_dict(), now)
         )
         self._config[user_id] = config
-
-    def forget_user(self, user_id: str, persona_ids: Sequence[str]) -> None:
-        """Drop what is held in memory of a deleted user (the database rows are gone)."""
-        for persona_id in persona_ids:
-            self.vectors.drop((user_id, persona_id))
-            self._shelf_locks.pop((user_id, persona_id), None)
-        self._config.pop(user_id, None)
-        self._embedded.clear()  # texts of theirs among others: cheap to embed again
 
     # -- storing ----------------------------------------------------------------------
 

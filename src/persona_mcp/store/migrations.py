@@ -628,6 +628,8 @@ def m009_graph(conn: sqlite3.Connection) -> None:
             DELETE FROM graph_edge_archive
                 WHERE src_memory = old.id OR dst_memory = old.id OR via_memory = old.id;
         END
+        """,
+    )
 
 
 def m010_visual(conn: sqlite3.Connection) -> None:

@@ -95,6 +95,18 @@ SECTIONS: tuple[Section, ...] = (
             global_key=True),
     Section("tier_profiles", _USER, "persona_id", key=("persona_id",), parents=_PERSONA,
             json_columns=("profile",)),
+    Section("graph_entities", _USER, "created_at, id", key=("id",), parents=_PERSONA,
+            global_key=True),
+    Section("graph_aliases", _USER, "persona_id, norm", key=("persona_id", "norm"),
+            parents=(*_PERSONA, ("entity_id", "graph_entities"))),
+    Section("graph_edges", _USER, "id", omit=("id",),
+            parents=(*_PERSONA, ("src_memory", "memories"), ("dst_memory", "memories"),
+                     ("via_memory", "memories"), ("src_entity", "graph_entities"),
+                     ("dst_entity", "graph_entities"))),
+    # The edges of archived memories (their memory ids name memory_archive rows).
+    Section("graph_edge_archive", _USER, "id", omit=("id",),
+            parents=(*_PERSONA, ("src_entity", "graph_entities"),
+                     ("dst_entity", "graph_entities"))),
     Section("visual_context", _USER, "persona_id", key=("persona_id",), parents=_PERSONA,
             json_columns=("tags",)),
 )  # fmt: skip
