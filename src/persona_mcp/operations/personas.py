@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from persona_mcp.clock import to_datetime
 from persona_mcp.errors import InvalidParams
@@ -28,6 +28,9 @@ class PersonaListParams(Params):
 
 
 class PersonaListResult(Result):
+    # Frozen, of frozen personas: while nothing changed, the registry reuses its JSON.
+    model_config = ConfigDict(frozen=True)
+
     personas: list[Persona]
     active_persona_id: str | None = Field(description="This session's active persona")
 

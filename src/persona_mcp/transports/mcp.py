@@ -275,7 +275,7 @@ class McpDoor:
             if level in mcp_live.LEVELS:  # 2026-07-28: this call opted in to log records
                 self.logs.set_level(ctx.session, ctx.session, level)
             try:
-                data = await self.app.registry.call(op, params.arguments or {}, call)
+                encoded = await self.app.registry.call_json(op, params.arguments or {}, call)
             finally:
                 if level in mcp_live.LEVELS:
                     await self.logs.finish(ctx.session, ctx.session)
@@ -285,9 +285,11 @@ class McpDoor:
         except Exception:
             log.exception("tool %s failed", op.name)
             return _error_result(f"{op.name} failed with an internal error")
+        # The JSON text as the registry encoded it, and structuredContent parsed from it:
+        # one encoding, and a fresh dict the SDK may keep.
         return types.CallToolResult(
-            content=[types.TextContent(text=orjson.dumps(data).decode())],
-            structured_content=data,
+            content=[types.TextContent(text=encoded.decode())],
+            structured_content=orjson.loads(encoded),
         )
 
     @staticmethod
