@@ -38,6 +38,7 @@ from persona_mcp.operations.registry import CallContext, Operation, Progress
 from persona_mcp.sessions import Session
 from persona_mcp.transports import mcp_live
 from persona_mcp.transports.edge import principal_of
+from persona_mcp.transports.schemas import input_schema, output_schema
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,8 @@ def tool_of(op: Operation) -> types.Tool:
         name=op.name,
         title=op.title,
         description=op.description,
-        input_schema=op.params.model_json_schema(),
-        output_schema=op.result.model_json_schema(),
+        input_schema=input_schema(op.params),
+        output_schema=output_schema(op.result),
         annotations=types.ToolAnnotations(
             title=op.title,
             read_only_hint=op.read_only,
