@@ -20,9 +20,9 @@ Targets, measured in the same run:
 
 Each target is driven by the official SDK `Client` (`mode="legacy"`: the `initialize`
 handshake, 2025-11-25; `mode="auto"`: `server/discover`, 2026-07-28), one call at a time.
-After the warm-up the two targets of one transport and mode take turns in blocks
-(persona-mcp first in odd blocks, bare first in even ones), so machine noise falls on both
-alike. Besides the client-side round trip, the CPU time each server process spends per
+After the warm-up the two targets of one transport and mode take turns in blocks of
+five calls (persona-mcp first in odd blocks, bare first in even ones), so machine noise
+falls on both alike. Besides the client-side round trip, the CPU time each server process spends per
 call is read from /proc (user + system), which depends least on other load.
 
 Goal (issue 10): persona-mcp's round trip within 1.3x of the bare server's (p50 and mean),
@@ -62,7 +62,7 @@ from common import cpu_seconds, free_port, percentile, start_server, stop_server
 
 TARGET_RATIO = 1.3
 TOOL = "persona.list"
-BLOCKS = 10
+BLOCK = 5  # calls per block: short blocks, so noise falls on both targets alike
 EMBEDDING_NOTE = (
     "persona-mcp runs with EMBEDDING_PROVIDER=none: persona.list never embeds, so the "
     "bundled embedding model is irrelevant here (and would only slow startup)"
@@ -173,6 +173,11 @@ def persona_http_server(timeout: float) -> Iterator[HttpServer]:
         stop_server(server)
 
 
+# The SDK spawns stdio servers with a minimal environment; these still reach persona-mcp
+# (the HTTP server gets this process's whole environment).
+PASSED_ON = {k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "OPENBLAS_NUM_THREADS")}
+
+
 def persona_exe() -> str:
     return str(Path(sys.executable).parent / "persona-mcp")
 
@@ -259,7 +264,7 @@ async def measure_pair(targets: list[Target], warmup: int, calls: int) -> None:
         target.response_bytes = wire_bytes(dump(first))
         for _ in range(warmup):
             await call_once(target)
-    sizes = [calls // BLOCKS + (1 if i < calls % BLOCKS else 0) for i in range(BLOCKS)]
+    sizes = [min(BLOCK, calls - start) for start in range(0, calls, BLOCK)]
     for block, size in enumerate(sizes):
         order = targets if block % 2 == 0 else targets[::-1]
         for target in order:
@@ -313,7 +318,7 @@ def stdio_sources(tmp: Path, payload: Path, log: TextIO) -> tuple[Source, Source
             args=["stdio", "--data-dir", str(data_dir), "--llm", "offline",
                   "--env-file", str(data_dir / "none.env")],
             env={"EMBEDDING_PROVIDER": "none", "PERSONA_MCP_DATA_DIR": str(data_dir),
-                 "RATE_LIMIT_PER_MINUTE": "0"},
+                 "RATE_LIMIT_PER_MINUTE": "0", **PASSED_ON},
             cwd=str(data_dir),
         )  # fmt: skip
         return stdio_client(params, errlog=log)
@@ -426,7 +431,7 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> None:
     rows, sizes = report["rows"], report["sizes"]
     print(
         f"MCP tools/call round trip: {args.calls} sequential calls per target after "
-        f"{args.warmup} warm-up calls, in {BLOCKS} alternating blocks"
+        f"{args.warmup} warm-up calls, in alternating blocks of {BLOCK}"
     )
     print(
         f"python {platform.python_version()}, mcp {version('mcp')}, {os.cpu_count()} CPUs, "
@@ -520,8 +525,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.calls is None:
         args.calls = 100 if args.quick else 500
-    if args.calls < BLOCKS:
-        parser.error(f"--calls must be at least {BLOCKS}")
+    if args.calls < 2 * BLOCK:
+        parser.error(f"--calls must be at least {2 * BLOCK}")
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in args.modes if m not in ("legacy", "auto")]
     if bad or not args.modes:
@@ -554,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
             figures = {
                 "calls": args.calls,
                 "warmup": args.warmup,
-                "blocks": BLOCKS,
+                "block": BLOCK,
                 "target_ratio": TARGET_RATIO,
                 "note": EMBEDDING_NOTE,
                 **report,
