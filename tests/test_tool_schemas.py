@@ -82,6 +82,13 @@ CALLS: list[tuple[str, Args]] = [
     # A long run, stopped at once (the short one above has finished by now).
     ("simulation.start", fixed({"personas": ["Aria", "Kira"], "topic": "maps", "max_turns": 200})),
     ("simulation.stop", simulation),
+    ("visual.update", fixed({"description": "A harbour at dusk", "tags": ["sea"],
+                             "expires_in_seconds": 600})),
+    ("persona.export_card", fixed({"persona_id": "Tess", "include_memories": True})),
+    ("persona.import_card", lambda seen: {"card": seen["persona.export_card"]["card"],
+                                          "name": "Tess Again"}),
+    ("state.save", fixed({"path": "schemas-test.jsonl.gz"})),
+    ("state.load", lambda seen: {"path": seen["state.save"]["path"], "mode": "merge"}),
     ("system.status", fixed({})),
     ("system.models", fixed({})),
     ("persona.delete", fixed({"persona_id": "Tess"})),

@@ -24,6 +24,9 @@ from persona_mcp.metrics import InstrumentedEmbedder, InstrumentedLLM, Metrics
 from persona_mcp.operations import Registry, build_registry
 from persona_mcp.personas.service import PersonaService
 from persona_mcp.personas.social import SocialService
+from persona_mcp.personas.visual import VisualService
+from persona_mcp.portability.cards import CardService
+from persona_mcp.portability.state import StateService
 from persona_mcp.sessions import SessionService
 from persona_mcp.simulation.chatroom import ChatroomService
 from persona_mcp.store.db import Database
@@ -67,14 +70,34 @@ class App:
         self.pruning = PruningService(self.db, self.clock, settings, self.memory, self.events)
         self.memory.after_store.append(self.pruning.after_store)
         self.session_cleanup = SessionCleanupJob(self.sessions, settings.session_timeout_hours)
+        self.visual = VisualService(self.db, self.clock, self.memory)
         self.conversations = ConversationEngine(
-            self.db, self.clock, settings, self.personas, self.llm, self.memory, self.tiers
+            self.db,
+            self.clock,
+            settings,
+            self.personas,
+            self.llm,
+            self.memory,
+            self.tiers,
+            visual=self.visual,
         )
         self.social = SocialService(self.db, self.clock, self.personas)
         self.personas.social = self.social
         self.simulations = ChatroomService(
             self.db, self.clock, self.personas, self.social, self.memory, self.llm, self.events
         )
+        self.state = StateService(
+            self.db,
+            self.clock,
+            settings,
+            self.personas,
+            self.social,
+            self.memory,
+            self.pruning,
+            self.simulations,
+            self.events,
+        )
+        self.cards = CardService(self.clock, settings, self.personas, self.social, self.memory)
         self.registry: Registry = build_registry()
         self.started_at = self.clock.now()
         self.connections = 0

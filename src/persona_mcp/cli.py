@@ -16,8 +16,10 @@ from pydantic import ValidationError
 from persona_mcp import __version__
 from persona_mcp.auth.cli import add_token_commands, run_token_command
 from persona_mcp.bench import add_bench_command, run_bench
+from persona_mcp.client.interactive import add_client_command, run_client_command
 from persona_mcp.config import LLMProviderName, Settings, load_settings
 from persona_mcp.errors import PersonaMCPError
+from persona_mcp.portability.cli import add_state_commands, run_state_command
 
 log = logging.getLogger("persona_mcp")
 
@@ -89,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(reindex)
     add_token_commands(commands, _common)
+    add_state_commands(commands, _common)
+    add_client_command(commands)
     add_bench_command(commands)
     return parser
 
@@ -266,13 +270,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_bench(args, extra)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "client":  # a client of a server: no settings, no data directory
+        return run_client_command(args)
     try:
         settings = _settings(args)
     except ValidationError as exc:
         print(f"invalid settings:\n{exc}", file=sys.stderr)
         return 2
     _logging(settings)
-    if args.command in {"stdio", "reindex"}:  # token commands may run beside a server
+    if args.command in {
+        "stdio",
+        "reindex",
+        "export",
+        "import",
+    }:  # token commands may run beside a server
         failed = _claim_storage(settings)
         if failed is not None:
             return failed
@@ -286,4 +297,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_token_command(args, settings)
     if args.command == "simulate":
         return simulate(settings, args)
+    if args.command in {"export", "import"}:
+        return run_state_command(args, settings)
     raise AssertionError(args.command)

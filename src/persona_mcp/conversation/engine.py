@@ -86,6 +86,14 @@ class ConversationTiers(Protocol):
     ) -> Any: ...
 
 
+class ConversationVisual(Protocol):
+    """What the engine needs to show the model what the persona currently sees."""
+
+    async def prompt_lines(self, user_id: str, persona: PersonaRow) -> list[str]:
+        """The current visual context as lines of data (none when there is none)."""
+        ...
+
+
 class ConversationMemory(Protocol):
     """What the engine needs from long-term memory (kept narrow so each side can change)."""
 
@@ -134,8 +142,10 @@ class ConversationEngine:
         llm: LLMProvider,
         memory: ConversationMemory | None = None,
         tiers: ConversationTiers | None = None,
+        visual: ConversationVisual | None = None,
     ) -> None:
         self._tiers = tiers
+        self.visual = visual
         self._db = db
         self._clock = clock
         self._settings = settings
@@ -227,6 +237,7 @@ class ConversationEngine:
             [Recalled(m.content, day(m.occurred_at), m.memory_type) for m in recalled],
             message,
             await self._tiers.prompt_context(user_id, persona, message) if self._tiers else [],
+            await self.visual.prompt_lines(user_id, persona) if self.visual else [],
         )
         request = ChatRequest(
             messages=prompt,

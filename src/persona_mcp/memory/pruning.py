@@ -72,6 +72,10 @@ class PruningService:
             self._config[user_id] = PruningConfig(**{**asdict(defaults), **(stored or {})})
         return self._config[user_id]
 
+    def forget_user(self, user_id: str) -> None:
+        """Drop the cached policy of a user whose data was replaced (state.load)."""
+        self._config.pop(user_id, None)
+
     async def set_config(self, user_id: str, **changes: Any) -> PruningConfig:
         current = await self.config(user_id)
         updated = replace(current, **{k: v for k, v in changes.items() if v is not None})

@@ -93,6 +93,9 @@ class Stored:
     superseded: tuple[str, ...] = ()
 
 
+# More writes in a store's own transaction, given the memories being written.
+Also = Callable[[sqlite3.Connection, list[MemoryRow]], None]
+
 # Called after memories were committed for a persona (auto-pruning hooks in here).
 AfterStore = Callable[[str, str], Coroutine[Any, Any, None]]
 
@@ -136,6 +139,14 @@ class MemoryService:
             await asyncio.gather(self._backfill, return_exceptions=True)
         if close_embedder:
             await self.embedder.aclose()
+
+    def forget_user(self, user_id: str) -> None:
+        """Drop what is cached of a user (vector shelves, importance weights) after their
+        data was replaced underneath (state.load); it is read again on next use."""
+        self.vectors.drop_user(user_id)
+        self._config.pop(user_id, None)
+        if self.semantic:
+            self.schedule_backfill()
 
     # -- configuration --------------------------------------------------------------
 
@@ -269,11 +280,17 @@ class MemoryService:
             task.add_done_callback(_log_failure)
 
     async def store(
-        self, user_id: str, persona: PersonaRow, items: Sequence[MemoryInput]
+        self,
+        user_id: str,
+        persona: PersonaRow,
+        items: Sequence[MemoryInput],
+        also: Also | None = None,
     ) -> list[MemoryRow]:
         """Store memories in one transaction, as given (a bulk import: no duplicate or
-        contradiction checks); returns them as committed."""
-        return [s.memory for s in await self.remember(user_id, persona, items, check=False)]
+        contradiction checks); returns them as committed. `also` writes more in the same
+        transaction, given the memories as they will be committed."""
+        stored = await self.remember(user_id, persona, items, check=False, also=also)
+        return [s.memory for s in stored]
 
     async def remember(
         self,
@@ -282,6 +299,7 @@ class MemoryService:
         items: Sequence[MemoryInput],
         *,
         check: bool = True,
+        also: Also | None = None,
     ) -> list[Stored]:
         """Store memories in one transaction. With `check`, a near-duplicate of a memory
         already held reinforces that one instead of adding a copy, and a statement that
@@ -306,7 +324,7 @@ class MemoryService:
             repeated = set(prepared.reinforced)
             self._write_checked(conn, prepared, importance_cap, now)
             rows = {r.id: r for r in repo.by_ids(conn, user_id, ids)}
-            return [
+            written = [
                 Stored(
                     rows[memory_id],
                     deduplicated=i in repeated,
@@ -314,6 +332,9 @@ class MemoryService:
                 )
                 for i, memory_id in enumerate(ids)
             ]
+            if also is not None:
+                also(conn, [s.memory for s in written])
+            return written
 
         stored = await self._db.write(write)
         self._committed(prepared)

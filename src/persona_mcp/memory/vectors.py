@@ -148,6 +148,12 @@ class VectorIndex:
         with self._lock:
             self._shelves.pop(key, None)
 
+    def drop_user(self, user_id: str) -> None:
+        """Forget every shelf of a user (reloaded from SQLite on next use)."""
+        with self._lock:
+            for key in [k for k in self._shelves if k[0] == user_id]:
+                del self._shelves[key]
+
     def drop_all(self) -> None:
         with self._lock:
             self._shelves.clear()

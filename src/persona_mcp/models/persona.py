@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,3 +39,9 @@ class Persona(BaseModel):
     updated_at: datetime
     interaction_state: InteractionState
     mood: str
+    card: dict[str, Any] | None = Field(
+        None,
+        description="For a persona imported from a Character Card: the card's spec and its "
+        "fields beyond these (personality, scenario, first_mes, mes_example, tags, "
+        "creator_notes, ...)",
+    )

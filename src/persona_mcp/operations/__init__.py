@@ -8,6 +8,7 @@ from persona_mcp.operations import (
     memory,
     memoryos,
     personas,
+    portability,
     simulation,
     social,
     system,
@@ -23,6 +24,7 @@ OPERATION_SETS = (
     lifecycle.ops,
     simulation.ops,
     system.ops,
+    portability.ops,
 )
 
 

@@ -12,6 +12,7 @@ from persona_mcp.clock import to_datetime
 from persona_mcp.errors import InvalidParams
 from persona_mcp.models.persona import InteractionState, Persona
 from persona_mcp.operations.common import Name, PersonaRef, target_persona
+from persona_mcp.operations.portability import VisualContext, visual_model
 from persona_mcp.operations.registry import CallContext, OperationSet, Params, Result
 from persona_mcp.operations.social import Mood, Relationship, mood_model, relationship_model
 from persona_mcp.personas.relationships import USER
@@ -181,6 +182,9 @@ class PersonaStatusResult(Result):
     user_relationship: Relationship | None = Field(
         description="The persona's relationship with you (None before your first exchange)"
     )
+    visual: VisualContext | None = Field(
+        None, description="What the persona sees now (visual.update), unless it expired"
+    )
 
 
 @ops("persona.status", read_only=True, title="Persona status")
@@ -216,6 +220,9 @@ async def persona_status(ctx: CallContext, params: PersonaStatusParams) -> Perso
             app.social, session.user_id, row.id, USER, rel, history
         )
         if rel
+        else None,
+        visual=visual_model(seen)
+        if (seen := await app.visual.current(session.user_id, row.id))
         else None,
     )
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from persona_mcp.clock import Clock, to_datetime
 from persona_mcp.errors import Conflict, InvalidParams, NotFound, RateLimited
@@ -21,6 +22,17 @@ from persona_mcp.personas.defaults import DEFAULT_PERSONAS
 from persona_mcp.store import personas as repo
 from persona_mcp.store.db import Database
 from persona_mcp.store.personas import PersonaRow, StateRow
+
+CARD_HIDDEN = {"character_book", "extensions", "name", "description"}
+
+
+def card_view(card: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a persona shows of the card it came from: the spec and the card's own fields
+    (the lorebook is in its memories; name and description are the persona's)."""
+    if not card:
+        return None
+    data = card.get("data") or {}
+    return {"spec": card.get("spec"), **{k: v for k, v in data.items() if k not in CARD_HIDDEN}}
 
 
 class SocialView(Protocol):
@@ -260,6 +272,7 @@ class PersonaService:
                 last_interaction=to_datetime(s.last_interaction),
             ),
             mood=self.mood(persona, user_id, s),
+            card=card_view(persona.card),
         )
         # Settled: recovery has nothing left to do, and the emotional mood is calm (it
         # only decays toward rest, so it stays calm).
@@ -292,7 +305,10 @@ class PersonaService:
         model: str | None,
         social_energy: float = 80.0,
         available_time: float = 90.0,
+        card: dict[str, Any] | None = None,
+        also: Callable[[sqlite3.Connection, PersonaRow], None] | None = None,
     ) -> PersonaRow:
+        """A new persona of the user; `also` writes more in the same transaction."""
         now = self._clock.now()
         row = PersonaRow(
             id=str(uuid.uuid4()),
@@ -309,6 +325,7 @@ class PersonaService:
             rest_priority="normal",
             created_at=now,
             updated_at=now,
+            card=card,
         )
 
         def write(conn: sqlite3.Connection) -> None:
@@ -320,6 +337,8 @@ class PersonaService:
                     {"limit": "MAX_PERSONAS_PER_USER", "max": self._max_per_user},
                 )
             repo.insert_persona(conn, row)
+            if also is not None:
+                also(conn, row)
 
         try:
             await self._db.write(write)

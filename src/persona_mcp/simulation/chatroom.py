@@ -166,6 +166,13 @@ class ChatroomService:
         await self._cancel(run)
         return await self.get(user_id, simulation_id)
 
+    async def stop_user(self, user_id: str) -> int:
+        """Stop every run of a user (before their data is replaced); returns how many."""
+        runs = [r for r in list(self._runs.values()) if r.sim.user_id == user_id]
+        for run in runs:
+            await self._cancel(run)
+        return len(runs)
+
     async def close(self) -> None:
         """Stop every run (on shutdown); each is marked stopped."""
         for run in list(self._runs.values()):

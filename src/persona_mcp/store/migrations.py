@@ -508,3 +508,26 @@ def m008_tiers(conn: sqlite3.Connection) -> None:
         )
         """,
     )
+
+
+@migration
+def m010_visual(conn: sqlite3.Connection) -> None:
+    """The current visual context of each (user, persona): what the user shows or the
+    scene, until the next update or its expiry; and the Character Card fields a persona
+    imported from a card keeps (scenario, first message, examples, tags, the lorebook...)."""
+    _script(
+        conn,
+        """
+        ALTER TABLE personas ADD COLUMN card TEXT;  -- JSON: the card's `data`, or NULL
+        CREATE TABLE visual_context (
+            user_id TEXT NOT NULL,
+            persona_id TEXT NOT NULL REFERENCES personas(id) ON DELETE CASCADE,
+            description TEXT NOT NULL,
+            tags TEXT NOT NULL DEFAULT '[]',   -- JSON [tag, ...]
+            updated_at REAL NOT NULL,
+            expires_at REAL,                   -- NULL: until the next update
+            memory_id TEXT,                    -- the episodic memory it was kept as
+            PRIMARY KEY (user_id, persona_id)
+        )
+        """,
+    )

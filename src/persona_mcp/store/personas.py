@@ -24,6 +24,7 @@ class PersonaRow:
     rest_priority: str
     created_at: float
     updated_at: float
+    card: dict[str, Any] | None = None  # the Character Card `data` it was imported from
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ def _persona(row: sqlite3.Row) -> PersonaRow:
         rest_priority=str(defaults.get("current_priority", "normal")),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        card=json.loads(row["card"]) if row["card"] else None,
     )
 
 
@@ -83,8 +85,8 @@ def load_states(conn: sqlite3.Connection) -> list[StateRow]:
 def insert_persona(conn: sqlite3.Connection, p: PersonaRow) -> None:
     conn.execute(
         """INSERT INTO personas (id, user_id, name, description, personality_traits, backstory,
-               topic_preferences, model, builtin, defaults, created_at, updated_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               topic_preferences, model, builtin, defaults, created_at, updated_at, card)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (
             p.id,
             p.user_id,
@@ -104,6 +106,7 @@ def insert_persona(conn: sqlite3.Connection, p: PersonaRow) -> None:
             ),
             p.created_at,
             p.updated_at,
+            json.dumps(p.card, ensure_ascii=False) if p.card is not None else None,
         ),
     )
 

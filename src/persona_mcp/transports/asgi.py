@@ -1,6 +1,6 @@
 """The ASGI application: /health, /metrics, and /mcp for both WebSocket JSON-RPC (an
 upgrade) and MCP over Streamable HTTP (POST, GET, DELETE), behind the edge (callers and
-limits, see transports/edge.py)."""
+limits, see transports/edge.py); the web console at / (see transports/console.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from persona_mcp import __version__
 from persona_mcp.app import App
 from persona_mcp.config import Settings
 from persona_mcp.metrics import CONTENT_TYPE
+from persona_mcp.transports.console import console_routes
 from persona_mcp.transports.edge import Edge, principal_of
 from persona_mcp.transports.mcp import McpDoor, McpExtension, http_manager
 from persona_mcp.transports.security import DoorGuard
@@ -71,6 +72,7 @@ def create_asgi(
             Route("/metrics", metrics, methods=["GET"]),
             WebSocketRoute("/mcp", WebSocketDoor(settings)),
             Route("/mcp", StreamableHTTPASGIApp(manager)),
+            *console_routes(),
         ],
         # Outermost first: a foreign Host or Origin is refused before anything else.
         middleware=[Middleware(DoorGuard, settings=settings), Middleware(Edge, app=persona_app)],

@@ -31,6 +31,9 @@ SUBPROTOCOL = "persona_mcp.subprotocol"
 APP_SUBPROTOCOL = "persona-mcp"
 BEARER_SUBPROTOCOL = "bearer."
 OPEN_PATHS = frozenset({"/health"})
+# The console's page and assets hold no data, and must load before a token is asked for.
+OPEN_PREFIXES = ("/console/",)
+OPEN_PAGES = frozenset({"/"})
 
 
 def principal_of(scope: Scope, app: App) -> Principal:
@@ -41,6 +44,12 @@ def principal_of(scope: Scope, app: App) -> Principal:
     if app.settings.auth_mode == "off":
         return LOCAL
     raise Unauthenticated("No authenticated caller")
+
+
+def _open(kind: str, path: str) -> bool:
+    if path in OPEN_PATHS:
+        return True
+    return kind == "http" and (path in OPEN_PAGES or path.startswith(OPEN_PREFIXES))
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -59,7 +68,7 @@ class Edge:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind not in ("http", "websocket") or scope["path"] in OPEN_PATHS:
+        if kind not in ("http", "websocket") or _open(kind, scope["path"]):
             await self.asgi(scope, receive, send)
             return
         secret = _bearer(scope)

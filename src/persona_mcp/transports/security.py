@@ -28,6 +28,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 def _split_netloc(netloc: str) -> str | None:
     """The host of `host[:port]` or `[v6][:port]`, or None when the form is malformed."""
+    parsed = _parse_netloc(netloc)
+    return parsed[0] if parsed else None
+
+
+def _parse_netloc(netloc: str) -> tuple[str, int | None] | None:
+    """`(host, port or None)` of `host[:port]` or `[v6][:port]`; None when malformed."""
     if not netloc or any(c in netloc for c in "/\\?#@ \t"):
         return None
     if netloc.startswith("["):
@@ -44,7 +50,9 @@ def _split_netloc(netloc: str) -> str | None:
         rest = sep + rest
     if rest and not (rest.startswith(":") and rest[1:].isdigit() and int(rest[1:]) < 65536):
         return None
-    return host or None
+    if not host:
+        return None
+    return host, int(rest[1:]) if rest else None
 
 
 def _same_name(a: str, b: str) -> bool:
@@ -60,18 +68,35 @@ def host_allowed(host: str | None, settings: Settings) -> bool:
     return name is not None and is_loopback_name(name)
 
 
-def origin_allowed(origin: str | None, settings: Settings) -> bool:
+def origin_allowed(origin: str | None, settings: Settings, host: str | None = None) -> bool:
+    """`host`, the request's Host header: under a non-loopback bind a page of the
+    server's own origin (the console, loaded from this Host) may call its doors."""
     if origin is None:
         return True
     parts = urlsplit(origin.strip().lower())
     if parts.scheme not in {"http", "https"} or parts.path or parts.query or parts.fragment:
         return False
-    name = _split_netloc(parts.netloc)
-    if name is None:
+    parsed = _parse_netloc(parts.netloc)
+    if parsed is None:
         return False
+    name = parsed[0]
     if is_loopback_name(name):
         return True
-    return not settings.is_loopback and _same_name(name, settings.server_host)
+    if settings.is_loopback:
+        return False
+    return _same_name(name, settings.server_host) or _same_origin(parts.scheme, parsed, host)
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _same_origin(scheme: str, origin: tuple[str, int | None], host: str | None) -> bool:
+    """Whether the Origin names the very host and port the request was addressed to."""
+    target = _parse_netloc(host.strip().lower()) if host else None
+    if target is None:
+        return False
+    default = DEFAULT_PORTS[scheme]
+    return _same_name(origin[0], target[0]) and (origin[1] or default) == (target[1] or default)
 
 
 def refusal(scope: Scope, settings: Settings) -> int | None:
@@ -80,7 +105,7 @@ def refusal(scope: Scope, settings: Settings) -> int | None:
     hosts = [v for k, v in scope.get("headers", []) if k == b"host"]
     if len(hosts) > 1 or not host_allowed(_header(scope, b"host"), settings):
         return 421  # two Host headers are ambiguous: refused, whichever a proxy reads
-    if not origin_allowed(_header(scope, b"origin"), settings):
+    if not origin_allowed(_header(scope, b"origin"), settings, _header(scope, b"host")):
         return 403
     return None
 

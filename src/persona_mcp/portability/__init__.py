@@ -1,0 +1,1 @@
+"""Moving state in and out: the state file, Character Cards, visual context."""
