@@ -4,14 +4,18 @@ every write shows at once, and time still moves what recovers with time."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mcp import Client
 
 from persona_mcp.app import App
+from persona_mcp.auth.principal import LOCAL
 from persona_mcp.client import PersonaClient
 from persona_mcp.clock import ManualClock
+from persona_mcp.operations.registry import CallContext
 from tests.conftest import make_settings, serve
 
 
@@ -78,3 +82,30 @@ async def test_both_doors_list_the_same_personas(tmp_path: Path) -> None:
     assert by_name(result.structured_content) == by_name(over_ws)
     assert by_name(over_ws)["Aria"]["backstory"] == "Ünïcode ✓"
     assert again.structured_content == result.structured_content
+
+
+async def test_immediate_operations_answer_without_ever_waiting(
+    app_factory: Callable[..., Any],
+) -> None:
+    app = await app_factory()
+    session = await app.sessions.open("local", "websocket")
+    ctx = CallContext(app=app, session=session, principal=LOCAL)
+    immediate = [op for op in app.registry if op.immediate]
+    assert [op.name for op in immediate] == ["persona.list"]
+    for op in immediate:
+        step = op.handler(ctx, op.params())
+        try:
+            step.send(None)  # the WebSocket door runs these inline: one step must finish
+        except StopIteration:
+            continue
+        step.close()
+        raise AssertionError(f"{op.name} is immediate but waited on something")
+
+
+async def test_a_list_sent_after_a_switch_sees_the_switch(client: PersonaClient) -> None:
+    kira = by_name(await client.call("persona.list"))["Kira"]
+    switched, listed = await asyncio.gather(
+        client.call("persona.switch", {"persona_id": "Kira"}), client.call("persona.list")
+    )
+    assert switched["active_persona"]["id"] == kira["id"]
+    assert listed["active_persona_id"] == kira["id"]

@@ -36,7 +36,7 @@ class PersonaListResult(Result):
     active_persona_id: str | None = Field(description="This session's active persona")
 
 
-@ops("persona.list", read_only=True, title="List personas")
+@ops("persona.list", read_only=True, title="List personas", immediate=True)
 async def persona_list(ctx: CallContext, params: PersonaListParams) -> PersonaListResult:
     """List the caller's personas with their interaction state and mood, and which one is
     active in this session."""

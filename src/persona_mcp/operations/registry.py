@@ -127,6 +127,9 @@ class Operation:
     barrier: bool = False
     cancellable: bool = False
     admin: bool = False  # a server-wide job or setting: needs admin scope
+    # Answers from memory and never awaits anything: a door may run it inline, in the
+    # order it arrives, instead of giving it a task of its own (the WebSocket door does).
+    immediate: bool = False
 
 
 @dataclass
@@ -149,6 +152,7 @@ class OperationSet:
         barrier: bool = False,
         cancellable: bool = False,
         admin: bool = False,
+        immediate: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             hints = typing.get_type_hints(handler)
@@ -173,6 +177,7 @@ class OperationSet:
                     barrier=barrier,
                     cancellable=cancellable or read_only,
                     admin=admin,
+                    immediate=immediate,
                 )
             )
             return handler
