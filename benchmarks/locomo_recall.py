@@ -9,6 +9,13 @@ question is then searched with `memory.search` (`limit: 20`), and Recall@k is
     python benchmarks/locomo_recall.py                       # starts its own server
     python benchmarks/locomo_recall.py --url ws://127.0.0.1:8000/mcp
     python benchmarks/locomo_recall.py --data other-split.json --json
+    LOCOMO_DATA=/path/to/locomo python benchmarks/locomo_recall.py
+
+The data (`locomo-dev.json`, not in the repository: see its README beside it) is found
+at `--data PATH`, else at $LOCOMO_DATA, else in `shared/benchmarks/locomo/` beside the
+checkout (`../shared/...` from the repository root); a folder holding `locomo-dev.json`
+does for a file. The last line is the verdict: pooled R@10 against
+`--baseline` (the figure before issue 10's search changes), which must not drop.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import statistics
 import sys
@@ -28,10 +36,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import percentile, start_server, stop_server
 from persona_mcp.client import PersonaClient
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/benchmarks/locomo/locomo-dev.json"
+REPO = Path(__file__).resolve().parents[1]
+DATA_FILE = "locomo-dev.json"
+PLACES = (  # where the data is looked for when neither --data nor LOCOMO_DATA says
+    REPO.parent / "shared/benchmarks/locomo",
+    REPO / "shared/benchmarks/locomo",
+)
+# Pooled R@10 on the development split before issue 10's search work (main at a75e9b5,
+# 760 questions; R@5 0.705, R@20 0.847).
+BASELINE_R10 = 0.783
 EVIDENCE = re.compile(r"D:?(\d+):(\d+)")
 KS = (5, 10, 20)
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
+
+
+def find_data(given: Path | None) -> Path:
+    """The LoCoMo file: `given`, else $LOCOMO_DATA, else the usual places (a folder
+    stands for the `locomo-dev.json` in it); exits with what to pass when none has it."""
+    env = os.environ.get("LOCOMO_DATA")
+    tried = [given] if given else [Path(env)] if env else list(PLACES)
+    for place in tried:
+        path = place / DATA_FILE if place.is_dir() else place
+        if path.is_file():
+            return path
+    shown = "\n  ".join(str(p) for p in tried)
+    raise SystemExit(
+        f"LoCoMo data not found; looked at:\n  {shown}\n"
+        f"Pass --data PATH (the {DATA_FILE} file or its folder) or set LOCOMO_DATA=PATH. "
+        "It is the development split of snap-research/LoCoMo (see the README beside it)."
+    )
 
 
 def session_time(text: str) -> str:
@@ -166,11 +199,21 @@ def report(figures: dict[str, Any]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="an already running server (default: start one)")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help=f"{DATA_FILE} or its folder (default: $LOCOMO_DATA, then ../shared)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=float,
+        default=BASELINE_R10,
+        help=f"pooled R@10 that must not drop (default {BASELINE_R10}, before issue 10)",
+    )
     parser.add_argument("--conversations", type=int, help="only the first N conversations")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
-    data = json.loads(args.data.read_text())
+    data = json.loads(find_data(args.data).read_text())
     server = None if args.url else start_server(env={"EMBEDDING_PROVIDER": "minilm"})
     try:
         url = args.url or server.url  # type: ignore[union-attr]
@@ -179,6 +222,10 @@ def main() -> int:
         if server is not None:
             stop_server(server)
     report(figures)
+    r10 = figures["pooled"]["r@10"]
+    verdict = "PASS" if r10 >= args.baseline else "MISS"
+    print(f"{'target':34} {'goal':>10} {'measured':>12}  result")
+    print(f"{'LoCoMo dev R@10, pooled':34} {'>= ' + str(args.baseline):>10} {r10:>12}  {verdict}")
     if args.json:
         print(json.dumps(figures))
     return 0

@@ -22,13 +22,15 @@ Measurements:
    WebSocket handshake accepted (goal < 2 s), the first request answered, /health;
 2. round-trip latency of `persona.list`, one client, requests strictly one after another;
 3. throughput and p50/p99 with many clients (`--clients 50,500`, one connection each)
-   sending back to back for a fixed time (or a fixed count), for `persona.list`, and for
-   an unknown method (the -32601 error path: the protocol-overhead ceiling). Back to
+   sending back to back for a fixed time (or a fixed count), for `persona.list`, for
+   an unknown method (the -32601 error path: the protocol-overhead ceiling) and for
+   `persona.list` with a param it does not take (-32602, the validation path). Back to
    back, a client's latency is mostly its wait behind the others (about clients / rate).
    The load generator runs in a separate process (`--load-procs N`, 0 = inside this
    process) with the `websockets` asyncio client on uvloop when it is installed. The
    server's and the generator's CPU use are reported, and the server's CPU time per
-   request, which depends least on other load on the machine;
+   request, which depends least on other load on the machine (goal < 50 us for the
+   cheap call and both error paths, issue 10);
 4. event fan-out: `--subscribers` connections (in client processes) subscribe to
    `memory.changed`; one more connection stores `--stores` memories, one `memory.store`
    at a time (`--store-in-flight K`: K at a time). Reported: events delivered in total
@@ -75,7 +77,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import free_port, percentile
+from common import cpu_seconds, free_port, percentile
 
 try:
     import orjson
@@ -94,6 +96,9 @@ T = TypeVar("T")
 LIST = "persona.list"
 UNKNOWN = "bench.no_such_method"
 METHOD_NOT_FOUND = -32601
+# A method name, a space, then its params as JSON (see `request`): the validation path.
+BAD_PARAMS = 'persona.list {"bench_no_such_param":1}'
+INVALID_PARAMS = -32602
 
 STARTUP_TIMEOUT = 20.0  # seconds to wait for the server to come up
 OPEN_TIMEOUT = 10.0  # per WebSocket handshake
@@ -102,6 +107,7 @@ CLOSE_TIMEOUT = 2.0
 TARGET_STARTUP_S = 2.0
 TARGET_P50_MS = 1.0
 TARGET_RPS = 5000.0
+TARGET_CPU_US = 50.0  # server CPU per cheap call, the error paths included (issue 10)
 
 
 # -- small helpers -------------------------------------------------------------------
@@ -184,16 +190,6 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time a process has used so far, from /proc/PID/stat."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def cpu_share(pid: int | None, start_at: float, stop_at: float) -> float | None:
     """The fraction of one core `pid` used between two time.monotonic() instants."""
     if not pid:
@@ -231,7 +227,9 @@ def fd_count(pid: int) -> int | None:
 
 
 def request(method: str, id_: int) -> str:
-    return f'{{"jsonrpc":"2.0","id":{id_},"method":"{method}","params":{{}}}}'
+    """A request; `method` may carry its params after a space ("name {...}")."""
+    name, _, params = method.partition(" ")
+    return f'{{"jsonrpc":"2.0","id":{id_},"method":"{name}","params":{params or "{}"}}}'
 
 
 def check_reply(reply: bytes | str, id_: int, expect_error: int | None) -> None:
@@ -1424,6 +1422,8 @@ def build_rows(fig: dict[str, Any]) -> Iterator[tuple[str, str, str, bool | None
     runs = [(tp, LIST, tp["clients"] == fig.get("rps_clients")) for tp in fig.get("throughput", [])]
     if fig.get("throughput_error_path"):
         runs.append((fig["throughput_error_path"], "unknown method (-32601)", False))
+    if fig.get("throughput_invalid_params"):
+        runs.append((fig["throughput_invalid_params"], "invalid params (-32602)", False))
     for tp, label, target in runs:
         head = f"{label} x{tp['clients']} clients, back to back"
         ok = tp["rps"] >= TARGET_RPS if target else None
@@ -1438,8 +1438,15 @@ def build_rows(fig: dict[str, Any]) -> Iterator[tuple[str, str, str, bool | None
         if cpu:
             yield ("  CPU (% of one core)", ", ".join(cpu), "", None)
         if tp.get("server_cpu_us_per_request") is not None:
-            per = f"{tp['server_cpu_us_per_request']:.0f} us"
-            yield ("  server CPU per request", per, "", None)
+            us = tp["server_cpu_us_per_request"]
+            cheap = label != LIST or tp["clients"] == fig.get("rps_clients")
+            goal = f"< {TARGET_CPU_US:.0f} us" if cheap else ""
+            yield (
+                "  server CPU per request",
+                f"{us:.0f} us",
+                goal,
+                us < TARGET_CPU_US if cheap else None,
+            )
     idle = fig.get("idle")
     if idle:
         n = idle["connections"]
@@ -1710,6 +1717,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 ("throughput", LIST, None, n) for n in args.clients
             ]
             runs.append(("throughput_error_path", UNKNOWN, METHOD_NOT_FOUND, args.clients[0]))
+            runs.append(("throughput_invalid_params", BAD_PARAMS, INVALID_PARAMS, args.clients[0]))
             fig["throughput"] = []
             fig["rps_clients"] = args.clients[0]
             for key, method, code, clients in runs:

@@ -63,3 +63,33 @@ def test_invalid_settings_are_reported_plainly(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "server_port" in done.stderr.lower()
+
+
+def test_bench_help_lists_every_benchmark(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(EXE), "bench", "--help"],
+        env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0
+    for name in ("ws", "mcp", "search", "lifecycle", "locomo"):
+        assert f"    {name} " in done.stdout, name
+
+
+def test_bench_passes_its_arguments_to_the_script_it_finds(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(EXE), "bench", "mcp", "--help"],
+        env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0
+    assert "mcp_roundtrip.py" in done.stdout
+    assert "--transports" in done.stdout
+
+
+def test_bench_says_what_to_do_when_the_scripts_are_not_there(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(EXE), "bench", "--scripts", str(tmp_path / "nowhere"), "lifecycle", "--quick"],
+        env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "benchmarks/lifecycle.py is not available" in done.stderr
+    assert "--scripts DIR" in done.stderr

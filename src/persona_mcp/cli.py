@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from persona_mcp import __version__
 from persona_mcp.auth.cli import add_token_commands, run_token_command
+from persona_mcp.bench import add_bench_command, run_bench
 from persona_mcp.client.interactive import add_client_command, run_client_command
 from persona_mcp.config import LLMProviderName, Settings, load_settings
 from persona_mcp.errors import PersonaMCPError
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_token_commands(commands, _common)
     add_state_commands(commands, _common)
     add_client_command(commands)
+    add_bench_command(commands)
     return parser
 
 
@@ -265,7 +267,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # One BLAS thread: numpy's pool would fight torch's for the cores and triple the tail
     # latency of the query-vector products (measured on 2 cores).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "bench":  # a script that starts its own servers, given the rest
+        return run_bench(args, extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "client":  # a client of a server: no settings, no data directory
         return run_client_command(args)
     try:

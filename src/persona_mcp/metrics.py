@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from persona_mcp.embeddings.base import Embedder, Vectors
@@ -31,6 +37,7 @@ from persona_mcp.store import metrics as store_metrics
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BOUNDS = (*(repr(b) for b in FAST), "+Inf")  # the `le` labels, as prometheus_client writes them
 SLOW = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -55,17 +62,51 @@ class _Snapshot(Collector):
         return [memories, users, runs]
 
 
+class _Requests(Collector):
+    """Operation calls by method and outcome, and their latency by method. Recorded on
+    every call, so kept as plain numbers (no locks, no label lookups: prometheus_client's
+    thread-safe counter and histogram cost more than the cheapest call's own work) and
+    turned into a counter and a histogram when /metrics is scraped. Only the event loop
+    records them."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+        # method -> a count per bucket of FAST (and one past it), then the sum
+        self.latency: dict[str, list[float]] = {}
+
+    def record(self, method: str, outcome: str, seconds: float) -> None:
+        key = (method, outcome)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        hist = self.latency.get(method)
+        if hist is None:
+            hist = self.latency[method] = [0.0] * (len(FAST) + 2)
+        hist[bisect_left(FAST, seconds)] += 1  # the first bucket whose bound >= seconds
+        hist[-1] += seconds
+
+    def collect(self) -> Iterable[Metric]:
+        calls = CounterMetricFamily(
+            "persona_mcp_requests", "Operation calls", labels=["method", "outcome"]
+        )
+        for (method, outcome), count in sorted(self.counts.items()):
+            calls.add_metric([method, outcome], count)
+        latency = HistogramMetricFamily(
+            "persona_mcp_request_duration_seconds", "Operation latency", labels=["method"]
+        )
+        for method, hist in sorted(self.latency.items()):
+            buckets, running = [], 0.0
+            for bound, seen in zip(BOUNDS, hist[:-1], strict=True):
+                running += seen
+                buckets.append((bound, running))
+            latency.add_metric([method], buckets, sum_value=hist[-1])
+        return [calls, latency]
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "persona_mcp_requests", "Operation calls", ["method", "outcome"], registry=r
-        )
-        self.latency = Histogram(
-            "persona_mcp_request_duration_seconds", "Operation latency", ["method"],
-            buckets=FAST, registry=r,
-        )  # fmt: skip
+        self.requests = _Requests()
+        r.register(self.requests)
         self.connections = Gauge(
             "persona_mcp_open_connections", "Open connections", ["transport"], registry=r
         )
@@ -88,17 +129,9 @@ class Metrics:
         )  # fmt: skip
         self.snapshot = _Snapshot()
         r.register(self.snapshot)
-        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def request(self, method: str, outcome: str, seconds: float) -> None:
-        # Label children are cached: `labels()` costs more than the increment itself.
-        key = (method, outcome)
-        children = self._children.get(key)
-        if children is None:
-            children = (self.requests.labels(method, outcome), self.latency.labels(method))
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self.requests.record(method, outcome, seconds)
 
     def track_connections(self, transport: str, count: Callable[[], float]) -> None:
         self.connections.labels(transport).set_function(count)

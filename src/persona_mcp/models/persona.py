@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Priority = Literal["low", "normal", "high"]
 
 
 class InteractionState(BaseModel):
     """How ready a persona is to talk to this user right now (recovers with time)."""
+
+    model_config = ConfigDict(frozen=True)
 
     social_energy: float = Field(ge=0, le=100, description="0 (drained) to 100 (eager)")
     available_time: float = Field(ge=0, description="Minutes the persona can still give")
@@ -21,6 +23,10 @@ class InteractionState(BaseModel):
 
 
 class Persona(BaseModel):
+    # Frozen: the persona service hands the same model to every reader while it is
+    # unchanged (see PersonaService.to_model).
+    model_config = ConfigDict(frozen=True)
+
     id: str
     name: str
     description: str

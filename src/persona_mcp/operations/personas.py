@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from persona_mcp.clock import to_datetime
 from persona_mcp.errors import InvalidParams
@@ -29,11 +29,14 @@ class PersonaListParams(Params):
 
 
 class PersonaListResult(Result):
+    # Frozen, of frozen personas: while nothing changed, the registry reuses its JSON.
+    model_config = ConfigDict(frozen=True)
+
     personas: list[Persona]
     active_persona_id: str | None = Field(description="This session's active persona")
 
 
-@ops("persona.list", read_only=True, title="List personas")
+@ops("persona.list", read_only=True, title="List personas", immediate=True)
 async def persona_list(ctx: CallContext, params: PersonaListParams) -> PersonaListResult:
     """List the caller's personas with their interaction state and mood, and which one is
     active in this session."""

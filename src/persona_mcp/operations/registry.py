@@ -2,8 +2,14 @@
 
 An operation is declared once, by decorating its handler: the name, the description,
 the annotations; the params and result models come from the handler's type hints.
-Doors look operations up here and call `Registry.call`, which validates the params,
-runs the handler and returns the result as JSON-ready data.
+Doors look operations up here and call `Registry.call_json`, which validates the
+params, runs the handler and returns the result as JSON text, ready to write into a
+reply (`Registry.call`: the same as JSON-ready data).
+
+A frozen result that holds the same values as the operation's previous result (equal
+scalars, the very same frozen models) is not encoded again: its JSON is reused. That
+keeps the cheapest read (`persona.list`, whose persona models the persona service keeps
+while they do not change) cheap.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from persona_mcp.auth.principal import Principal
@@ -78,6 +85,14 @@ class CallContext:
     request_id: Any = None
     progress: Progress = no_progress
 
+    def for_request(self, request_id: Any) -> CallContext:
+        """This context for one request of its connection (a shallow copy, cheaper than
+        `dataclasses.replace`, which re-runs `__init__` through the field list)."""
+        copy = object.__new__(CallContext)
+        copy.__dict__.update(self.__dict__)
+        copy.request_id = request_id
+        return copy
+
     @property
     def rate_key(self) -> str:
         """Whose bucket a request spends: the token's, else the connection's."""
@@ -112,6 +127,9 @@ class Operation:
     barrier: bool = False
     cancellable: bool = False
     admin: bool = False  # a server-wide job or setting: needs admin scope
+    # Answers from memory and never awaits anything: a door may run it inline, in the
+    # order it arrives, instead of giving it a task of its own (the WebSocket door does).
+    immediate: bool = False
 
 
 @dataclass
@@ -134,6 +152,7 @@ class OperationSet:
         barrier: bool = False,
         cancellable: bool = False,
         admin: bool = False,
+        immediate: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             hints = typing.get_type_hints(handler)
@@ -158,6 +177,7 @@ class OperationSet:
                     barrier=barrier,
                     cancellable=cancellable or read_only,
                     admin=admin,
+                    immediate=immediate,
                 )
             )
             return handler
@@ -200,6 +220,7 @@ class Registry:
     def __init__(self, sets: Iterable[OperationSet]) -> None:
         self._ops: dict[str, Operation] = {}
         self._aliases: dict[str, Operation] = {}
+        self._last: dict[str, tuple[Result, bytes]] = {}  # by operation: see `_encode`
         for op_set in sets:
             for op in op_set.operations:
                 for name in (op.name, *op.aliases):
@@ -222,14 +243,20 @@ class Registry:
         return parse_params(op.params, params)
 
     async def call(self, op: Operation, params: Any, ctx: CallContext) -> dict[str, Any]:
-        """Admit (rate, scope), validate, run; every call is counted, timed and logged."""
+        """`call_json`, with the result as JSON-ready data (a fresh copy every time)."""
+        data: dict[str, Any] = orjson.loads(await self.call_json(op, params, ctx))
+        return data
+
+    async def call_json(self, op: Operation, params: Any, ctx: CallContext) -> bytes:
+        """Admit (rate, scope), validate, run; every call is counted, timed and logged.
+        The result comes back encoded as JSON by its own model's serializer."""
         started = time.perf_counter()
         outcome = "ok"
         try:
             _admit(op, ctx)
             parsed = self.parse(op, params)
             result = await op.handler(ctx, parsed)
-            dumped: dict[str, Any] = result.model_dump(mode="json")
+            encoded = self._encode(op, result)
         except PersonaMCPError as exc:
             outcome = OUTCOMES.get(exc.code, "error")
             raise
@@ -245,7 +272,38 @@ class Registry:
                     op.name, ctx.principal.user_id, ctx.session.transport, outcome,
                     seconds * 1000,
                 )  # fmt: skip
-        return dumped
+        return encoded
+
+    def _encode(self, op: Operation, result: Result) -> bytes:
+        last = self._last.get(op.name)
+        if last is not None and _same(last[0], result):
+            return last[1]
+        encoded = result.__pydantic_serializer__.to_json(result)
+        if result.model_config.get("frozen"):
+            self._last[op.name] = (result, encoded)
+        return encoded
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _same(old: Any, new: Any) -> bool:
+    """Whether `new` encodes exactly as `old` did, judged without encoding it: equal
+    immutable scalars, the same frozen model, or lists, tuples and frozen models made
+    of those. Anything else (a dict, a mutable model) counts as changed."""
+    if isinstance(new, _SCALARS):
+        return type(old) is type(new) and old == new
+    if isinstance(new, BaseModel):
+        if old is new:
+            return bool(new.model_config.get("frozen"))
+        return (
+            type(old) is type(new)
+            and bool(new.model_config.get("frozen"))
+            and all(map(_same, old.__dict__.values(), new.__dict__.values()))
+        )
+    if isinstance(new, list | tuple):
+        return type(old) is type(new) and len(old) == len(new) and all(map(_same, old, new))
+    return False
 
 
 def _admit(op: Operation, ctx: CallContext) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from persona_mcp.clock import Clock, to_datetime
@@ -46,6 +46,27 @@ class SocialView(Protocol):
         """The emotional mood's label, or None while it is at rest."""
         ...
 
+    def mood_stamp(self, persona_id: str, user_id: str) -> object:
+        """The stored mood as one immutable value, replaced whenever the mood changes:
+        what a cache of anything the mood goes into compares, by identity."""
+        ...
+
+
+# Far enough ahead that every recovery has run its course (see personas/state.py).
+_SETTLED_AT = 1e12
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """A persona's model as a user last saw it, with what it was made from: valid while
+    the row, state and mood are these same objects (a write replaces them)."""
+
+    row: PersonaRow
+    state: StateRow | None
+    mood: object
+    since: float
+    model: Persona
+
 
 class PersonaService:
     def __init__(
@@ -64,6 +85,7 @@ class PersonaService:
         self._states: dict[tuple[str, str], StateRow] = {}
         self._seeded: set[str] = set()
         self._active: dict[str, str | None] = {}
+        self._shown: dict[tuple[str, str], _Shown] = {}
 
     async def load(self) -> None:
         def read(
@@ -205,10 +227,14 @@ class PersonaService:
             return 0.5, 0.0
         return self.social.continue_terms(persona.id, user_id)
 
-    def mood(self, persona: PersonaRow, user_id: str) -> str:
-        """One word: tiredness first, then the emotional mood when it is not at rest."""
+    def mood(
+        self, persona: PersonaRow, user_id: str, current: rules.StateValues | None = None
+    ) -> str:
+        """One word: tiredness first, then the emotional mood when it is not at rest.
+        `current`: the state now, when the caller has it already."""
         stored = self._states.get((persona.id, user_id))
-        current = self.state(persona, user_id)
+        if current is None:
+            current = self.state(persona, user_id)
         # A stored mood reflects the last exchange's tone; rest may have lifted tiredness.
         base = rules.mood(current)
         if base not in {"exhausted", "tired"} and self.social is not None:
@@ -224,8 +250,25 @@ class PersonaService:
         return base
 
     def to_model(self, persona: PersonaRow, user_id: str) -> Persona:
+        """The persona as this user sees it now. Once a persona has settled (recovered,
+        its emotional mood calm) it no longer changes with time, so its model is kept
+        and reused until a write replaces its row, state or mood: `persona.list` stays
+        the cheapest call, and a read after any write sees that write."""
+        key = (persona.id, user_id)
+        stored = self._states.get(key)
+        mood = self.social.mood_stamp(persona.id, user_id) if self.social is not None else None
+        now = self._clock.now()
+        shown = self._shown.get(key)
+        if (
+            shown is not None
+            and shown.row is persona
+            and shown.state is stored
+            and shown.mood is mood
+            and now >= shown.since  # a clock set back may find it unsettled again
+        ):
+            return shown.model
         s = self.state(persona, user_id)
-        return Persona(
+        model = Persona(
             id=persona.id,
             name=persona.name,
             description=persona.description,
@@ -243,9 +286,16 @@ class PersonaService:
                 current_priority=s.current_priority,
                 last_interaction=to_datetime(s.last_interaction),
             ),
-            mood=self.mood(persona, user_id),
+            mood=self.mood(persona, user_id, s),
             card=card_view(persona.card),
         )
+        # Settled: recovery has nothing left to do, and the emotional mood is calm (it
+        # only decays toward rest, so it stays calm).
+        if rules.recovered(s, _SETTLED_AT) == s and (
+            self.social is None or self.social.mood_word(persona.id, user_id) is None
+        ):
+            self._shown[key] = _Shown(persona, stored, mood, now, model)
+        return model
 
     # -- changing ------------------------------------------------------------------
 
@@ -328,6 +378,7 @@ class PersonaService:
         row = self.resolve(user_id, ref)
         await self._db.write(lambda conn: repo.delete_persona(conn, row.id))
         self._by_id.pop(row.id, None)
+        self._shown = {k: v for k, v in self._shown.items() if k[0] != row.id}
         for key in [k for k in self._states if k[0] == row.id]:
             del self._states[key]
         for uid, pid in list(self._active.items()):

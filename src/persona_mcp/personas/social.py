@@ -139,6 +139,9 @@ class SocialService:
         current = self.mood(user_id, persona_id)
         return None if current.intensity < mood_rules.CALM_BELOW else current.label
 
+    def mood_stamp(self, persona_id: str, user_id: str) -> object:
+        return self._moods.get((user_id, persona_id))  # MoodValues are replaced, not changed
+
     # -- changing ------------------------------------------------------------------------
 
     def plan(

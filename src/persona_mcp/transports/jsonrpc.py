@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -64,13 +63,23 @@ def _encode(reply: Response) -> bytes:
         return orjson.dumps(error(reply.get("id"), INTERNAL_ERROR, "Internal error"))
 
 
+def _result(id_: Any, result: bytes) -> bytes:
+    """A success reply around a result already encoded as JSON."""
+    try:
+        encoded_id = orjson.dumps(id_)
+    except (orjson.JSONEncodeError, TypeError):  # an id orjson cannot write (a huge int)
+        return _encode(error(None, INTERNAL_ERROR, "Internal error"))
+    return b'{"jsonrpc":"2.0","id":' + encoded_id + b',"result":' + result + b"}"
+
+
 def parse(raw: str | bytes) -> tuple[Any, bytes | None]:
     """The message, or None and the error reply when it is not JSON (or nests too deep)."""
     try:
         message = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return None, orjson.dumps(error(None, PARSE_ERROR, f"Parse error: {exc.msg}"))
-    if deeper_than(message, MAX_JSON_DEPTH):
+    # Every level of nesting takes at least one byte: a short message cannot be too deep.
+    if len(raw) > MAX_JSON_DEPTH and deeper_than(message, MAX_JSON_DEPTH):
         reason = f"Parse error: nested deeper than {MAX_JSON_DEPTH} levels"
         return None, orjson.dumps(error(None, PARSE_ERROR, reason))
     return message, None
@@ -92,8 +101,7 @@ class JsonRpcDispatcher:
         """Answer a parsed message (single or batch); None when no reply is due."""
         if isinstance(message, list):
             return await self._batch(message, ctx)
-        reply = await self._one(message, ctx)
-        return _encode(reply) if reply is not None else None
+        return await self._one(message, ctx)
 
     async def _batch(self, batch: list[Any], ctx: CallContext) -> bytes | None:
         if not batch:
@@ -128,18 +136,20 @@ class JsonRpcDispatcher:
                 continue
             reply = await self._one(message, ctx)
             if reply is not None:
-                encoded = _encode(reply)
-                size += len(encoded)
-                parts.append(encoded)
+                size += len(reply)
+                parts.append(reply)
         return b"[" + b",".join(parts) + b"]" if parts else None
 
-    async def _one(self, message: Any, ctx: CallContext) -> Response | None:
+    async def _one(self, message: Any, ctx: CallContext) -> bytes | None:
+        """One request's encoded reply; None for a notification."""
         if not isinstance(message, dict):
-            return error(None, INVALID_REQUEST, "Invalid Request: expected an object")
+            return _encode(error(None, INVALID_REQUEST, "Invalid Request: expected an object"))
         is_notification = "id" not in message
         id_ = message.get("id")
         if not _valid_id(id_):
-            return error(None, INVALID_REQUEST, "Invalid Request: id must be a string or number")
+            return _encode(
+                error(None, INVALID_REQUEST, "Invalid Request: id must be a string or number")
+            )
         problem = None
         method = message.get("method")
         if message.get("jsonrpc") != "2.0":
@@ -149,7 +159,7 @@ class JsonRpcDispatcher:
         elif "params" in message and not isinstance(message["params"], (dict, list)):
             problem = 'Invalid Request: "params" must be an object or an array'
         if problem:
-            return None if is_notification else error(id_, INVALID_REQUEST, problem)
+            return None if is_notification else _encode(error(id_, INVALID_REQUEST, problem))
         assert isinstance(method, str)
 
         registry = ctx.app.registry
@@ -157,19 +167,18 @@ class JsonRpcDispatcher:
         if op is None:
             if is_notification:
                 return None
-            return error(id_, METHOD_NOT_FOUND, f"Method not found: {method}")
-        ctx = replace(ctx, request_id=id_)
+            return _encode(error(id_, METHOD_NOT_FOUND, f"Method not found: {method}"))
         try:
-            result = await registry.call(op, message.get("params"), ctx)
+            result = await registry.call_json(op, message.get("params"), ctx.for_request(id_))
         except PersonaMCPError as exc:
             if is_notification:
                 return None
-            return error(id_, exc.code, exc.message, exc.data)
+            return _encode(error(id_, exc.code, exc.message, exc.data))
         except Exception:
             log.exception("%s failed", method)
             if is_notification:
                 return None
-            return error(id_, INTERNAL_ERROR, "Internal error")
+            return _encode(error(id_, INTERNAL_ERROR, "Internal error"))
         if is_notification:
             return None
-        return {"jsonrpc": "2.0", "id": id_, "result": result}
+        return _result(id_, result)

@@ -38,6 +38,7 @@ from persona_mcp.operations.registry import CallContext, Operation, Progress
 from persona_mcp.sessions import Session
 from persona_mcp.transports import mcp_live
 from persona_mcp.transports.edge import principal_of
+from persona_mcp.transports.schemas import input_schema, output_schema
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,8 @@ def tool_of(op: Operation) -> types.Tool:
         name=op.name,
         title=op.title,
         description=op.description,
-        input_schema=op.params.model_json_schema(),
-        output_schema=op.result.model_json_schema(),
+        input_schema=input_schema(op.params),
+        output_schema=output_schema(op.result),
         annotations=types.ToolAnnotations(
             title=op.title,
             read_only_hint=op.read_only,
@@ -275,7 +276,7 @@ class McpDoor:
             if level in mcp_live.LEVELS:  # 2026-07-28: this call opted in to log records
                 self.logs.set_level(ctx.session, ctx.session, level)
             try:
-                data = await self.app.registry.call(op, params.arguments or {}, call)
+                encoded = await self.app.registry.call_json(op, params.arguments or {}, call)
             finally:
                 if level in mcp_live.LEVELS:
                     await self.logs.finish(ctx.session, ctx.session)
@@ -285,9 +286,11 @@ class McpDoor:
         except Exception:
             log.exception("tool %s failed", op.name)
             return _error_result(f"{op.name} failed with an internal error")
+        # The JSON text as the registry encoded it, and structuredContent parsed from it:
+        # one encoding, and a fresh dict the SDK may keep.
         return types.CallToolResult(
-            content=[types.TextContent(text=orjson.dumps(data).decode())],
-            structured_content=data,
+            content=[types.TextContent(text=encoded.decode())],
+            structured_content=orjson.loads(encoded),
         )
 
     @staticmethod

@@ -5,7 +5,9 @@ concurrently, at most MAX_CONCURRENT_REQUESTS at a time, each answered by its id
 as it is done; a batch runs as one unit and is answered as one array. What must not
 interleave for one session stays ordered (see `Operation.ordered` and `barrier`): chat
 and conversation start/end run one at a time in arrival order, and a `persona.switch`
-holds back every request that arrives after it until it is done.
+holds back every request that arrives after it until it is done. A request that cannot
+wait on anything (an `immediate` operation such as `persona.list`, or a method that does
+not exist) is answered inline as it arrives, without a task of its own.
 
 The door also answers three methods of its own, which only make sense per connection:
 `notifications/cancelled {requestId, reason?}` stops a request in flight (it is answered
@@ -130,11 +132,27 @@ class Connection:
             if isinstance(message, dict) and message.get("method") in DOOR_METHODS:
                 await self._door_method(message)
                 continue
-            await self._slots.acquire()  # backpressure: stop reading while the slots are full
-            self._spawn(message)
+            if self._immediate(message):
+                # Answered here and now: it cannot wait on anything, so a task of its own
+                # would only cost more than the answer.
+                reply = await self._dispatcher.answer(message, self.ctx)
+                if reply is not None:
+                    await self.send_safely(reply)
+            else:
+                await self._slots.acquire()  # backpressure: stop reading while slots are full
+                self._spawn(message)
             await self.app.sessions.touch(self.session)
 
     # -- requests ---------------------------------------------------------------------
+
+    def _immediate(self, message: Any) -> bool:
+        """A single request that needs no task: an `immediate` operation or a method no
+        operation has (its error), with no `persona.switch` still holding requests back."""
+        if not isinstance(message, dict) or (self._barrier and not self._barrier.done()):
+            return False
+        method = message.get("method")
+        op = self.app.registry.get(method) if isinstance(method, str) else None
+        return op is None or op.immediate
 
     def _ops(self, message: Any) -> list[Operation]:
         items = message if isinstance(message, list) else [message]
