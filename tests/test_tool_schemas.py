@@ -89,10 +89,22 @@ CALLS: list[tuple[str, Args]] = [
                                           "name": "Tess Again"}),
     ("state.save", fixed({"path": "schemas-test.jsonl.gz"})),
     ("state.load", lambda seen: {"path": seen["state.save"]["path"], "mode": "merge"}),
+    ("memory.ingest", fixed({"content": "Yesterday I hiked with my mother Helen at Pine "
+                             "Ridge. I am a patient person. I plan to call Helen on Friday."})),
+    ("graph.entity", fixed({"name": "Helen"})),
+    ("graph.neighbors", lambda seen: {"node_id": seen["memory.ingest"]["memories"][0]["id"]}),
+    ("rag.query", fixed({"query": "Where did I hike with Helen?"})),
+    ("ask", fixed({"query": "Who is Helen?", "output_schema": {"type": "object"}})),
     ("system.status", fixed({})),
     ("system.models", fixed({})),
     ("persona.delete", fixed({"persona_id": "Tess"})),
+    ("user.delete", fixed({"confirm": True})),
+    ("user.create", fixed({})),
 ]  # fmt: skip
+# Tools this server cannot answer and why; their schemas are checked where they can be.
+UNANSWERABLE = {
+    "ask": "needs a language model (tests/test_graph.py asks the fake OpenAI server)",
+}
 
 
 FORMATS = jsonschema.FormatChecker()
@@ -131,6 +143,9 @@ async def test_every_tool_returns_what_its_output_schema_says(server: RunningSer
         tools = {t.name: t for t in (await client.list_tools()).tools}
         for name, args in CALLS:
             result = await client.call_tool(name, args(seen))
+            if name in UNANSWERABLE:
+                assert result.is_error is True, name
+                continue
             assert result.is_error is False, (name, result.content)
             data = result.structured_content
             assert data is not None, name

@@ -632,6 +632,7 @@ def m009_graph(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
 def m010_visual(conn: sqlite3.Connection) -> None:
     """The current visual context of each (user, persona): what the user shows or the
     scene, until the next update or its expiry; and the Character Card fields a persona
