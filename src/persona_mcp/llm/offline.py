@@ -25,6 +25,7 @@ from persona_mcp.llm.base import (
     ResponderContext,
     StructuredResult,
 )
+from persona_mcp.memory import formation
 
 OFFLINE_MODEL = "offline"
 OFFLINE_NOTICE = "(Offline: no language model is connected, so this reply comes from my notes.)"
@@ -137,17 +138,26 @@ def _stems(text: str) -> set[str]:
     return out
 
 
-def _facts(ctx: ResponderContext) -> list[str]:
+def _facts(ctx: ResponderContext) -> tuple[list[str], dict[str, str]]:
     """What the user stated: recalled memories first (best first), then the statements
-    of this conversation's recent turns, newest first. Never their questions."""
+    of this conversation's recent turns, newest first. Never their questions. Also which
+    stated fact corrects which earlier one (recalled corrections, and those made within
+    the conversation: "Tomas lives in Oslo." ... "Actually, Tomas moved to Bergen.")."""
     facts = list(ctx.memories)
+    found_by = dict(ctx.found_by)
+    spoken: list[str] = []
     for message in reversed(ctx.history):
         if message.role != "user":
             continue
-        for sentence in nlp.sentences(message.content):
+        for sentence in reversed(nlp.sentences(message.content)):
             if nlp.kind_of(sentence) == "statement" and sentence not in facts:
                 facts.append(sentence)
-    return facts
+                spoken.append(sentence)
+    for i, newer in enumerate(spoken):  # newest first
+        for older in spoken[i + 1 :]:
+            if newer not in found_by and formation.contradicts(newer, older):
+                found_by[newer] = older
+    return facts, found_by
 
 
 # Questions that ask how the persona is, not for a fact: "how are you?", "how's it going?"
@@ -200,7 +210,7 @@ def compose(ctx: ResponderContext) -> str:
             line = _pick(voice["wellbeing"], seed + question)
             parts.append(line.format(mood=ctx.mood or "well"))
             continue
-        fact = answer_from(question, _facts(ctx), ctx.found_by)
+        fact = answer_from(question, *_facts(ctx))
         if fact is not None:
             parts.append(_pick(voice["memory"], seed + question).format(memory=_clip(fact)))
         else:
