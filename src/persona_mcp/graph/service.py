@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 HOP_DECAY = 0.5
 # Tuned on LoCoMo's development split (benchmarks/graph.py): neighbouring episodes help
 # a little, so `next` counts, but less than an edge that says the two are about one thing.
-EDGE_WEIGHTS = {"supersedes": 1.0, "part_of": 0.9, "mentions": 0.8, "relates_to": 0.7, "next": 0.3}
+EDGE_WEIGHTS = {"supersedes": 1.0, "part_of": 0.9, "mentions": 0.8, "relates_to": 0.7, "next": 0.15}
 EXPAND_SEEDS = 10  # hits whose edges are followed
 MAX_ENTITY_FANOUT = 25
 PER_ENTITY = 4  # memories reached through one entity
