@@ -172,7 +172,8 @@ def describe(entity: EntityRow) -> str:
     if entity.relation:
         facts.append(f"the user's {entity.relation}")
     also = f"; also: {', '.join(entity.aliases)}" if entity.aliases else ""
-    return f"- {entity.name} ({', '.join(facts)}{also}); mentioned in {entity.mentions} memories"
+    count = f"{entity.mentions} memor{'y' if entity.mentions == 1 else 'ies'}"
+    return f"- {entity.name} ({', '.join(facts)}{also}); mentioned in {count}"
 
 
 def offline_answer(context: Context) -> str:
