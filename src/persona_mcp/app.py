@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 from typing import Any
 
 from persona_mcp.auth import LOCAL_USER, TokenService
@@ -32,6 +31,7 @@ from persona_mcp.portability.cards import CardService
 from persona_mcp.portability.state import StateService
 from persona_mcp.sessions import SessionService
 from persona_mcp.simulation.chatroom import ChatroomService
+from persona_mcp.store import personas as persona_store
 from persona_mcp.store.db import Database
 from persona_mcp.users import UserService
 
@@ -163,21 +163,7 @@ class App:
     # -- figures for system.status --------------------------------------------------
 
     async def counts(self, user_id: str) -> dict[str, int]:
-        def read(conn: sqlite3.Connection) -> dict[str, int]:
-            def one(sql: str) -> int:
-                return int(conn.execute(sql, (user_id,)).fetchone()[0])
-
-            return {
-                "personas": one("SELECT count(*) FROM personas WHERE user_id = ?"),
-                "conversations": one("SELECT count(*) FROM conversations WHERE user_id = ?"),
-                "memories": one("SELECT count(*) FROM memories WHERE user_id = ?"),
-                "messages": one(
-                    """SELECT count(*) FROM messages JOIN conversations c
-                       ON c.id = messages.conversation_id WHERE c.user_id = ?"""
-                ),
-            }
-
-        return await self.db.read(read)
+        return await self.db.read(lambda conn: persona_store.counts_for_user(conn, user_id))
 
     async def memory_count(self, user_id: str, persona_id: str) -> int:
         return await self.memory.count(user_id, persona_id)

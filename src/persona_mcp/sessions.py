@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from persona_mcp.clock import Clock
 from persona_mcp.errors import NotFound
 from persona_mcp.personas.service import PersonaService
+from persona_mcp.store import sessions as repo
 from persona_mcp.store.db import Database
 from persona_mcp.store.personas import PersonaRow
 
@@ -46,10 +47,8 @@ class SessionService:
             last_touched=now,
         )
         await self._db.write(
-            lambda conn: conn.execute(
-                """INSERT INTO sessions (id, user_id, transport, active_persona_id, created_at,
-                       last_active_at) VALUES (?, ?, ?, ?, ?, ?)""",
-                (session.id, user_id, transport, session.active_persona_id, now, now),
+            lambda conn: repo.insert(
+                conn, session.id, user_id, transport, session.active_persona_id, now
             )
         )
         self.open_sessions[session.id] = session
@@ -71,12 +70,7 @@ class SessionService:
         if not session.persisted:
             return
         now = self._clock.now()
-        await self._db.write(
-            lambda conn: conn.execute(
-                "UPDATE sessions SET closed_at = ?, last_active_at = ? WHERE id = ?",
-                (now, now, session.id),
-            )
-        )
+        await self._db.write(lambda conn: repo.close(conn, session.id, now))
 
     async def touch(self, session: Session) -> None:
         """Record activity, rate-limited so that cheap requests stay cheap."""
@@ -84,12 +78,7 @@ class SessionService:
         if not session.persisted or now - session.last_touched < TOUCH_EVERY_SECONDS:
             return
         session.last_touched = now
-        await self._db.write(
-            lambda conn: conn.execute(
-                "UPDATE sessions SET last_active_at = ? WHERE id = ? AND closed_at IS NULL",
-                (now, session.id),
-            )
-        )
+        await self._db.write(lambda conn: repo.touch(conn, session.id, now))
 
     def active_persona(self, session: Session) -> PersonaRow:
         if session.active_persona_id:
@@ -109,10 +98,7 @@ class SessionService:
 
         def write(conn: sqlite3.Connection) -> None:
             if session.persisted:
-                conn.execute(
-                    "UPDATE sessions SET active_persona_id = ? WHERE id = ?",
-                    (persona.id, session.id),
-                )
+                repo.set_active(conn, session.id, persona.id)
             self._personas.write_active(conn, session.user_id, persona.id)
 
         await self._db.write(write)
@@ -128,11 +114,4 @@ class SessionService:
             if session.last_touched < cutoff:
                 self.open_sessions.pop(session.id, None)
 
-        def write(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
-                "UPDATE sessions SET closed_at = ? WHERE closed_at IS NULL AND last_active_at < ?",
-                (now, cutoff),
-            )
-            return cur.rowcount
-
-        return await self._db.write(write)
+        return await self._db.write(lambda conn: repo.close_idle(conn, cutoff, now))

@@ -91,7 +91,7 @@ class PersonaService:
         def read(
             conn: sqlite3.Connection,
         ) -> tuple[list[PersonaRow], list[StateRow], list[sqlite3.Row]]:
-            users = conn.execute("SELECT * FROM user_state").fetchall()
+            users = repo.user_states(conn)
             return repo.load_personas(conn), repo.load_states(conn), users
 
         personas, states, users = await self._db.read(read)
@@ -132,10 +132,7 @@ class PersonaService:
             if existing and existing["seeded_at"] is not None:
                 return []  # another task seeded first
             for row in rows:
-                if not conn.execute(
-                    "SELECT 1 FROM personas WHERE user_id = ? AND lower(name) = lower(?)",
-                    (user_id, row.name),
-                ).fetchone():
+                if not repo.name_taken(conn, user_id, row.name):
                     repo.insert_persona(conn, row)
             repo.set_user_state(conn, user_id, now, seeded=True)
             return rows

@@ -191,3 +191,36 @@ def count_for_user(conn: sqlite3.Connection, user_id: str) -> int:
     return int(
         conn.execute("SELECT count(*) FROM personas WHERE user_id = ?", (user_id,)).fetchone()[0]
     )
+
+
+def user_states(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    """Every user's state row (seeded_at, active_persona_id)."""
+    return conn.execute("SELECT * FROM user_state").fetchall()
+
+
+def name_taken(conn: sqlite3.Connection, user_id: str, name: str) -> bool:
+    """Whether the user has a persona of this name (names compare without case)."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM personas WHERE user_id = ? AND lower(name) = lower(?)",
+            (user_id, name),
+        ).fetchone()
+        is not None
+    )
+
+
+def counts_for_user(conn: sqlite3.Connection, user_id: str) -> dict[str, int]:
+    """How many personas, conversations, memories and messages a user holds."""
+
+    def one(sql: str) -> int:
+        return int(conn.execute(sql, (user_id,)).fetchone()[0])
+
+    return {
+        "personas": one("SELECT count(*) FROM personas WHERE user_id = ?"),
+        "conversations": one("SELECT count(*) FROM conversations WHERE user_id = ?"),
+        "memories": one("SELECT count(*) FROM memories WHERE user_id = ?"),
+        "messages": one(
+            """SELECT count(*) FROM messages JOIN conversations c
+               ON c.id = messages.conversation_id WHERE c.user_id = ?"""
+        ),
+    }
