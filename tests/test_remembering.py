@@ -127,6 +127,14 @@ async def test_asked_about_a_relative_the_persona_answers_with_the_correction(
     assert "Oslo" not in reply["response"]
 
 
+async def test_where_the_user_lives_is_answered_by_where_they_moved(
+    mclient: PersonaClient,
+) -> None:
+    await chat(mclient, "Last month I moved to York for a new job.")
+    reply = await chat(mclient, "Where do I live now?")
+    assert "York" in reply["response"]
+
+
 async def test_a_stored_correction_names_what_it_superseded(mclient: PersonaClient) -> None:
     first = await mclient.call("memory.store", {"content": "I work at Google."})
     second = await mclient.call("memory.store", {"content": "I now work at Meta."})

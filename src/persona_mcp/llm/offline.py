@@ -123,6 +123,7 @@ _IRREGULAR = {
     "lost": "lose", "won": "win", "began": "begin", "fell": "fall", "felt": "feel",
     "called": "name", "named": "name", "job": "work", "occupation": "work",
     "profession": "work", "employer": "work", "home": "live", "reside": "live",
+    "moved": "live", "move": "live", "moving": "live", "relocated": "live",
 }  # fmt: skip
 
 
