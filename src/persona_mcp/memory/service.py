@@ -304,10 +304,12 @@ class MemoryService:
         """Store memories in one transaction, as given (a bulk import: no duplicate or
         contradiction checks); returns them as committed. `also` writes more in the same
         transaction, given the memories as they will be committed."""
-        rows_too: AlsoWrite | None = None
-        if also is not None:
-            rows_too = lambda conn, stored: also(conn, [s.memory for s in stored])  # noqa: E731
-        stored = await self.remember(user_id, persona, items, check=False, also=rows_too)
+
+        def as_rows(conn: sqlite3.Connection, stored: list[Stored]) -> None:
+            if also is not None:
+                also(conn, [s.memory for s in stored])
+
+        stored = await self.remember(user_id, persona, items, check=False, also=as_rows)
         return [s.memory for s in stored]
 
     async def remember(
