@@ -159,7 +159,7 @@ async def test_a_saved_state_loads_into_an_empty_data_directory_and_answers_as_b
         moved = ("access_count", "last_accessed_at")
         out = []
         for item in without_time(items):
-            if item.get("section") == "memories":
+            if item.get("section") == "memory_scores":
                 item = {**item, "row": {k: v for k, v in item["row"].items() if k not in moved}}
             out.append(item)
         return out
@@ -207,8 +207,8 @@ async def test_vectors_of_another_model_are_embedded_again_with_progress(
             saved = await client.call("state.save", {"path": "mine.jsonl.gz"})
         items = lines(exports(settings) / saved["path"])
         for item in items:
-            if item.get("section") == "memories":
-                item["row"]["embedding_model"] = "some-other-model"
+            if item.get("section") == "memory_vectors":
+                item["row"]["model"] = "some-other-model"
                 item["row"]["embedding"] = "AACAPwAAAAA="  # a 2-d vector of that model
         items[0]["embedding_model"] = "some-other-model"
         write_lines(exports(settings) / "other.jsonl.gz", items)
@@ -233,7 +233,7 @@ async def test_vectors_of_another_model_are_embedded_again_with_progress(
             assert found["semantic"] is True
             assert found["results"][0]["memory"]["content"] == "The user's dog is called Biscuit."
     conn = sqlite3.connect(settings.db_path)
-    models = {r[0] for r in conn.execute("SELECT embedding_model FROM memories")}
+    models = {r[0] for r in conn.execute("SELECT model FROM memory_vectors")}
     conn.close()
     assert models == {minilm.model}
 
@@ -249,14 +249,15 @@ async def test_a_bad_file_is_refused_whole_naming_the_line_and_nothing_is_writte
         before = await client.call("persona.list")
 
         bad = [dict(i) for i in good]
-        index = next(i for i, item in enumerate(bad) if item.get("section") == "memories")
-        bad[index] = {"section": "memories", "row": {**bad[index]["row"], "importance": "high"}}
+        index = next(i for i, item in enumerate(bad) if item.get("section") == "memory_scores")
+        scores = {**bad[index]["row"], "importance": "high"}
+        bad[index] = {"section": "memory_scores", "row": scores}
         write_lines(exports(settings) / "bad.jsonl.gz", bad)
         with pytest.raises(RpcError) as caught:
             await client.call("state.load", {"path": "bad.jsonl.gz", "mode": "replace"})
         assert caught.value.code == -32602
         fields = [e["field"] for e in caught.value.data["errors"]]
-        assert fields == [f"line {index + 1} (memories).importance"]
+        assert fields == [f"line {index + 1} (memory_scores).importance"]
 
         write_lines(exports(settings) / "cut.jsonl.gz", good[:-2])  # no end line
         with pytest.raises(RpcError) as cut:
