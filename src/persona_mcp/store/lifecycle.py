@@ -1,8 +1,10 @@
 """Decay, pruning, archive and restore in SQL. Plain functions over a connection.
 
-Decay is one UPDATE per pass. Pruning moves memories to `memory_archive` and deletes
-them in the same transaction, a bounded batch at a time, so a pass cut short leaves
-every memory either in place or archived (and restorable).
+Decay is one UPDATE per pass over the narrow `memory_scores` rows. Pruning moves
+memories to `memory_archive` and deletes them in the same transaction, a bounded batch
+at a time, so a pass cut short leaves every memory either in place or archived (and
+restorable). The archive copies a memory's row and scores; its vector stays in
+`memory_vectors` under the same id, so neither prune nor restore moves it.
 """
 
 from __future__ import annotations
@@ -13,31 +15,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from persona_mcp.store import graph, memories
+
 STEP_HOURS = 24.0  # the `step` mode drops importance once per full day
 PROTECT_IMPORTANCE = 0.8
 PROTECT_ACCESS = 8
 MIN_KEEP = 10
 
-_ARCHIVED = (
-    "persona_id, user_id, content, memory_type, importance, base_importance, "
-    "emotional_valence, access_count, last_accessed_at, created_at, occurred_at, source, "
-    "metadata, importance_breakdown, context, embedding, embedding_model, decayed_at, "
-    "pinned, superseded_by"
+# The columns an archived memory keeps: its row's, then its scores'.
+_ROW = (
+    "persona_id, user_id, content, memory_type, base_importance, emotional_valence, "
+    "created_at, occurred_at, source, metadata, importance_breakdown, context, superseded_by"
 )
+_SCORES = "importance, access_count, last_accessed_at, decayed_at, pinned"
 
 
 # -- decay ----------------------------------------------------------------------------
 
 
-def _decay_expression(mode: str) -> str:
-    """New importance from :rate (per hour), h (hours) and the row's access count."""
+def _decay_expression(mode: str, h: str) -> str:
+    """New importance from :rate (per hour), `h` (hours) and the row's access count."""
     return {
-        "linear": "importance - :rate * h",
-        "exponential": "importance * exp(-:rate * h)",
-        "logarithmic": "importance - :rate * ln(1 + h)",
-        "step": f"importance - :rate * {STEP_HOURS} * floor(h / {STEP_HOURS})",
+        "linear": f"importance - :rate * {h}",
+        "exponential": f"importance * exp(-:rate * {h})",
+        "logarithmic": f"importance - :rate * ln(1 + {h})",
+        "step": f"importance - :rate * {STEP_HOURS} * floor({h} / {STEP_HOURS})",
         # Each access slows ageing: 8 accesses make a memory age 5 times slower.
-        "access_based": "importance * exp(-:rate * h / (1 + 0.5 * access_count))",
+        "access_based": f"importance * exp(-:rate * {h} / (1 + 0.5 * access_count))",
     }[mode]
 
 
@@ -54,12 +58,12 @@ def decay(
 ) -> int:
     """Apply decay; `hours` forces that much elapsed time, else each memory's own time since
     it was last decayed. Importance never falls below `floor`. Returns rows changed."""
-    elapsed = (
-        ":hours" if hours is not None else ("(:now - coalesce(decayed_at, created_at)) / 3600.0")
-    )
+    h = ":hours" if hours is not None else "((:now - coalesce(decayed_at, created_at)) / 3600.0)"
     # `step` only moves decayed_at by whole steps, so partial days keep accumulating.
     if mode == "step" and hours is None:
-        stamp = f"coalesce(decayed_at, created_at) + floor(h / {STEP_HOURS}) * {STEP_HOURS * 3600}"
+        stamp = (
+            f"coalesce(decayed_at, created_at) + floor({h} / {STEP_HOURS}) * {STEP_HOURS * 3600}"
+        )
     else:
         stamp = ":now"
     scope = ""
@@ -67,13 +71,11 @@ def decay(
         scope += " AND user_id = :user_id"
     if persona_id is not None:
         scope += " AND persona_id = :persona_id"
-    expr = _decay_expression(mode)
-    # Unqualified columns are the updated row's; `aged.h` is its elapsed time in hours.
+    expr = _decay_expression(mode, h)
+    # Every expression reads the row as it was before this UPDATE.
     sql = f"""
-        UPDATE memories SET importance = max(:floor, {expr}), decayed_at = {stamp}
-        FROM (SELECT rid AS r, {elapsed} AS h FROM memories
-              WHERE importance > :floor AND pinned = 0 {scope}) AS aged
-        WHERE memories.rid = aged.r AND {expr} < importance
+        UPDATE memory_scores SET importance = max(:floor, {expr}), decayed_at = {stamp}
+        WHERE importance > :floor AND pinned = 0 {scope} AND {expr} < importance
     """
     cur = conn.execute(
         sql,
@@ -154,7 +156,7 @@ def select(
     total, protected = conn.execute(
         f"""SELECT count(*), coalesce(sum(importance >= {PROTECT_IMPORTANCE}
                                           OR access_count >= {PROTECT_ACCESS} OR pinned), 0)
-            FROM memories WHERE user_id = ? AND persona_id = ?""",
+            FROM memory_scores WHERE user_id = ? AND persona_id = ?""",
         (user_id, persona_id),
     ).fetchone()
     keep = max(MIN_KEEP, target_count if target_count is not None else 0)
@@ -169,16 +171,21 @@ def select(
         wanted = min(wanted, limit)
     if wanted == 0:
         return Selection(total, protected, [])
+    # Scored on the persona's range of narrow rows (ties: the oldest first); only the
+    # chosen ones read their memory row.
     rows = conn.execute(
-        f"""SELECT * FROM (
-                SELECT rid, id, content, importance, access_count, created_at,
-                       {_score_expression(strategy)} AS score
-                FROM memories
-                WHERE user_id = :user AND persona_id = :persona
-                  AND importance < {PROTECT_IMPORTANCE} AND access_count < {PROTECT_ACCESS}
-                  AND pinned = 0
-            ) WHERE 1 {threshold}
-            ORDER BY score, rid LIMIT :wanted""",
+        f"""SELECT m.rid, c.id, m.content, c.importance, c.access_count, c.created_at, c.score
+            FROM (SELECT * FROM (
+                    SELECT memory_id AS id, importance, access_count, created_at,
+                           {_score_expression(strategy)} AS score
+                    FROM memory_scores
+                    WHERE user_id = :user AND persona_id = :persona
+                      AND importance < {PROTECT_IMPORTANCE}
+                      AND access_count < {PROTECT_ACCESS} AND pinned = 0
+                ) WHERE 1 {threshold}
+                ORDER BY score, created_at, id LIMIT :wanted) AS c
+            JOIN memories m ON m.id = c.id
+            ORDER BY c.score, c.created_at, c.id""",
         {"user": user_id, "persona": persona_id, "now": now, "below": prune_below,
          "wanted": wanted},
     ).fetchall()  # fmt: skip
@@ -195,9 +202,9 @@ def still_prunable(conn: sqlite3.Connection, rids: Sequence[int]) -> set[int]:
     return {
         r[0]
         for r in conn.execute(
-            f"""SELECT rid FROM memories WHERE rid IN ({marks})
-                AND importance < {PROTECT_IMPORTANCE} AND access_count < {PROTECT_ACCESS}
-                AND pinned = 0""",
+            f"""SELECT m.rid FROM {memories.ROWS}
+                WHERE m.rid IN ({marks}) AND s.importance < {PROTECT_IMPORTANCE}
+                AND s.access_count < {PROTECT_ACCESS} AND s.pinned = 0""",
             list(rids),
         )
     }
@@ -220,16 +227,19 @@ def archive_batch(
     reasons: Sequence[str],
     now: float,
 ) -> None:
-    """Move one batch into the archive: copy, then delete, in the caller's transaction.
-    Two set-based statements, whatever the batch size."""
+    """Move one batch into the archive: copy the rows and scores, archive their graph
+    edges, then delete (the scores go with their rows; the vectors stay), in the caller's
+    transaction. Set-based statements, whatever the batch size."""
     rows = json.dumps([[c.rid, c.score, reason] for c, reason in zip(batch, reasons, strict=True)])
     conn.execute(
         f"""INSERT INTO memory_archive (id, prune_run_id, archived_at, prune_score, reason,
-                {_ARCHIVED})
-            SELECT m.id, ?, ?, j.value ->> 1, j.value ->> 2, {_prefixed("m.")}
-            FROM json_each(?) AS j JOIN memories m ON m.rid = j.value ->> 0""",
+                {_ROW}, {_SCORES})
+            SELECT m.id, ?, ?, j.value ->> 1, j.value ->> 2, {_prefixed("m.", _ROW)},
+                {_prefixed("s.", _SCORES)}
+            FROM {memories.ROWS} JOIN json_each(?) AS j ON m.rid = j.value ->> 0""",
         (run_id, now, rows),
     )
+    graph.archive_edges(conn, [c.id for c in batch])
     conn.execute(
         "DELETE FROM memories WHERE rid IN (SELECT value ->> 0 FROM json_each(?))", (rows,)
     )
@@ -238,8 +248,8 @@ def archive_batch(
     )
 
 
-def _prefixed(alias: str) -> str:
-    return ", ".join(alias + column.strip() for column in _ARCHIVED.split(","))
+def _prefixed(alias: str, columns: str) -> str:
+    return ", ".join(alias + column.strip() for column in columns.split(","))
 
 
 def finish_run(conn: sqlite3.Connection, run_id: str, now: float, seconds: float) -> None:
@@ -275,23 +285,36 @@ def archived_ids(
 
 
 def restore(conn: sqlite3.Connection, ids: Sequence[str]) -> list[tuple[int, str, str]]:
-    """Move archived memories back (new rowids, same ids); returns (rid, id, persona id)."""
-    restored = []
-    for memory_id in ids:
-        run_id, persona_id = conn.execute(
-            "SELECT prune_run_id, persona_id FROM memory_archive WHERE id = ?", (memory_id,)
-        ).fetchone()
-        cur = conn.execute(
-            f"""INSERT INTO memories (id, {_ARCHIVED})
-                SELECT id, {_ARCHIVED} FROM memory_archive WHERE id = ?""",
-            (memory_id,),
-        )
-        conn.execute("DELETE FROM memory_archive WHERE id = ?", (memory_id,))
-        conn.execute(
-            "UPDATE prune_runs SET restored_count = restored_count + 1 WHERE id = ?", (run_id,)
-        )
-        restored.append((int(cur.lastrowid or 0), memory_id, str(persona_id)))
-    return restored
+    """Move archived memories back (same ids, new rowids in the order they were created)
+    with their scores; their vectors never left. Returns (rid, id, persona id) by rid."""
+    if not ids:
+        return []
+    keys = json.dumps(list(ids))
+    chosen = "SELECT value FROM json_each(:ids)"
+    conn.execute(
+        f"""INSERT INTO memories (id, {_ROW}) SELECT id, {_ROW} FROM memory_archive
+            WHERE id IN ({chosen}) ORDER BY created_at, id""",
+        {"ids": keys},
+    )
+    conn.execute(
+        f"""INSERT INTO memory_scores (memory_id, user_id, persona_id, created_at, {_SCORES})
+            SELECT id, user_id, persona_id, created_at, {_SCORES} FROM memory_archive
+            WHERE id IN ({chosen})""",
+        {"ids": keys},
+    )
+    conn.execute(
+        f"""UPDATE prune_runs SET restored_count = restored_count + back.n
+            FROM (SELECT prune_run_id AS run, count(*) AS n FROM memory_archive
+                  WHERE id IN ({chosen}) GROUP BY prune_run_id) AS back
+            WHERE prune_runs.id = back.run""",
+        {"ids": keys},
+    )
+    conn.execute(f"DELETE FROM memory_archive WHERE id IN ({chosen})", {"ids": keys})
+    rows = conn.execute(
+        f"SELECT rid, id, persona_id FROM memories WHERE id IN ({chosen}) ORDER BY rid",
+        {"ids": keys},
+    ).fetchall()
+    return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
 
 def prune_totals(conn: sqlite3.Connection, user_id: str) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """Memory rows, their full-text index and embeddings. Plain functions over a connection.
 
-The full-text index follows the table through triggers, so a memory, its FTS entry and
-its embedding always change in the same transaction.
+A memory is three rows (see the m011_memory_split migration): the wide one in
+`memories` (text, type, times, metadata), its narrow row of scores in `memory_scores`
+(importance, accesses, decay stamp, pin: what decay and pruning read and rewrite), and
+its vector in `memory_vectors` once embedded. They are written in one transaction; the
+full-text index follows `memories` through triggers.
 """
 
 from __future__ import annotations
@@ -17,10 +20,24 @@ import numpy as np
 from persona_mcp.embeddings.base import Vectors
 
 COLUMNS = (
-    "rid, id, persona_id, user_id, content, memory_type, importance, base_importance, "
-    "emotional_valence, access_count, last_accessed_at, created_at, occurred_at, source, "
-    "metadata, importance_breakdown, context, pinned, superseded_by"
+    "m.rid, m.id, m.persona_id, m.user_id, m.content, m.memory_type, s.importance, "
+    "m.base_importance, m.emotional_valence, s.access_count, s.last_accessed_at, m.created_at, "
+    "m.occurred_at, m.source, m.metadata, m.importance_breakdown, m.context, s.pinned, "
+    "m.superseded_by"
 )
+# A memory with its scores; COLUMNS are read from here.
+ROWS = (
+    "memories m JOIN memory_scores s "
+    "ON s.user_id = m.user_id AND s.persona_id = m.persona_id AND s.memory_id = m.id"
+)
+
+
+def _scores_of(where: str) -> str:
+    """The condition on `memory_scores` for the memories that `where` picks, by the key."""
+    return (
+        "(user_id, persona_id, memory_id) IN "
+        f"(SELECT user_id, persona_id, id FROM memories WHERE {where})"
+    )
 
 
 @dataclass(frozen=True)
@@ -105,17 +122,16 @@ def insert(conn: sqlite3.Connection, memories: Iterable[NewMemory]) -> list[int]
     rids = []
     for m in memories:
         cur = conn.execute(
-            """INSERT INTO memories (id, persona_id, user_id, content, memory_type, importance,
+            """INSERT INTO memories (id, persona_id, user_id, content, memory_type,
                    base_importance, emotional_valence, created_at, occurred_at, source, metadata,
-                   importance_breakdown, context, embedding, embedding_model)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                   importance_breakdown, context)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             (
                 m.id,
                 m.persona_id,
                 m.user_id,
                 m.content,
                 m.memory_type,
-                m.importance,
                 m.importance,
                 m.emotional_valence,
                 m.created_at,
@@ -124,12 +140,26 @@ def insert(conn: sqlite3.Connection, memories: Iterable[NewMemory]) -> list[int]
                 json.dumps(m.metadata, ensure_ascii=False),
                 json.dumps(m.importance_breakdown) if m.importance_breakdown else None,
                 m.context,
-                m.embedding,
-                m.embedding_model,
             ),
         )
+        conn.execute(
+            """INSERT INTO memory_scores (memory_id, user_id, persona_id, created_at, importance)
+               VALUES (?, ?, ?, ?, ?)""",
+            (m.id, m.user_id, m.persona_id, m.created_at, m.importance),
+        )
+        if m.embedding is not None and m.embedding_model is not None:
+            _put_vector(conn, m.id, m.embedding, m.embedding_model)
         rids.append(int(cur.lastrowid or 0))
     return rids
+
+
+def _put_vector(conn: sqlite3.Connection, memory_id: str, embedding: bytes, model: str) -> None:
+    conn.execute(
+        """INSERT INTO memory_vectors (memory_id, model, embedding) VALUES (?, ?, ?)
+           ON CONFLICT (memory_id) DO UPDATE SET model = excluded.model,
+               embedding = excluded.embedding""",
+        (memory_id, model, embedding),
+    )
 
 
 def by_ids(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[MemoryRow]:
@@ -137,7 +167,7 @@ def by_ids(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[M
         return []
     marks = ",".join("?" * len(ids))
     rows = conn.execute(
-        f"SELECT {COLUMNS} FROM memories WHERE user_id = ? AND id IN ({marks})",
+        f"SELECT {COLUMNS} FROM {ROWS} WHERE m.user_id = ? AND m.id IN ({marks})",
         (user_id, *ids),
     ).fetchall()
     return [_row(r) for r in rows]
@@ -150,7 +180,7 @@ def by_rids(conn: sqlite3.Connection, rids: Sequence[int]) -> dict[int, MemoryRo
     for start in range(0, len(rids), 500):
         chunk = rids[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        for r in conn.execute(f"SELECT {COLUMNS} FROM memories WHERE rid IN ({marks})", chunk):
+        for r in conn.execute(f"SELECT {COLUMNS} FROM {ROWS} WHERE m.rid IN ({marks})", chunk):
             out[r["rid"]] = _row(r)
     return out
 
@@ -175,8 +205,8 @@ def delete(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[M
 def record_access(conn: sqlite3.Connection, rids: Sequence[int], now: float) -> None:
     if rids:
         conn.execute(
-            f"""UPDATE memories SET access_count = access_count + 1, last_accessed_at = ?
-                WHERE rid IN ({",".join("?" * len(rids))})""",
+            f"""UPDATE memory_scores SET access_count = access_count + 1, last_accessed_at = ?
+                WHERE {_scores_of(f"rid IN ({','.join('?' * len(rids))})")}""",
             (now, *rids),
         )
 
@@ -187,9 +217,9 @@ def reinforce(
     """A duplicate was stated again: one more access, and importance raised a little
     (at least to the new statement's, never into the protected range by itself)."""
     conn.execute(
-        """UPDATE memories SET access_count = access_count + 1, last_accessed_at = ?,
+        f"""UPDATE memory_scores SET access_count = access_count + 1, last_accessed_at = ?,
                importance = max(importance, min(?, max(importance, ?) + 0.05))
-           WHERE rid = ?""",
+           WHERE {_scores_of("rid = ?")}""",
         (now, cap, importance, rid),
     )
 
@@ -202,7 +232,7 @@ def supersede(conn: sqlite3.Connection, old_ids: Sequence[str], new_id: str) -> 
 
 def set_pinned(conn: sqlite3.Connection, user_id: str, memory_id: str, pinned: bool) -> bool:
     cur = conn.execute(
-        "UPDATE memories SET pinned = ? WHERE user_id = ? AND id = ?",
+        f"UPDATE memory_scores SET pinned = ? WHERE {_scores_of('user_id = ? AND id = ?')}",
         (int(pinned), user_id, memory_id),
     )
     return cur.rowcount > 0
@@ -248,14 +278,25 @@ def update(
     embedding: bytes | None,
     embedding_model: str | None,
 ) -> None:
+    """New text, importance and metadata; the vector is replaced when one is given, kept
+    when the text stays the same, and dropped (to be embedded again) when it changes."""
+    memory_id = conn.execute("SELECT id FROM memories WHERE rid = ?", (rid,)).fetchone()[0]
+    if embedding is not None and embedding_model is not None:
+        _put_vector(conn, memory_id, embedding, embedding_model)
+    else:
+        conn.execute(
+            """DELETE FROM memory_vectors WHERE memory_id = ?
+               AND EXISTS (SELECT 1 FROM memories WHERE rid = ? AND content IS NOT ?)""",
+            (memory_id, rid, content),
+        )
     conn.execute(
-        """UPDATE memories SET content = ?, importance = ?, metadata = ?,
-               embedding = coalesce(?, CASE WHEN content = ? THEN embedding END),
-               embedding_model = coalesce(?, CASE WHEN content = ? THEN embedding_model END)
-           WHERE rid = ?""",
-        (content, importance, json.dumps(metadata, ensure_ascii=False), embedding, content,
-         embedding_model, content, rid),
-    )  # fmt: skip
+        "UPDATE memories SET content = ?, metadata = ? WHERE rid = ?",
+        (content, json.dumps(metadata, ensure_ascii=False), rid),
+    )
+    conn.execute(
+        f"UPDATE memory_scores SET importance = ? WHERE {_scores_of('rid = ?')}",
+        (importance, rid),
+    )
 
 
 def superseded_by_chain(conn: sqlite3.Connection, user_id: str, memory_id: str) -> list[MemoryRow]:
@@ -266,8 +307,8 @@ def superseded_by_chain(conn: sqlite3.Connection, user_id: str, memory_id: str) 
     while frontier:
         marks = ",".join("?" * len(frontier))
         rows = conn.execute(
-            f"""SELECT {COLUMNS} FROM memories WHERE user_id = ?
-                AND (superseded_by IN ({marks}) OR id IN (
+            f"""SELECT {COLUMNS} FROM {ROWS} WHERE m.user_id = ?
+                AND (m.superseded_by IN ({marks}) OR m.id IN (
                     SELECT superseded_by FROM memories WHERE id IN ({marks})))""",
             (user_id, *frontier, *frontier),
         ).fetchall()
@@ -289,12 +330,12 @@ def page(
     limit: int,
 ) -> list[MemoryRow]:
     """Memories in insertion order after `after_rid` (a cursor), at most `limit`."""
-    sql = f"SELECT {COLUMNS} FROM memories WHERE user_id = ? AND persona_id = ? AND rid > ?"
+    sql = f"SELECT {COLUMNS} FROM {ROWS} WHERE m.user_id = ? AND m.persona_id = ? AND m.rid > ?"
     args: list[Any] = [user_id, persona_id, after_rid]
     if memory_type:
-        sql += " AND memory_type = ?"
+        sql += " AND m.memory_type = ?"
         args.append(memory_type)
-    rows = conn.execute(sql + " ORDER BY rid LIMIT ?", (*args, limit)).fetchall()
+    rows = conn.execute(sql + " ORDER BY m.rid LIMIT ?", (*args, limit)).fetchall()
     return [_row(r) for r in rows]
 
 
@@ -317,7 +358,10 @@ class Filters:
             clauses.append(f"{alias}.memory_type = ?")
             args.append(self.memory_type)
         if self.min_importance is not None:
-            clauses.append(f"{alias}.importance >= ?")
+            clauses.append(
+                f"(SELECT importance FROM memory_scores WHERE user_id = {alias}.user_id "
+                f"AND persona_id = {alias}.persona_id AND memory_id = {alias}.id) >= ?"
+            )
             args.append(self.min_importance)
         if self.since is not None:
             clauses.append(f"{alias}.occurred_at >= ?")
@@ -395,8 +439,8 @@ def count_embedded(conn: sqlite3.Connection, user_id: str, persona_id: str, mode
     """How many of a persona's memories carry an embedding by `model`."""
     return int(
         conn.execute(
-            """SELECT count(*) FROM memories WHERE user_id = ? AND persona_id = ?
-               AND embedding IS NOT NULL AND embedding_model = ?""",
+            """SELECT count(*) FROM memories m JOIN memory_vectors v ON v.memory_id = m.id
+               WHERE m.user_id = ? AND m.persona_id = ? AND v.model = ?""",
             (user_id, persona_id, model),
         ).fetchone()[0]
     )
@@ -408,8 +452,9 @@ def embedding_chunks(
     """A persona's (rids, vectors, occurred_at) by rid, `size` rows at a time, so the
     vector index fills its arrays without holding every row's bytes at once."""
     cursor = conn.execute(
-        """SELECT rid, embedding, occurred_at FROM memories WHERE user_id = ? AND persona_id = ?
-           AND embedding IS NOT NULL AND embedding_model = ? ORDER BY rid""",
+        """SELECT m.rid, v.embedding, m.occurred_at
+           FROM memories m JOIN memory_vectors v ON v.memory_id = m.id
+           WHERE m.user_id = ? AND m.persona_id = ? AND v.model = ? ORDER BY m.rid""",
         (user_id, persona_id, model),
     )
     while rows := cursor.fetchmany(size):
@@ -426,8 +471,9 @@ def stored_embeddings(
         out.extend(
             (int(r[0]), r[1], r[2], r[3], r[4])
             for r in conn.execute(
-                f"""SELECT rid, user_id, persona_id, embedding, occurred_at FROM memories
-                    WHERE rid IN ({",".join("?" * len(chunk))}) AND embedding_model = ?""",
+                f"""SELECT m.rid, m.user_id, m.persona_id, v.embedding, m.occurred_at
+                    FROM memories m JOIN memory_vectors v ON v.memory_id = m.id
+                    WHERE m.rid IN ({",".join("?" * len(chunk))}) AND v.model = ?""",
                 (*chunk, model),
             )
         )
@@ -450,13 +496,12 @@ def pending_embeddings(
     """Memories with no embedding (and, with `stale`, those embedded by another model),
     by rid after `after`."""
     condition = (
-        "(embedding IS NULL OR embedding_model IS NOT ?)"
-        if stale
-        else ("embedding IS NULL AND ? IS NOT NULL")
+        "(v.model IS NULL OR v.model IS NOT ?)" if stale else "v.model IS NULL AND ? IS NOT NULL"
     )
     rows = conn.execute(
-        f"""SELECT rid, user_id, persona_id, content, context, occurred_at FROM memories
-            WHERE {condition} AND rid > ? ORDER BY rid LIMIT ?""",
+        f"""SELECT m.rid, m.user_id, m.persona_id, m.content, m.context, m.occurred_at
+            FROM memories m LEFT JOIN memory_vectors v ON v.memory_id = m.id
+            WHERE {condition} AND m.rid > ? ORDER BY m.rid LIMIT ?""",
         (model, after, limit),
     ).fetchall()
     return [Pending(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
@@ -465,9 +510,13 @@ def pending_embeddings(
 def set_embeddings(
     conn: sqlite3.Connection, rids: Sequence[int], vectors: Vectors, model: str
 ) -> None:
+    """Store vectors of live memories (by rowid), replacing any they had."""
     conn.executemany(
-        "UPDATE memories SET embedding = ?, embedding_model = ? WHERE rid = ?",
-        [(to_blob(v), model, rid) for rid, v in zip(rids, vectors, strict=True)],
+        """INSERT INTO memory_vectors (memory_id, model, embedding)
+           SELECT id, ?, ? FROM memories WHERE rid = ?
+           ON CONFLICT (memory_id) DO UPDATE SET model = excluded.model,
+               embedding = excluded.embedding""",
+        [(model, to_blob(v), rid) for rid, v in zip(rids, vectors, strict=True)],
     )
 
 
@@ -489,15 +538,16 @@ def count(conn: sqlite3.Connection, user_id: str, persona_id: str) -> int:
 def stats(conn: sqlite3.Connection, user_id: str, persona_id: str, model: str) -> dict[str, Any]:
     args = (user_id, persona_id)
     where = "user_id = ? AND persona_id = ?"
-    total, accessed, accesses, max_access, mean_imp, min_imp, max_imp, oldest, newest = (
-        conn.execute(
-            f"""SELECT count(*), sum(access_count > 0), coalesce(sum(access_count), 0),
-                       coalesce(max(access_count), 0), avg(importance), min(importance),
-                       max(importance), min(occurred_at), max(occurred_at)
-                FROM memories WHERE {where}""",
-            args,
-        ).fetchone()
-    )
+    total, accessed, accesses, max_access, mean_imp, min_imp, max_imp = conn.execute(
+        f"""SELECT count(*), sum(access_count > 0), coalesce(sum(access_count), 0),
+                   coalesce(max(access_count), 0), avg(importance), min(importance),
+                   max(importance)
+            FROM memory_scores WHERE {where}""",
+        args,
+    ).fetchone()
+    oldest, newest = conn.execute(
+        f"SELECT min(occurred_at), max(occurred_at) FROM memories WHERE {where}", args
+    ).fetchone()
     by_type = dict(
         conn.execute(
             f"SELECT memory_type, count(*) FROM memories WHERE {where} GROUP BY memory_type",
@@ -506,14 +556,12 @@ def stats(conn: sqlite3.Connection, user_id: str, persona_id: str, model: str) -
     )
     buckets = {f"{i / 10:.1f}-{(i + 1) / 10:.1f}": 0 for i in range(10)}
     for bucket, n in conn.execute(
-        f"""SELECT min(CAST(importance * 10 AS INTEGER), 9), count(*) FROM memories
+        f"""SELECT min(CAST(importance * 10 AS INTEGER), 9), count(*) FROM memory_scores
             WHERE {where} GROUP BY 1""",
         args,
     ):
         buckets[f"{bucket / 10:.1f}-{(bucket + 1) / 10:.1f}"] = n
-    embedded = conn.execute(
-        f"SELECT count(*) FROM memories WHERE {where} AND embedding_model = ?", (*args, model)
-    ).fetchone()[0]
+    embedded = count_embedded(conn, user_id, persona_id, model)
     return {
         "total": total,
         "by_type": by_type,
@@ -539,7 +587,8 @@ def count_stale_embeddings(conn: sqlite3.Connection, model: str) -> int:
     """Memories with no embedding from `model` (what `reindex` will embed)."""
     return int(
         conn.execute(
-            "SELECT count(*) FROM memories WHERE embedding IS NULL OR embedding_model IS NOT ?",
+            """SELECT count(*) FROM memories m LEFT JOIN memory_vectors v ON v.memory_id = m.id
+               WHERE v.model IS NULL OR v.model IS NOT ?""",
             (model,),
         ).fetchone()[0]
     )
