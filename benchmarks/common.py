@@ -46,12 +46,16 @@ def free_port() -> int:
 
 
 def start_server(
-    env: dict[str, str] | None = None, args: Sequence[str] = (), timeout: float = 60.0
+    env: dict[str, str] | None = None,
+    args: Sequence[str] = (),
+    timeout: float = 60.0,
+    data_dir: Path | None = None,
 ) -> Server:
-    """Start `persona-mcp serve` on a free port with a fresh data folder; wait for /health."""
+    """Start `persona-mcp serve` on a free port with a fresh data folder (or `data_dir`,
+    one the caller prepared; `stop_server` removes it either way); wait for /health."""
     exe = Path(sys.executable).parent / "persona-mcp"
     port = free_port()
-    data_dir = Path(tempfile.mkdtemp(prefix="persona-bench-"))
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="persona-bench-"))
     # Benchmarks measure the server, not its limits: no request rate limit.
     environment = {
         **os.environ, "PERSONA_MCP_DATA_DIR": str(data_dir), "RATE_LIMIT_PER_MINUTE": "0",

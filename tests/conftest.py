@@ -109,6 +109,7 @@ def store_connection(settings: Settings) -> Iterator[Connection]:
     from persona_mcp.store import db
     from persona_mcp.store.migrations import apply_migrations
 
+    settings.db_path.parent.mkdir(parents=True, exist_ok=True)
     conn = db.connect(settings.db_path)
     try:
         apply_migrations(conn)

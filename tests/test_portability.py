@@ -158,7 +158,7 @@ async def test_a_saved_state_loads_into_an_empty_data_directory_and_answers_as_b
         moved = ("access_count", "last_accessed_at")
         out = []
         for item in without_time(items):
-            if item.get("section") == "memories":
+            if item.get("section") == "memory_scores":
                 item = {**item, "row": {k: v for k, v in item["row"].items() if k not in moved}}
             out.append(item)
         return out
@@ -206,8 +206,8 @@ async def test_vectors_of_another_model_are_embedded_again_with_progress(
             saved = await client.call("state.save", {"path": "mine.jsonl.gz"})
         items = lines(exports(settings) / saved["path"])
         for item in items:
-            if item.get("section") == "memories":
-                item["row"]["embedding_model"] = "some-other-model"
+            if item.get("section") == "memory_vectors":
+                item["row"]["model"] = "some-other-model"
                 item["row"]["embedding"] = "AACAPwAAAAA="  # a 2-d vector of that model
         items[0]["embedding_model"] = "some-other-model"
         write_lines(exports(settings) / "other.jsonl.gz", items)
@@ -232,7 +232,7 @@ async def test_vectors_of_another_model_are_embedded_again_with_progress(
             assert found["semantic"] is True
             assert found["results"][0]["memory"]["content"] == "The user's dog is called Biscuit."
     with store_connection(settings) as conn:
-        models = {r[0] for r in conn.execute("SELECT embedding_model FROM memories")}
+        models = {r[0] for r in conn.execute("SELECT model FROM memory_vectors")}
     assert models == {minilm.model}
 
 
@@ -247,14 +247,15 @@ async def test_a_bad_file_is_refused_whole_naming_the_line_and_nothing_is_writte
         before = await client.call("persona.list")
 
         bad = [dict(i) for i in good]
-        index = next(i for i, item in enumerate(bad) if item.get("section") == "memories")
-        bad[index] = {"section": "memories", "row": {**bad[index]["row"], "importance": "high"}}
+        index = next(i for i, item in enumerate(bad) if item.get("section") == "memory_scores")
+        scores = {**bad[index]["row"], "importance": "high"}
+        bad[index] = {"section": "memory_scores", "row": scores}
         write_lines(exports(settings) / "bad.jsonl.gz", bad)
         with pytest.raises(RpcError) as caught:
             await client.call("state.load", {"path": "bad.jsonl.gz", "mode": "replace"})
         assert caught.value.code == -32602
         fields = [e["field"] for e in caught.value.data["errors"]]
-        assert fields == [f"line {index + 1} (memories).importance"]
+        assert fields == [f"line {index + 1} (memory_scores).importance"]
 
         write_lines(exports(settings) / "cut.jsonl.gz", good[:-2])  # no end line
         with pytest.raises(RpcError) as cut:
@@ -430,3 +431,73 @@ async def test_export_and_import_on_the_command_line_round_trip_with_progress(
     failed = _cli(tmp_path, "import", str(broken), "--data-dir", str(second.data_dir))
     assert failed.returncode == 2
     assert "sections" in failed.stderr
+
+
+def as_version_1(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A state file as version 1 wrote it: each memory's scores and vector in its row, an
+    archived memory's vector in its archive row."""
+    split = ("memory_scores", "memory_vectors")
+    scores = {i["row"]["memory_id"]: i["row"] for i in items if i.get("section") == split[0]}
+    vectors = {i["row"]["memory_id"]: i["row"] for i in items if i.get("section") == split[1]}
+    head = {**items[0], "version": 1, "sections": [s for s in items[0]["sections"]
+                                                    if s not in split]}  # fmt: skip
+    out = [head]
+    for item in items[1:]:
+        section = item.get("section")
+        if section in split:
+            continue
+        if section in ("memories", "memory_archive"):
+            row = dict(item["row"])
+            if section == "memories":
+                kept = scores[row["id"]]
+                for column in ("importance", "access_count", "last_accessed_at", "decayed_at",
+                               "pinned"):  # fmt: skip
+                    row[column] = kept[column]
+            vector = vectors.get(row["id"])
+            row["embedding"] = vector["embedding"] if vector else None
+            row["embedding_model"] = vector["model"] if vector else None
+            item = {"section": section, "row": row}
+        if "end" in item:
+            counts = {k: v for k, v in item["end"]["counts"].items() if k not in split}
+            item = {"end": {**item["end"], "counts": counts}}
+        out.append(item)
+    return out
+
+
+async def test_a_version_1_file_from_before_the_memory_split_loads_as_it_was(
+    tmp_path: Path, minilm: MiniLMEmbedder
+) -> None:
+    clock = ManualClock()
+    first = make_settings(tmp_path / "first", embedding_provider="minilm")
+    app = App(first, clock=clock, embedder=minilm)
+    async with serve(first, app) as server, server.client() as client:
+        await populate(client)
+        before = await answers(client)
+        saved = await client.call("state.save", {"path": "now.jsonl.gz"})
+    original = lines(exports(first) / saved["path"])
+    old = as_version_1(original)
+    assert not any(i.get("section") == "memory_vectors" for i in old)
+    assert any(i.get("section") == "memories" and i["row"]["embedding"] for i in old)
+
+    second = make_settings(tmp_path / "second", embedding_provider="minilm")
+    write_lines(exports(second) / "old.jsonl.gz", old)
+    app = App(second, clock=clock, embedder=minilm)
+    async with serve(second, app) as server, server.client() as client:
+        loaded = await client.call("state.load", {"path": "old.jsonl.gz", "mode": "replace"})
+        assert loaded["reembedded"] == 0  # the vectors came over as they were
+        assert loaded["counts"] == saved["counts"]
+        assert comparable(await answers(client)) == comparable(before)
+        await client.call("state.save", {"path": "again.jsonl.gz"})
+
+    def scores_without_accesses(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for item in without_time(items):
+            if item.get("section") == "memory_scores":
+                row = {k: v for k, v in item["row"].items()
+                       if k not in ("access_count", "last_accessed_at")}  # fmt: skip
+                item = {**item, "row": row}
+            out.append(item)
+        return out
+
+    again = lines(exports(second) / "again.jsonl.gz")
+    assert scores_without_accesses(again) == scores_without_accesses(original)

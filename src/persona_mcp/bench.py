@@ -28,7 +28,10 @@ BENCHMARKS = {
         "stdio and Streamable HTTP, measured side by side",
     ),
     "search": ("memory_scale.py", "memory.search latency and ingest rate as memories grow"),
-    "lifecycle": ("lifecycle.py", "decay and prune passes over 100k memories"),
+    "lifecycle": (
+        "lifecycle.py",
+        "decay, a dry selection, a 15k prune and its restore over 100k memories in one persona",
+    ),
     "locomo": (
         "locomo_recall.py",
         "LoCoMo recall@k of memory.search (needs the LoCoMo data: --data or LOCOMO_DATA)",

@@ -3,7 +3,7 @@
 
 The file is gzip-compressed JSON Lines (a plain, uncompressed file loads too):
 
-    {"format": "persona-mcp-state", "version": 1, "saved_at": ..., "user_id": ...,
+    {"format": "persona-mcp-state", "version": 2, "saved_at": ..., "user_id": ...,
      "server_version": ..., "embedding_model": ..., "sections": ["personas", ...]}
     {"section": "personas", "row": {"id": ..., "name": ..., ...}}
     ...
@@ -14,6 +14,10 @@ as their stored text), without the user column and without local rowids; `store.
 lists the sections. A load checks the whole file first (format, version, sections,
 columns, types, references inside the file, the counts in the last line), computes any
 new embeddings, and only then writes, in one transaction.
+
+Version 1 (before the m011_memory_split migration) kept a memory's scores and vector in
+its `memories` row and an archived memory's vector in its `memory_archive` row; such a
+file is read as the `memory_scores` and `memory_vectors` rows they are today.
 """
 
 from __future__ import annotations
@@ -55,7 +59,10 @@ from persona_mcp.store.portable import Column
 log = logging.getLogger(__name__)
 
 FORMAT = "persona-mcp-state"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# What version 1 kept in a memory's row: its scores, and (archived ones too) its vector.
+_V1_SCORES = ("importance", "access_count", "last_accessed_at", "decayed_at", "pinned")
+_V1_DERIVED = ("memory_scores", "memory_vectors")
 MAX_LINE_BYTES = 16 * 1024 * 1024
 MAX_PROBLEMS = 20
 EMBED_BATCH = 256
@@ -327,11 +334,15 @@ class StateService:
         if model is None:
             return 0
         jobs: list[tuple[dict[str, Any], str, str | None]] = []  # row, text, model column
-        for name in ("memories", "memory_archive"):
-            for row in state.rows.get(name, []):
-                if row.get("embedding") is not None and row.get("embedding_model") != model:
-                    text = retrieval.embedding_text(row["content"], row.get("context") or "")
-                    jobs.append((row, text, "embedding_model"))
+        texts = {
+            row["id"]: (row["content"], row.get("context") or "")
+            for name in ("memories", "memory_archive")
+            for row in state.rows.get(name, [])
+        }
+        for row in state.rows.get("memory_vectors", []):
+            if row.get("model") != model and row.get("memory_id") in texts:
+                text = retrieval.embedding_text(*texts[row["memory_id"]])
+                jobs.append((row, text, "model"))
         if state.header.get("embedding_model") != model:
             for row in state.rows.get("tier_pages", []):
                 if row.get("embedding") is not None:
@@ -457,7 +468,9 @@ def read_state_file(path: Path, schema: dict[str, list[Column]]) -> StateFile:
                 if isinstance(item, dict) and set(item) == {"end"}:
                     trailer = item["end"] if isinstance(item["end"], dict) else {}
                     continue
-                _row(item, lineno, state, schema, problems)
+                items = _from_version_1(item) if state.header["version"] < 2 else [item]
+                for one in items:
+                    _row(one, lineno, state, schema, problems)
                 if len(problems.items) >= MAX_PROBLEMS:
                     break
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
@@ -471,6 +484,8 @@ def read_state_file(path: Path, schema: dict[str, list[Column]]) -> StateFile:
     else:
         counts = trailer.get("counts")
         actual = state.counts()
+        if isinstance(counts, dict) and state.header["version"] < 2:
+            counts = {**counts, **{name: actual.get(name, 0) for name in _V1_DERIVED}}
         if not isinstance(counts, dict):
             problems.add("end.counts", "is missing")
         else:
@@ -510,7 +525,33 @@ def _header(item: Any, schema: dict[str, list[Column]], problems: _Problems) -> 
             f"{', '.join(unknown)} unknown to this server (a newer persona-mcp wrote the file)",
         )
         return None
+    if version < 2 and "memories" in sections:
+        item = {**item, "sections": [*sections, *_V1_DERIVED]}
     return StateFile(header=item)
+
+
+def _from_version_1(item: Any) -> list[Any]:
+    """A line of a version-1 file as the lines of today's sections."""
+    if not isinstance(item, dict) or set(item) != {"section", "row"}:
+        return [item]
+    name, row = item["section"], item["row"]
+    if name not in ("memories", "memory_archive") or not isinstance(row, dict):
+        return [item]
+    row = dict(row)
+    embedding, model = row.pop("embedding", None), row.pop("embedding_model", None)
+    out: list[Any] = [{"section": name, "row": row}]
+    if name == "memories":
+        scores = {
+            "memory_id": row.get("id"),
+            "persona_id": row.get("persona_id"),
+            "created_at": row.get("created_at"),
+        }
+        scores.update({c: row.pop(c) for c in _V1_SCORES if c in row})
+        out.append({"section": "memory_scores", "row": scores})
+    if embedding is not None:
+        vector = {"memory_id": row.get("id"), "model": model or "", "embedding": embedding}
+        out.append({"section": "memory_vectors", "row": vector})
+    return out
 
 
 _TYPES: dict[str, Callable[[Any], bool]] = {

@@ -3,12 +3,14 @@ a connection, called inside the transaction that writes the memories they come f
 
 A node is a memory (its id) or an entity (`ent_…`). An edge joins two nodes with one of
 the types below; edges hold their memories through foreign keys, so a deleted memory
-takes its edges along (see the m009_graph migration for the triggers that archive a
-pruned memory's edges, join up the `next` chain and forget unmentioned entities).
+takes its edges along (see the m009_graph migration for the triggers that join up the
+`next` chain and forget unmentioned entities); a pruned memory's edges are archived by
+`archive_edges` first.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -397,6 +399,37 @@ def owner_of(conn: Connection, node_id: str) -> tuple[str, str] | None:
         f"SELECT user_id, persona_id FROM {table} WHERE id = ?", (node_id,)
     ).fetchone()
     return (row[0], row[1]) if row else None
+
+
+def archive_edges(conn: Connection, memory_ids: Sequence[str]) -> None:
+    """Keep the edges of memories about to be pruned (all but the `next` chain, which is
+    joined up around them) in the archive until `restore_edges` brings them back."""
+    columns = """user_id, persona_id, edge_type, src_memory, src_entity, dst_memory,
+               dst_entity, via_memory, label, weight, created_at"""
+    if conn.dialect == "postgresql":
+        ids = list(memory_ids)
+        conn.execute(
+            f"""INSERT INTO graph_edge_archive ({columns})
+                SELECT {columns} FROM graph_edges WHERE edge_type <> 'next'
+                    AND (src_memory = ANY(?::text[]) OR dst_memory = ANY(?::text[])
+                         OR via_memory = ANY(?::text[]))
+                ORDER BY id""",
+            (ids, ids, ids),
+        )
+        return
+    ids_json = json.dumps(list(memory_ids))
+    conn.execute(
+        f"""INSERT INTO graph_edge_archive ({columns})
+           SELECT {columns}
+           FROM graph_edges WHERE edge_type <> 'next' AND id IN (
+               SELECT e.id FROM json_each(:ids) j JOIN graph_edges e ON e.src_memory = j.value
+               UNION SELECT e.id FROM json_each(:ids) j JOIN graph_edges e
+                   ON e.dst_memory = j.value
+               UNION SELECT e.id FROM json_each(:ids) j JOIN graph_edges e
+                   ON e.via_memory = j.value)
+           ORDER BY id""",
+        {"ids": ids_json},
+    )
 
 
 def restore_edges(conn: Connection, memory_ids: Sequence[str], now: float) -> None:

@@ -1,8 +1,10 @@
 """Decay, pruning, archive and restore in SQL. Plain functions over a connection.
 
-Decay is one UPDATE per pass. Pruning moves memories to `memory_archive` and deletes
-them in the same transaction, a bounded batch at a time, so a pass cut short leaves
-every memory either in place or archived (and restorable).
+Decay is one UPDATE per pass over the narrow `memory_scores` rows. Pruning moves
+memories to `memory_archive` and deletes them in the same transaction, a bounded batch
+at a time, so a pass cut short leaves every memory either in place or archived (and
+restorable). The archive copies a memory's row and scores; its vector stays in
+`memory_vectors` under the same id, so neither prune nor restore moves it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from persona_mcp.store import graph
 from persona_mcp.store.api import Connection
 
 STEP_HOURS = 24.0  # the `step` mode drops importance once per full day
@@ -19,12 +22,12 @@ PROTECT_IMPORTANCE = 0.8
 PROTECT_ACCESS = 8
 MIN_KEEP = 10
 
-_ARCHIVED = (
-    "persona_id, user_id, content, memory_type, importance, base_importance, "
-    "emotional_valence, access_count, last_accessed_at, created_at, occurred_at, source, "
-    "metadata, importance_breakdown, context, embedding, embedding_model, decayed_at, "
-    "pinned, superseded_by"
+# The columns an archived memory keeps: its row's, then its scores'.
+_ROW = (
+    "persona_id, user_id, content, memory_type, base_importance, emotional_valence, "
+    "created_at, occurred_at, source, metadata, importance_breakdown, context, superseded_by"
 )
+_SCORES = "importance, access_count, last_accessed_at, decayed_at, pinned"
 
 
 # -- decay ----------------------------------------------------------------------------
@@ -71,10 +74,10 @@ def decay(
     expr = _decay_expression(mode)
     # Unqualified columns are the updated row's; `aged.h` is its elapsed time in hours.
     sql = f"""
-        UPDATE memories SET importance = max(:floor, {expr}), decayed_at = {stamp}
-        FROM (SELECT rid AS r, {elapsed} AS h FROM memories
+        UPDATE memory_scores SET importance = max(:floor, {expr}), decayed_at = {stamp}
+        FROM (SELECT memory_id AS k, {elapsed} AS h FROM memory_scores
               WHERE importance > :floor AND pinned = 0 {scope}) AS aged
-        WHERE memories.rid = aged.r AND {expr} < importance
+        WHERE memory_scores.memory_id = aged.k AND {expr} < importance
     """
     cur = conn.execute(
         sql,
@@ -155,7 +158,7 @@ def select(
     total, protected = conn.execute(
         f"""SELECT count(*), coalesce(sum(CASE WHEN importance >= {PROTECT_IMPORTANCE}
                        OR access_count >= {PROTECT_ACCESS} OR pinned <> 0 THEN 1 ELSE 0 END), 0)
-            FROM memories WHERE user_id = ? AND persona_id = ?""",
+            FROM memory_scores WHERE user_id = ? AND persona_id = ?""",
         (user_id, persona_id),
     ).fetchone()
     keep = max(MIN_KEEP, target_count if target_count is not None else 0)
@@ -170,16 +173,21 @@ def select(
         wanted = min(wanted, limit)
     if wanted == 0:
         return Selection(total, protected, [])
+    # Scored on the narrow rows; only the chosen ones read their text.
     rows = conn.execute(
-        f"""SELECT * FROM (
-                SELECT rid, id, content, importance, access_count, created_at,
-                       {_score_expression(strategy)} AS score
-                FROM memories
-                WHERE user_id = :user AND persona_id = :persona
-                  AND importance < {PROTECT_IMPORTANCE} AND access_count < {PROTECT_ACCESS}
-                  AND pinned = 0
-            ) AS scored WHERE 1 = 1 {threshold}
-            ORDER BY score, rid LIMIT :wanted""",
+        f"""SELECT c.rid, c.id, m.content, c.importance, c.access_count, c.created_at, c.score
+            FROM (SELECT * FROM (
+                    SELECT (SELECT rid FROM memories WHERE id = memory_id) AS rid,
+                           memory_id AS id, importance, access_count, created_at,
+                           {_score_expression(strategy)} AS score
+                    FROM memory_scores
+                    WHERE user_id = :user AND persona_id = :persona
+                      AND importance < {PROTECT_IMPORTANCE}
+                      AND access_count < {PROTECT_ACCESS} AND pinned = 0
+                ) AS scored WHERE 1 = 1 {threshold}
+                ORDER BY score, rid LIMIT :wanted) AS c
+            JOIN memories m ON m.rid = c.rid
+            ORDER BY c.score, c.rid""",
         {"user": user_id, "persona": persona_id, "now": now, "below": prune_below,
          "wanted": wanted},
     ).fetchall()  # fmt: skip
@@ -196,9 +204,9 @@ def still_prunable(conn: Connection, rids: Sequence[int]) -> set[int]:
     return {
         r[0]
         for r in conn.execute(
-            f"""SELECT rid FROM memories WHERE rid IN ({marks})
-                AND importance < {PROTECT_IMPORTANCE} AND access_count < {PROTECT_ACCESS}
-                AND pinned = 0""",
+            f"""SELECT m.rid FROM memories m JOIN memory_scores s ON s.memory_id = m.id
+                WHERE m.rid IN ({marks}) AND s.importance < {PROTECT_IMPORTANCE}
+                AND s.access_count < {PROTECT_ACCESS} AND s.pinned = 0""",
             list(rids),
         )
     }
@@ -221,42 +229,34 @@ def archive_batch(
     reasons: Sequence[str],
     now: float,
 ) -> None:
-    """Move one batch into the archive: copy, then delete, in the caller's transaction.
-    Two set-based statements, whatever the batch size."""
+    """Move one batch into the archive: copy the rows and scores, archive their graph
+    edges, then delete (the scores go with their rows; the vectors stay), in the caller's
+    transaction. Set-based statements, whatever the batch size."""
     rows = json.dumps([[c.rid, c.score, reason] for c, reason in zip(batch, reasons, strict=True)])
     if conn.dialect == "postgresql":
         batch_rows = "jsonb_array_elements(?::jsonb) AS j(value)"
         rid, score, why = "(j.value ->> 0)::bigint", "(j.value ->> 1)::float8", "j.value ->> 2"
-        conn.execute(
-            f"""INSERT INTO memory_archive (id, prune_run_id, archived_at, prune_score, reason,
-                    {_ARCHIVED})
-                SELECT m.id, ?, ?, {score}, {why}, {_prefixed("m.")}
-                FROM {batch_rows} JOIN memories m ON m.rid = {rid}""",
-            (run_id, now, rows),
-        )
-        conn.execute(f"DELETE FROM memories WHERE rid IN (SELECT {rid} FROM {batch_rows})", (rows,))
-        conn.execute(
-            "UPDATE prune_runs SET pruned_count = pruned_count + ? WHERE id = ?",
-            (len(batch), run_id),
-        )
-        return
+    else:
+        batch_rows = "json_each(?) AS j"
+        rid, score, why = "j.value ->> 0", "j.value ->> 1", "j.value ->> 2"
     conn.execute(
         f"""INSERT INTO memory_archive (id, prune_run_id, archived_at, prune_score, reason,
-                {_ARCHIVED})
-            SELECT m.id, ?, ?, j.value ->> 1, j.value ->> 2, {_prefixed("m.")}
-            FROM json_each(?) AS j JOIN memories m ON m.rid = j.value ->> 0""",
+                {_ROW}, {_SCORES})
+            SELECT m.id, ?, ?, {score}, {why}, {_prefixed("m.", _ROW)},
+                {_prefixed("s.", _SCORES)}
+            FROM {batch_rows} JOIN memories m ON m.rid = {rid}
+            JOIN memory_scores s ON s.memory_id = m.id""",
         (run_id, now, rows),
     )
-    conn.execute(
-        "DELETE FROM memories WHERE rid IN (SELECT value ->> 0 FROM json_each(?))", (rows,)
-    )
+    graph.archive_edges(conn, [c.id for c in batch])
+    conn.execute(f"DELETE FROM memories WHERE rid IN (SELECT {rid} FROM {batch_rows})", (rows,))
     conn.execute(
         "UPDATE prune_runs SET pruned_count = pruned_count + ? WHERE id = ?", (len(batch), run_id)
     )
 
 
-def _prefixed(alias: str) -> str:
-    return ", ".join(alias + column.strip() for column in _ARCHIVED.split(","))
+def _prefixed(alias: str, columns: str) -> str:
+    return ", ".join(alias + column.strip() for column in columns.split(","))
 
 
 def finish_run(conn: Connection, run_id: str, now: float, seconds: float) -> None:
@@ -299,11 +299,17 @@ def restore(conn: Connection, ids: Sequence[str]) -> list[tuple[int, str, str]]:
             "SELECT prune_run_id, persona_id FROM memory_archive WHERE id = ?", (memory_id,)
         ).fetchone()
         cur = conn.execute(
-            f"""INSERT INTO memories (id, {_ARCHIVED})
-                SELECT id, {_ARCHIVED} FROM memory_archive WHERE id = ? RETURNING rid""",
+            f"""INSERT INTO memories (id, {_ROW}) SELECT id, {_ROW} FROM memory_archive
+                WHERE id = ? RETURNING rid""",
             (memory_id,),
         )
         rid = int(cur.fetchone()[0])
+        conn.execute(
+            f"""INSERT INTO memory_scores (memory_id, user_id, persona_id, created_at, {_SCORES})
+                SELECT id, user_id, persona_id, created_at, {_SCORES} FROM memory_archive
+                WHERE id = ?""",
+            (memory_id,),
+        )
         conn.execute("DELETE FROM memory_archive WHERE id = ?", (memory_id,))
         conn.execute(
             "UPDATE prune_runs SET restored_count = restored_count + 1 WHERE id = ?", (run_id,)

@@ -1,7 +1,10 @@
 """Memory rows, their full-text index and embeddings. Plain functions over a connection.
 
-The full-text index follows the table through triggers, so a memory, its FTS entry and
-its embedding always change in the same transaction.
+A memory is three rows (see the m011_memory_split migration): the wide one in
+`memories` (text, type, times, metadata), its narrow row of scores in `memory_scores`
+(importance, accesses, decay stamp, pin: what decay and pruning read and rewrite), and
+its vector in `memory_vectors` once embedded. They are written in one transaction; the
+full-text index follows `memories` through triggers.
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from persona_mcp.embeddings.base import Vectors
 from persona_mcp.store.api import Connection, Row
 
 COLUMNS = (
-    "rid, id, persona_id, user_id, content, memory_type, importance, base_importance, "
-    "emotional_valence, access_count, last_accessed_at, created_at, occurred_at, source, "
-    "metadata, importance_breakdown, context, pinned, superseded_by"
+    "m.rid, m.id, m.persona_id, m.user_id, m.content, m.memory_type, s.importance, "
+    "m.base_importance, m.emotional_valence, s.access_count, s.last_accessed_at, m.created_at, "
+    "m.occurred_at, m.source, m.metadata, m.importance_breakdown, m.context, s.pinned, "
+    "m.superseded_by"
 )
+# A memory with its scores; COLUMNS are read from here.
+ROWS = "memories m JOIN memory_scores s ON s.memory_id = m.id"
 
 
 @dataclass(frozen=True)
@@ -107,17 +113,16 @@ def insert(conn: Connection, memories: Iterable[NewMemory]) -> list[int]:
     rids = []
     for m in memories:
         cur = conn.execute(
-            """INSERT INTO memories (id, persona_id, user_id, content, memory_type, importance,
+            """INSERT INTO memories (id, persona_id, user_id, content, memory_type,
                    base_importance, emotional_valence, created_at, occurred_at, source, metadata,
-                   importance_breakdown, context, embedding, embedding_model)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rid""",
+                   importance_breakdown, context)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rid""",
             (
                 m.id,
                 m.persona_id,
                 m.user_id,
                 m.content,
                 m.memory_type,
-                m.importance,
                 m.importance,
                 m.emotional_valence,
                 m.created_at,
@@ -126,12 +131,27 @@ def insert(conn: Connection, memories: Iterable[NewMemory]) -> list[int]:
                 json.dumps(m.metadata, ensure_ascii=False),
                 json.dumps(m.importance_breakdown) if m.importance_breakdown else None,
                 m.context,
-                m.embedding,
-                m.embedding_model,
             ),
         )
-        rids.append(int(cur.fetchone()[0]))
+        rid = int(cur.fetchone()[0])
+        conn.execute(
+            """INSERT INTO memory_scores (memory_id, user_id, persona_id, created_at, importance)
+               VALUES (?, ?, ?, ?, ?)""",
+            (m.id, m.user_id, m.persona_id, m.created_at, m.importance),
+        )
+        if m.embedding is not None and m.embedding_model is not None:
+            _put_vector(conn, m.id, m.embedding, m.embedding_model)
+        rids.append(rid)
     return rids
+
+
+def _put_vector(conn: Connection, memory_id: str, embedding: bytes, model: str) -> None:
+    conn.execute(
+        """INSERT INTO memory_vectors (memory_id, model, embedding) VALUES (?, ?, ?)
+           ON CONFLICT (memory_id) DO UPDATE SET model = excluded.model,
+               embedding = excluded.embedding""",
+        (memory_id, model, embedding),
+    )
 
 
 def by_ids(conn: Connection, user_id: str, ids: Sequence[str]) -> list[MemoryRow]:
@@ -139,7 +159,7 @@ def by_ids(conn: Connection, user_id: str, ids: Sequence[str]) -> list[MemoryRow
         return []
     marks = ",".join("?" * len(ids))
     rows = conn.execute(
-        f"SELECT {COLUMNS} FROM memories WHERE user_id = ? AND id IN ({marks})",
+        f"SELECT {COLUMNS} FROM {ROWS} WHERE m.user_id = ? AND m.id IN ({marks})",
         (user_id, *ids),
     ).fetchall()
     return [_row(r) for r in rows]
@@ -152,7 +172,7 @@ def by_rids(conn: Connection, rids: Sequence[int]) -> dict[int, MemoryRow]:
     for start in range(0, len(rids), 500):
         chunk = rids[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        for r in conn.execute(f"SELECT {COLUMNS} FROM memories WHERE rid IN ({marks})", chunk):
+        for r in conn.execute(f"SELECT {COLUMNS} FROM {ROWS} WHERE m.rid IN ({marks})", chunk):
             out[r["rid"]] = _row(r)
     return out
 
@@ -183,8 +203,9 @@ def record_access(conn: Connection, rids: Sequence[int], now: float) -> None:
         conn.execute("SET LOCAL synchronous_commit = off")
     if rids:
         conn.execute(
-            f"""UPDATE memories SET access_count = access_count + 1, last_accessed_at = ?
-                WHERE rid IN ({",".join("?" * len(rids))})""",
+            f"""UPDATE memory_scores SET access_count = access_count + 1, last_accessed_at = ?
+                WHERE memory_id IN (SELECT id FROM memories
+                                    WHERE rid IN ({",".join("?" * len(rids))}))""",
             (now, *rids),
         )
 
@@ -193,9 +214,9 @@ def reinforce(conn: Connection, rid: int, importance: float, now: float, cap: fl
     """A duplicate was stated again: one more access, and importance raised a little
     (at least to the new statement's, never into the protected range by itself)."""
     conn.execute(
-        """UPDATE memories SET access_count = access_count + 1, last_accessed_at = ?,
+        """UPDATE memory_scores SET access_count = access_count + 1, last_accessed_at = ?,
                importance = max(importance, min(?, max(importance, ?) + 0.05))
-           WHERE rid = ?""",
+           WHERE memory_id = (SELECT id FROM memories WHERE rid = ?)""",
         (now, cap, importance, rid),
     )
 
@@ -208,7 +229,7 @@ def supersede(conn: Connection, old_ids: Sequence[str], new_id: str) -> None:
 
 def set_pinned(conn: Connection, user_id: str, memory_id: str, pinned: bool) -> bool:
     cur = conn.execute(
-        "UPDATE memories SET pinned = ? WHERE user_id = ? AND id = ?",
+        "UPDATE memory_scores SET pinned = ? WHERE user_id = ? AND memory_id = ?",
         (int(pinned), user_id, memory_id),
     )
     return cur.rowcount > 0
@@ -254,14 +275,24 @@ def update(
     embedding: bytes | None,
     embedding_model: str | None,
 ) -> None:
+    """New text, importance and metadata; the vector is replaced when one is given, kept
+    when the text stays the same, and dropped (to be embedded again) when it changes."""
+    memory_id = conn.execute("SELECT id FROM memories WHERE rid = ?", (rid,)).fetchone()[0]
+    if embedding is not None and embedding_model is not None:
+        _put_vector(conn, memory_id, embedding, embedding_model)
+    else:
+        conn.execute(
+            """DELETE FROM memory_vectors WHERE memory_id = ?
+               AND EXISTS (SELECT 1 FROM memories WHERE rid = ? AND content IS NOT ?)""",
+            (memory_id, rid, content),
+        )
     conn.execute(
-        """UPDATE memories SET content = ?, importance = ?, metadata = ?,
-               embedding = coalesce(?, CASE WHEN content = ? THEN embedding END),
-               embedding_model = coalesce(?, CASE WHEN content = ? THEN embedding_model END)
-           WHERE rid = ?""",
-        (content, importance, json.dumps(metadata, ensure_ascii=False), embedding, content,
-         embedding_model, content, rid),
-    )  # fmt: skip
+        "UPDATE memories SET content = ?, metadata = ? WHERE rid = ?",
+        (content, json.dumps(metadata, ensure_ascii=False), rid),
+    )
+    conn.execute(
+        "UPDATE memory_scores SET importance = ? WHERE memory_id = ?", (importance, memory_id)
+    )
 
 
 def superseded_by_chain(conn: Connection, user_id: str, memory_id: str) -> list[MemoryRow]:
@@ -272,8 +303,8 @@ def superseded_by_chain(conn: Connection, user_id: str, memory_id: str) -> list[
     while frontier:
         marks = ",".join("?" * len(frontier))
         rows = conn.execute(
-            f"""SELECT {COLUMNS} FROM memories WHERE user_id = ?
-                AND (superseded_by IN ({marks}) OR id IN (
+            f"""SELECT {COLUMNS} FROM {ROWS} WHERE m.user_id = ?
+                AND (m.superseded_by IN ({marks}) OR m.id IN (
                     SELECT superseded_by FROM memories WHERE id IN ({marks})))""",
             (user_id, *frontier, *frontier),
         ).fetchall()
@@ -295,12 +326,12 @@ def page(
     limit: int,
 ) -> list[MemoryRow]:
     """Memories in insertion order after `after_rid` (a cursor), at most `limit`."""
-    sql = f"SELECT {COLUMNS} FROM memories WHERE user_id = ? AND persona_id = ? AND rid > ?"
+    sql = f"SELECT {COLUMNS} FROM {ROWS} WHERE m.user_id = ? AND m.persona_id = ? AND m.rid > ?"
     args: list[Any] = [user_id, persona_id, after_rid]
     if memory_type:
-        sql += " AND memory_type = ?"
+        sql += " AND m.memory_type = ?"
         args.append(memory_type)
-    rows = conn.execute(sql + " ORDER BY rid LIMIT ?", (*args, limit)).fetchall()
+    rows = conn.execute(sql + " ORDER BY m.rid LIMIT ?", (*args, limit)).fetchall()
     return [_row(r) for r in rows]
 
 
@@ -323,7 +354,9 @@ class Filters:
             clauses.append(f"{alias}.memory_type = ?")
             args.append(self.memory_type)
         if self.min_importance is not None:
-            clauses.append(f"{alias}.importance >= ?")
+            clauses.append(
+                f"(SELECT importance FROM memory_scores WHERE memory_id = {alias}.id) >= ?"
+            )
             args.append(self.min_importance)
         if self.since is not None:
             clauses.append(f"{alias}.occurred_at >= ?")
@@ -404,6 +437,9 @@ def tsquery(match: str) -> str:
     return " | ".join(terms) or "''"
 
 
+EXACT_IDF_ROWS = 10_000
+
+
 def _pg_lexical(
     conn: Connection,
     match: str,
@@ -416,21 +452,25 @@ def _pg_lexical(
     over the generated `fts` column (content weighted 1, the context `context_weight`,
     divided by 1 + log(length) as BM25 favours the shorter match), weighted by the term's
     inverse document frequency over all memories (which ts_rank alone lacks), summed.
-    `known`: rows each term matches, where the caller has counted them already."""
+    `known`: rows each term matches, where the caller has counted them already (an
+    estimate of a while ago, used once the table is big enough for that not to matter)."""
     phrases = [(term, tsquery(f'"{term}"{star}')) for term, star in _PHRASE.findall(match)]
     phrases = [(term, t) for term, t in phrases if t != "''"]
     if not phrases:
         return []
     terms = [t for _, t in phrases]
+    total = int(conn.execute(
+        "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'memories'::regclass"
+    ).fetchone()[0])  # fmt: skip
+    if total < EXACT_IDF_ROWS:  # small (or never analysed): count exactly, it is cheap
+        total = int(conn.execute("SELECT count(*) FROM memories").fetchone()[0])
+        known = {}
     counts = [
         known[term] if term in known else int(conn.execute(
             "SELECT count(*) FROM memories WHERE fts @@ to_tsquery('english', ?)", (t,)
         ).fetchone()[0])
         for term, t in phrases
     ]  # fmt: skip
-    total = int(conn.execute(
-        "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'memories'::regclass"
-    ).fetchone()[0])  # fmt: skip
     total = max(total, max(counts), 1)
     weights = [math.log(1 + (total - n + 0.5) / (n + 0.5)) for n in counts]
     ranks = " + ".join(
@@ -468,8 +508,8 @@ def count_embedded(conn: Connection, user_id: str, persona_id: str, model: str) 
     """How many of a persona's memories carry an embedding by `model`."""
     return int(
         conn.execute(
-            """SELECT count(*) FROM memories WHERE user_id = ? AND persona_id = ?
-               AND embedding IS NOT NULL AND embedding_model = ?""",
+            """SELECT count(*) FROM memories m JOIN memory_vectors v ON v.memory_id = m.id
+               WHERE m.user_id = ? AND m.persona_id = ? AND v.model = ?""",
             (user_id, persona_id, model),
         ).fetchone()[0]
     )
@@ -481,8 +521,9 @@ def embedding_chunks(
     """A persona's (rids, vectors, occurred_at) by rid, `size` rows at a time, so the
     vector index fills its arrays without holding every row's bytes at once."""
     cursor = conn.execute(
-        """SELECT rid, embedding, occurred_at FROM memories WHERE user_id = ? AND persona_id = ?
-           AND embedding IS NOT NULL AND embedding_model = ? ORDER BY rid""",
+        """SELECT m.rid, v.embedding, m.occurred_at
+           FROM memories m JOIN memory_vectors v ON v.memory_id = m.id
+           WHERE m.user_id = ? AND m.persona_id = ? AND v.model = ? ORDER BY m.rid""",
         (user_id, persona_id, model),
     )
     while rows := cursor.fetchmany(size):
@@ -499,8 +540,9 @@ def stored_embeddings(
         out.extend(
             (int(r[0]), r[1], r[2], r[3], r[4])
             for r in conn.execute(
-                f"""SELECT rid, user_id, persona_id, embedding, occurred_at FROM memories
-                    WHERE rid IN ({",".join("?" * len(chunk))}) AND embedding_model = ?""",
+                f"""SELECT m.rid, m.user_id, m.persona_id, v.embedding, m.occurred_at
+                    FROM memories m JOIN memory_vectors v ON v.memory_id = m.id
+                    WHERE m.rid IN ({",".join("?" * len(chunk))}) AND v.model = ?""",
                 (*chunk, model),
             )
         )
@@ -523,22 +565,25 @@ def pending_embeddings(
     """Memories with no embedding (and, with `stale`, those embedded by another model),
     by rid after `after`."""
     condition = (
-        "(embedding IS NULL OR embedding_model IS NOT ?)"
-        if stale
-        else ("embedding IS NULL AND ? IS NOT NULL")
+        "(v.model IS NULL OR v.model IS NOT ?)" if stale else "v.model IS NULL AND ? IS NOT NULL"
     )
     rows = conn.execute(
-        f"""SELECT rid, user_id, persona_id, content, context, occurred_at FROM memories
-            WHERE {condition} AND rid > ? ORDER BY rid LIMIT ?""",
+        f"""SELECT m.rid, m.user_id, m.persona_id, m.content, m.context, m.occurred_at
+            FROM memories m LEFT JOIN memory_vectors v ON v.memory_id = m.id
+            WHERE {condition} AND m.rid > ? ORDER BY m.rid LIMIT ?""",
         (model, after, limit),
     ).fetchall()
     return [Pending(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
 
 def set_embeddings(conn: Connection, rids: Sequence[int], vectors: Vectors, model: str) -> None:
+    """Store vectors of live memories (by rowid), replacing any they had."""
     conn.executemany(
-        "UPDATE memories SET embedding = ?, embedding_model = ? WHERE rid = ?",
-        [(to_blob(v), model, rid) for rid, v in zip(rids, vectors, strict=True)],
+        """INSERT INTO memory_vectors (memory_id, model, embedding)
+           SELECT id, ?, ? FROM memories WHERE rid = ?
+           ON CONFLICT (memory_id) DO UPDATE SET model = excluded.model,
+               embedding = excluded.embedding""",
+        [(model, to_blob(v), rid) for rid, v in zip(rids, vectors, strict=True)],
     )
 
 
@@ -560,16 +605,16 @@ def count(conn: Connection, user_id: str, persona_id: str) -> int:
 def stats(conn: Connection, user_id: str, persona_id: str, model: str) -> dict[str, Any]:
     args = (user_id, persona_id)
     where = "user_id = ? AND persona_id = ?"
-    total, accessed, accesses, max_access, mean_imp, min_imp, max_imp, oldest, newest = (
-        conn.execute(
-            f"""SELECT count(*), sum(CASE WHEN access_count > 0 THEN 1 ELSE 0 END),
-                       coalesce(sum(access_count), 0),
-                       coalesce(max(access_count), 0), avg(importance), min(importance),
-                       max(importance), min(occurred_at), max(occurred_at)
-                FROM memories WHERE {where}""",
-            args,
-        ).fetchone()
-    )
+    total, accessed, accesses, max_access, mean_imp, min_imp, max_imp = conn.execute(
+        f"""SELECT count(*), sum(CASE WHEN access_count > 0 THEN 1 ELSE 0 END),
+                   coalesce(sum(access_count), 0), coalesce(max(access_count), 0),
+                   avg(importance), min(importance), max(importance)
+            FROM memory_scores WHERE {where}""",
+        args,
+    ).fetchone()
+    oldest, newest = conn.execute(
+        f"SELECT min(occurred_at), max(occurred_at) FROM memories WHERE {where}", args
+    ).fetchone()
     by_type = dict(
         conn.execute(
             f"SELECT memory_type, count(*) FROM memories WHERE {where} GROUP BY memory_type",
@@ -578,14 +623,12 @@ def stats(conn: Connection, user_id: str, persona_id: str, model: str) -> dict[s
     )
     buckets = {f"{i / 10:.1f}-{(i + 1) / 10:.1f}": 0 for i in range(10)}
     for bucket, n in conn.execute(
-        f"""SELECT min(CAST(floor(importance * 10) AS INTEGER), 9), count(*) FROM memories
+        f"""SELECT min(CAST(floor(importance * 10) AS INTEGER), 9), count(*) FROM memory_scores
             WHERE {where} GROUP BY 1""",
         args,
     ):
         buckets[f"{bucket / 10:.1f}-{(bucket + 1) / 10:.1f}"] = n
-    embedded = conn.execute(
-        f"SELECT count(*) FROM memories WHERE {where} AND embedding_model = ?", (*args, model)
-    ).fetchone()[0]
+    embedded = count_embedded(conn, user_id, persona_id, model)
     return {
         "total": total,
         "by_type": by_type,
@@ -611,7 +654,8 @@ def count_stale_embeddings(conn: Connection, model: str) -> int:
     """Memories with no embedding from `model` (what `reindex` will embed)."""
     return int(
         conn.execute(
-            "SELECT count(*) FROM memories WHERE embedding IS NULL OR embedding_model IS NOT ?",
+            """SELECT count(*) FROM memories m LEFT JOIN memory_vectors v ON v.memory_id = m.id
+               WHERE v.model IS NULL OR v.model IS NOT ?""",
             (model,),
         ).fetchone()[0]
     )
@@ -626,7 +670,7 @@ def ensure_vector_index(conn: Connection, dims: int) -> None:
     if conn.dialect == "postgresql":
         dims = int(dims)
         conn.execute(
-            f"""CREATE INDEX IF NOT EXISTS memories_embedding_{dims} ON memories USING hnsw
+            f"""CREATE INDEX IF NOT EXISTS memory_vectors_{dims} ON memory_vectors USING hnsw
                 ((embedding::vector({dims})) vector_cosine_ops)
                 WHERE vector_dims(embedding) = {dims}"""
         )
@@ -638,7 +682,7 @@ HNSW_EF_SEARCH = 200  # candidates the HNSW walk keeps (pgvector's default is 40
 def nearest(
     conn: Connection, filters: Filters, model: str, vector: Vectors, limit: int
 ) -> list[tuple[int, float]]:
-    """(rid, cosine) of the rows nearest in meaning among those the filters allow,
+    """(rid, cosine) of the live rows nearest in meaning among those the filters allow,
     best first, from pgvector's index (PostgreSQL only)."""
     assert conn.dialect == "postgresql"
     dims = int(np.asarray(vector).shape[-1])
@@ -646,10 +690,10 @@ def nearest(
     where, args = filters.sql()
     conn.execute(f"SET LOCAL hnsw.ef_search = {max(HNSW_EF_SEARCH, int(limit))}")
     rows = conn.execute(
-        f"""SELECT m.rid, 1 - (m.embedding::vector({dims}) <=> ?::vector({dims})) AS cosine
-            FROM memories m
-            WHERE {where} AND m.embedding_model = ? AND vector_dims(m.embedding) = {dims}
-            ORDER BY m.embedding::vector({dims}) <=> ?::vector({dims}) LIMIT ?""",
+        f"""SELECT m.rid, 1 - (v.embedding::vector({dims}) <=> ?::vector({dims})) AS cosine
+            FROM memory_vectors v JOIN memories m ON m.id = v.memory_id
+            WHERE {where} AND v.model = ? AND vector_dims(v.embedding) = {dims}
+            ORDER BY v.embedding::vector({dims}) <=> ?::vector({dims}) LIMIT ?""",
         (blob, *args, model, blob, limit),
     ).fetchall()
     return [(int(r[0]), float(r[1])) for r in rows]
@@ -664,15 +708,14 @@ def window(
     a row's predecessor is the row before it in any run that holds both."""
     if not core:
         return [], [], [], []
-    embedded = "user_id = ? AND persona_id = ? AND embedding_model = ? AND embedding IS NOT NULL"
+    embedded = """memories m JOIN memory_vectors v ON v.memory_id = m.id
+                  WHERE m.user_id = ? AND m.persona_id = ? AND v.model = ?"""
     owner = (user_id, persona_id, model)
     runs = conn.execute(
         f"""SELECT c.rid, w.rid FROM unnest(?::bigint[]) AS c(rid), LATERAL (
-                (SELECT rid FROM memories WHERE {embedded} AND rid < c.rid
-                 ORDER BY rid DESC LIMIT ?)
+                (SELECT m.rid FROM {embedded} AND m.rid < c.rid ORDER BY m.rid DESC LIMIT ?)
                 UNION ALL
-                (SELECT rid FROM memories WHERE {embedded} AND rid >= c.rid
-                 ORDER BY rid LIMIT ?)) AS w
+                (SELECT m.rid FROM {embedded} AND m.rid >= c.rid ORDER BY m.rid LIMIT ?)) AS w
             ORDER BY 1, 2""",
         (list(core), *owner, reach, *owner, reach + 1),
     ).fetchall()
@@ -685,9 +728,10 @@ def window(
             previous.setdefault(int(rid), -1)
         last_core, last_rid = run, int(rid)
     rows = conn.execute(
-        "SELECT rid, occurred_at, embedding FROM memories WHERE rid = ANY(?::bigint[]) "
-        "ORDER BY rid",
-        (sorted(previous),),
+        """SELECT m.rid, m.occurred_at, v.embedding
+           FROM memories m JOIN memory_vectors v ON v.memory_id = m.id
+           WHERE m.rid = ANY(?::bigint[]) AND v.model = ? ORDER BY m.rid""",
+        (sorted(previous), model),
     ).fetchall()
     return (
         [int(r[0]) for r in rows],
@@ -702,8 +746,9 @@ def embedded_times(
 ) -> tuple[list[int], list[float]]:
     """(rids, occurred_at) of a persona's rows embedded by `model` (for date candidates)."""
     rows = conn.execute(
-        """SELECT rid, occurred_at FROM memories WHERE user_id = ? AND persona_id = ?
-           AND embedding_model = ? AND embedding IS NOT NULL ORDER BY rid""",
+        """SELECT m.rid, m.occurred_at FROM memories m JOIN memory_vectors v
+               ON v.memory_id = m.id
+           WHERE m.user_id = ? AND m.persona_id = ? AND v.model = ? ORDER BY m.rid""",
         (user_id, persona_id, model),
     ).fetchall()
     return [int(r[0]) for r in rows], [float(r[1]) for r in rows]

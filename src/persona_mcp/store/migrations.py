@@ -13,6 +13,10 @@ from collections.abc import Callable
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
+# Migrations that rewrite big tables in place, leaving their pages scattered through the
+# file: a VACUUM after them packs the tables again (rows deleted at random then touch a
+# fraction of the pages they would).
+VACUUM_AFTER = {"m011_memory_split"}
 
 
 def migration(fn: Migration) -> Migration:
@@ -41,6 +45,9 @@ def apply_migrations(conn: sqlite3.Connection) -> list[str]:
             raise
         conn.execute("COMMIT")
         applied.append(name)
+    # (A new database, every migration just applied, has nothing to pack.)
+    if VACUUM_AFTER.intersection(applied) and len(applied) < len(MIGRATIONS):
+        conn.execute("VACUUM")
     return applied
 
 
@@ -651,5 +658,79 @@ def m010_visual(conn: sqlite3.Connection) -> None:
             memory_id TEXT,                    -- the episodic memory it was kept as
             PRIMARY KEY (user_id, persona_id)
         )
+        """,
+    )
+
+
+@migration
+def m011_memory_split(conn: sqlite3.Connection) -> None:
+    """Decay and pruning touch narrow rows. A memory's embedding moves to
+    `memory_vectors` (one row per embedded memory, live or archived, keyed by the
+    memory's id, so a pruned memory's vector stays where it is until it is restored or
+    forgotten), and the scores that decay and pruning read and rewrite (importance,
+    accesses, the decay stamp, the pin) move to `memory_scores`, one narrow row per live
+    memory beside the wide one. `memory_archive` keeps its copy of the scores but no
+    longer of the vector. A pruned batch's graph edges are archived by one statement of
+    the prune instead of a trigger per row."""
+    _script(
+        conn,
+        """
+        CREATE TABLE memory_vectors (
+            memory_id TEXT PRIMARY KEY,       -- memories.id or memory_archive.id
+            model TEXT NOT NULL,              -- the embedding model that made it
+            embedding BLOB NOT NULL           -- float32, unit length
+        );
+        INSERT INTO memory_vectors (memory_id, model, embedding)
+            SELECT id, coalesce(embedding_model, ''), embedding FROM memories
+            WHERE embedding IS NOT NULL;
+        INSERT INTO memory_vectors (memory_id, model, embedding)
+            SELECT id, coalesce(embedding_model, ''), embedding FROM memory_archive
+            WHERE embedding IS NOT NULL
+            ON CONFLICT (memory_id) DO NOTHING;
+        CREATE TABLE memory_scores (
+            memory_id TEXT PRIMARY KEY REFERENCES memories(id) ON DELETE CASCADE,
+            user_id TEXT NOT NULL,
+            persona_id TEXT NOT NULL,
+            created_at REAL NOT NULL,         -- the memory's, which the age of a score needs
+            importance REAL NOT NULL,
+            access_count INTEGER NOT NULL DEFAULT 0,
+            last_accessed_at REAL,
+            decayed_at REAL,                  -- last time decay was applied
+            pinned INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID;
+        INSERT INTO memory_scores (memory_id, user_id, persona_id, created_at, importance,
+                access_count, last_accessed_at, decayed_at, pinned)
+            SELECT id, user_id, persona_id, created_at, importance, access_count,
+                last_accessed_at, decayed_at, pinned
+            FROM memories ORDER BY id;
+        CREATE INDEX memory_scores_owner ON memory_scores (user_id, persona_id);
+        DROP INDEX memories_pending;
+        ALTER TABLE memories DROP COLUMN embedding;
+        ALTER TABLE memories DROP COLUMN embedding_model;
+        ALTER TABLE memories DROP COLUMN importance;
+        ALTER TABLE memories DROP COLUMN access_count;
+        ALTER TABLE memories DROP COLUMN last_accessed_at;
+        ALTER TABLE memories DROP COLUMN decayed_at;
+        ALTER TABLE memories DROP COLUMN pinned;
+        ALTER TABLE memory_archive DROP COLUMN embedding;
+        ALTER TABLE memory_archive DROP COLUMN embedding_model;
+        -- A memory deleted for good (not archived) takes its versions and vector along;
+        -- an archived one forgotten for good (not restored) takes its edges and vector.
+        DROP TRIGGER memory_versions_forget;
+        CREATE TRIGGER memory_forget AFTER DELETE ON memories
+        WHEN NOT EXISTS (SELECT 1 FROM memory_archive WHERE id = old.id) BEGIN
+            DELETE FROM memory_versions WHERE memory_id = old.id;
+            DELETE FROM memory_vectors WHERE memory_id = old.id;
+        END;
+        -- A pruned memory's edges are archived by the prune itself, for a whole batch in
+        -- one statement (store.graph.archive_edges), no longer row by row.
+        DROP TRIGGER graph_archive_edges;
+        DROP TRIGGER graph_archive_forget;
+        CREATE TRIGGER memory_archive_forget AFTER DELETE ON memory_archive
+        WHEN NOT EXISTS (SELECT 1 FROM memories WHERE id = old.id) BEGIN
+            DELETE FROM graph_edge_archive
+                WHERE src_memory = old.id OR dst_memory = old.id OR via_memory = old.id;
+            DELETE FROM memory_vectors WHERE memory_id = old.id;
+        END
         """,
     )

@@ -66,11 +66,20 @@ SECTIONS: tuple[Section, ...] = (
     ),
     Section("memories", _USER, "rid", key=("id",), omit=("rid",), parents=_PERSONA,
             json_columns=("metadata", "importance_breakdown"), global_key=True),
+    Section("memory_scores", _USER, "memory_id", key=("memory_id",),
+            parents=(*_PERSONA, ("memory_id", "memories"))),
     Section("prune_runs", _USER, "started_at, id", key=("id",), global_key=True),
     Section(
         "memory_archive", _USER, "archived_at, id", key=("id",),
         parents=(("prune_run_id", "prune_runs"), *_PERSONA),
         json_columns=("metadata", "importance_breakdown"), global_key=True,
+    ),
+    # The vectors of live and archived memories (removed with them by triggers).
+    Section(
+        "memory_vectors",
+        "memory_id IN (SELECT id FROM memories WHERE user_id = :user"
+        " UNION ALL SELECT id FROM memory_archive WHERE user_id = :user)",
+        "memory_id", key=("memory_id",), user_column=None, persona_column=None,
     ),
     Section("memory_versions", _USER, "memory_id, version", key=("memory_id", "version"),
             persona_column=None, json_columns=("metadata",)),

@@ -1,14 +1,15 @@
 """PostgreSQL's schema migrations, named `pgNNN_…`, recorded in `_migrations` as SQLite's.
 
-pg001 is the schema SQLite reaches through m001–m010, as plain tables: the same tables
+pg001 is the schema SQLite reaches through m001–m011, as plain tables: the same tables
 and columns (REAL is `double precision`, INTEGER `bigint`, the integer primary keys
 identity columns), with
 
 - the full-text index as a generated `tsvector` column of `memories` (`fts`: content
   weighted A, the preceding memory's text B) under a GIN index, instead of FTS5 and its
   triggers;
-- embeddings in pgvector `vector` columns (any number of dimensions; an HNSW cosine index
-  per dimension count in use, see `memories.ensure_vector_index`);
+- embeddings in pgvector `vector` columns (`memory_vectors.embedding` and the tiers'; any
+  number of dimensions; an HNSW cosine index per dimension count in use, see
+  `memories.ensure_vector_index`);
 - a hidden `rowid` identity column on the tables whose SQLite statements order by rowid
   (personas, tier_knowledge, graph_aliases);
 - the triggers of the graph, the version history and relationships as plpgsql, with the
@@ -160,21 +161,14 @@ def pg001_schema(conn: psycopg.Connection[Any]) -> None:
             user_id TEXT NOT NULL,
             content TEXT NOT NULL,
             memory_type TEXT NOT NULL,
-            importance DOUBLE PRECISION NOT NULL,
             base_importance DOUBLE PRECISION NOT NULL,
             emotional_valence DOUBLE PRECISION NOT NULL,
-            access_count BIGINT NOT NULL DEFAULT 0,
-            last_accessed_at DOUBLE PRECISION,
             created_at DOUBLE PRECISION NOT NULL,
             occurred_at DOUBLE PRECISION NOT NULL,
             source TEXT NOT NULL,
             metadata TEXT NOT NULL DEFAULT '{{}}',
             importance_breakdown TEXT,
             context TEXT NOT NULL DEFAULT '',
-            embedding vector,
-            embedding_model TEXT,
-            decayed_at DOUBLE PRECISION,
-            pinned BIGINT NOT NULL DEFAULT 0,
             superseded_by TEXT,
             fts tsvector GENERATED ALWAYS AS (
                 setweight(to_tsvector('english'::regconfig, content), 'A')
@@ -182,13 +176,29 @@ def pg001_schema(conn: psycopg.Connection[Any]) -> None:
             ) STORED
         );
         CREATE INDEX memories_owner ON memories (user_id, persona_id, created_at);
-        CREATE INDEX memories_embedded ON memories (user_id, persona_id, embedding_model, rid)
-            WHERE embedding IS NOT NULL;
-        CREATE INDEX memories_owner_time ON memories (user_id, persona_id, occurred_at);
-        CREATE INDEX memories_pending ON memories (embedding_model) WHERE embedding IS NULL;
+        CREATE INDEX memories_owner_rid ON memories (user_id, persona_id, rid);
         CREATE INDEX memories_fts ON memories USING gin (fts);
         CREATE INDEX memories_episodes ON memories (persona_id, occurred_at, rid)
             WHERE memory_type = 'episode';
+        -- The scores decay and pruning rewrite, one narrow row per live memory (m011).
+        CREATE TABLE memory_scores (
+            memory_id TEXT PRIMARY KEY REFERENCES memories(id) ON DELETE CASCADE {FK},
+            user_id TEXT NOT NULL,
+            persona_id TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            importance DOUBLE PRECISION NOT NULL,
+            access_count BIGINT NOT NULL DEFAULT 0,
+            last_accessed_at DOUBLE PRECISION,
+            decayed_at DOUBLE PRECISION,
+            pinned BIGINT NOT NULL DEFAULT 0
+        );
+        CREATE INDEX memory_scores_owner ON memory_scores (user_id, persona_id);
+        -- One vector per embedded memory, live or archived, by the memory's id (m011).
+        CREATE TABLE memory_vectors (
+            memory_id TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            embedding vector NOT NULL
+        );
         CREATE TABLE config (
             scope TEXT NOT NULL,
             key TEXT NOT NULL,
@@ -232,8 +242,6 @@ def pg001_schema(conn: psycopg.Connection[Any]) -> None:
             metadata TEXT NOT NULL,
             importance_breakdown TEXT,
             context TEXT NOT NULL,
-            embedding vector,
-            embedding_model TEXT,
             decayed_at DOUBLE PRECISION,
             pinned BIGINT NOT NULL DEFAULT 0,
             superseded_by TEXT
@@ -485,22 +493,24 @@ def pg001_schema(conn: psycopg.Connection[Any]) -> None:
     )
     conn.execute(_TRIGGERS)
     conn.execute(
-        "CREATE INDEX memories_embedding_384 ON memories USING hnsw "
+        "CREATE INDEX memory_vectors_384 ON memory_vectors USING hnsw "
         "((embedding::vector(384)) vector_cosine_ops) WHERE vector_dims(embedding) = 384"
     )
 
 
-# SQLite's triggers of m005, m007 and m009, as plpgsql with the same conditions.
+# SQLite's triggers (as m011 leaves them), as plpgsql with the same conditions.
 _TRIGGERS = """
-CREATE FUNCTION memory_versions_forget() RETURNS trigger LANGUAGE plpgsql AS $$
+-- A memory deleted for good (not archived) takes its versions and vector along.
+CREATE FUNCTION memory_forget() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM memory_archive WHERE id = OLD.id) THEN
         DELETE FROM memory_versions WHERE memory_id = OLD.id;
+        DELETE FROM memory_vectors WHERE memory_id = OLD.id;
     END IF;
     RETURN NULL;
 END $$;
-CREATE TRIGGER memory_versions_forget AFTER DELETE ON memories
-    FOR EACH ROW EXECUTE FUNCTION memory_versions_forget();
+CREATE TRIGGER memory_forget AFTER DELETE ON memories
+    FOR EACH ROW EXECUTE FUNCTION memory_forget();
 
 CREATE FUNCTION relationships_other_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -511,20 +521,11 @@ END $$;
 CREATE TRIGGER relationships_other_deleted AFTER DELETE ON personas
     FOR EACH ROW EXECUTE FUNCTION relationships_other_deleted();
 
--- Before a memory goes: an archived one's edges wait in the archive (`next` excepted),
--- and a deleted episode's neighbours in the `next` chain are joined up (unless its
--- persona is going too).
-CREATE FUNCTION graph_memory_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Before an episode goes, its neighbours in the `next` chain are joined up (unless its
+-- persona is going too). (A pruned memory's edges are archived by the prune itself,
+-- store.graph.archive_edges.)
+CREATE FUNCTION graph_next_bridge() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM memory_archive WHERE id = OLD.id) THEN
-        INSERT INTO graph_edge_archive (user_id, persona_id, edge_type, src_memory,
-            src_entity, dst_memory, dst_entity, via_memory, label, weight, created_at)
-        SELECT user_id, persona_id, edge_type, src_memory, src_entity, dst_memory,
-            dst_entity, via_memory, label, weight, created_at
-        FROM graph_edges
-        WHERE edge_type <> 'next'
-            AND (src_memory = OLD.id OR dst_memory = OLD.id OR via_memory = OLD.id);
-    END IF;
     IF OLD.memory_type = 'episode'
             AND EXISTS (SELECT 1 FROM personas WHERE id = OLD.persona_id) THEN
         INSERT INTO graph_edges (user_id, persona_id, edge_type, src_memory,
@@ -538,8 +539,8 @@ BEGIN
     END IF;
     RETURN OLD;
 END $$;
-CREATE TRIGGER graph_memory_deleted BEFORE DELETE ON memories
-    FOR EACH ROW EXECUTE FUNCTION graph_memory_deleted();
+CREATE TRIGGER graph_next_bridge BEFORE DELETE ON memories
+    FOR EACH ROW EXECUTE FUNCTION graph_next_bridge();
 
 CREATE FUNCTION graph_forget_entity() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -553,14 +554,16 @@ END $$;
 CREATE TRIGGER graph_forget_entity AFTER DELETE ON graph_edges
     FOR EACH ROW WHEN (OLD.edge_type = 'mentions') EXECUTE FUNCTION graph_forget_entity();
 
-CREATE FUNCTION graph_archive_forget() RETURNS trigger LANGUAGE plpgsql AS $$
+-- An archived memory forgotten for good (not restored) takes its edges and vector.
+CREATE FUNCTION memory_archive_forget() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM memories WHERE id = OLD.id) THEN
         DELETE FROM graph_edge_archive
             WHERE src_memory = OLD.id OR dst_memory = OLD.id OR via_memory = OLD.id;
+        DELETE FROM memory_vectors WHERE memory_id = OLD.id;
     END IF;
     RETURN NULL;
 END $$;
-CREATE TRIGGER graph_archive_forget AFTER DELETE ON memory_archive
-    FOR EACH ROW EXECUTE FUNCTION graph_archive_forget();
+CREATE TRIGGER memory_archive_forget AFTER DELETE ON memory_archive
+    FOR EACH ROW EXECUTE FUNCTION memory_archive_forget();
 """
