@@ -9,6 +9,9 @@ MiniLM embedder) and always stops it again:
     .venv/bin/python benchmarks/memory_scale.py --json     # also the figures as JSON
     .venv/bin/python benchmarks/memory_scale.py --growth 1000,10000,100000 --searches 200
         # one persona grown to 1k, 10k, 100k: search p50 at each, its growth, RSS, ingest
+    .venv/bin/python benchmarks/memory_scale.py --quick --database-url postgresql://...
+        # the same against a PostgreSQL store (an empty database: it is migrated first);
+        # --pgserver starts a throwaway one (PostgreSQL 16 with pgvector, from the wheel)
 
 Measurements, against the goals of SPEC section 10:
 
@@ -45,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import percentile, rss_mib, start_server, stop_server
+from common import percentile, rss_mib, start_postgres, start_server, stop_server
 from persona_mcp.client import PersonaClient
 from persona_mcp.personas.defaults import ARIA
 
@@ -586,9 +589,30 @@ def main() -> int:
         help="grow ONE persona through these sizes, e.g. 1000,10000,100000 (search, RSS "
         "and ingest at each)",
     )
+    parser.add_argument(
+        "--database-url", help="run the server on this PostgreSQL database (DATABASE_URL)"
+    )
+    parser.add_argument(
+        "--pgserver", action="store_true", help="start a throwaway PostgreSQL and use it"
+    )
     args = parser.parse_args()
+    env = {"EMBEDDING_PROVIDER": "minilm"}
+    postgres = None
+    if args.pgserver:
+        postgres = start_postgres()
+        args.database_url = postgres.url
+    if args.database_url:
+        env["DATABASE_URL"] = args.database_url
+    try:
+        return measure(args, env)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+
+
+def measure(args: argparse.Namespace, env: dict[str, str]) -> int:
     if args.growth:
-        server = start_server(env={"EMBEDDING_PROVIDER": "minilm"})
+        server = start_server(env=env)
         try:
             figures = asyncio.run(run_growth(args, server.pid, server.url))
         finally:
@@ -599,7 +623,7 @@ def main() -> int:
         return 0
     if args.memories is None:
         args.memories = 10_000 if args.quick else 100_000
-    server = start_server(env={"EMBEDDING_PROVIDER": "minilm"})
+    server = start_server(env=env)
     try:
         figures = asyncio.run(run(args, server.pid, server.url))
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from persona_mcp.auth import LOCAL_USER, TokenService
@@ -31,8 +32,9 @@ from persona_mcp.portability.cards import CardService
 from persona_mcp.portability.state import StateService
 from persona_mcp.sessions import SessionService
 from persona_mcp.simulation.chatroom import ChatroomService
+from persona_mcp.store import metrics as metrics_store
 from persona_mcp.store import personas as persona_store
-from persona_mcp.store.db import Database
+from persona_mcp.store.backends import open_store, redacted_url, storage_name
 from persona_mcp.users import UserService
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ class App:
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.db = Database(settings.db_path)
+        self.db = open_store(settings)
         self.events = EventBus()
         self.metrics = Metrics()
         self.tokens = TokenService(self.db, self.clock)
@@ -140,7 +142,7 @@ class App:
                 LOCAL_USER, names, STARTUP_TOPIC, self.settings.simulate_turns
             )
             log.info("chatroom %s started: %s on %r", sim.id, ", ".join(names), STARTUP_TOPIC)
-        log.info("database ready at %s", self.settings.db_path)
+        log.info("database ready at %s", self.storage_name)
 
     async def close(self) -> None:
         await self.simulations.close()
@@ -179,11 +181,28 @@ class App:
             "sessions_closed": self.session_cleanup.closed_total,
         }
 
-    def storage_status(self) -> dict[str, Any]:
-        path = self.settings.db_path
-        sizes = {
-            suffix or "db": os.path.getsize(f"{path}{suffix}")
-            for suffix in ("", "-wal")
-            if os.path.exists(f"{path}{suffix}")
-        }
-        return {"path": str(path), "bytes": sum(sizes.values()), "files": sizes}
+    @property
+    def storage_name(self) -> str:
+        """Where the store is, for logs: the SQLite file, or the PostgreSQL URI without
+        its password."""
+        return storage_name(self.settings)
+
+    async def storage_status(self) -> dict[str, Any]:
+        if self.settings.database_url:
+            size = await self.db.read(metrics_store.database_bytes)
+            return {
+                "backend": "postgresql",
+                "url": redacted_url(self.settings.database_url),
+                "bytes": size,
+            }
+        return sqlite_files(self.settings.db_path)
+
+
+def sqlite_files(path: Path) -> dict[str, Any]:
+    """The SQLite store's files and their sizes (the database and its write-ahead log)."""
+    sizes = {
+        suffix or "db": os.path.getsize(f"{path}{suffix}")
+        for suffix in ("", "-wal")
+        if os.path.exists(f"{path}{suffix}")
+    }
+    return {"backend": "sqlite", "path": str(path), "bytes": sum(sizes.values()), "files": sizes}

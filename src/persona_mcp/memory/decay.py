@@ -20,7 +20,7 @@ from persona_mcp.config import Settings
 from persona_mcp.events import EventBus
 from persona_mcp.store import config as config_store
 from persona_mcp.store import lifecycle as repo
-from persona_mcp.store.db import Database
+from persona_mcp.store.api import Database
 
 log = logging.getLogger(__name__)
 

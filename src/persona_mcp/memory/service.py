@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
@@ -29,13 +28,13 @@ from persona_mcp.conversation.engine import Exchange, RecalledMemory
 from persona_mcp.embeddings.base import Embedder, Vectors
 from persona_mcp.errors import NotFound, RateLimited, check_text
 from persona_mcp.memory import formation, retrieval
-from persona_mcp.memory.dates import proximity, query_dates
+from persona_mcp.memory.dates import Interval, proximity, query_dates
 from persona_mcp.memory.importance import ImportanceConfig, score_importance
 from persona_mcp.memory.vectors import Key, Shelf, VectorIndex
 from persona_mcp.store import config as config_store
 from persona_mcp.store import graph as graph_repo
 from persona_mcp.store import memories as repo
-from persona_mcp.store.db import Database
+from persona_mcp.store.api import Connection, Database
 from persona_mcp.store.memories import Filters, MemoryRow, NewMemory
 from persona_mcp.store.personas import PersonaRow
 
@@ -56,6 +55,7 @@ TRUST_POOL = 256  # rows the sign bits pass on to the trust check on a large she
 EMBED_CACHE = 256
 TERM_COUNT_SECONDS = 600.0
 TERM_COUNT_CACHE = 4096
+SEMANTIC = retrieval.SEMANTIC_CANDIDATES  # rows nearest in meaning the database passes on
 
 
 @dataclass(frozen=True)
@@ -100,12 +100,12 @@ class Stored:
 
 # More writes in a store's own transaction, given the memories being written (as rows,
 # or with what storing each did).
-Also = Callable[[sqlite3.Connection, list[MemoryRow]], None]
+Also = Callable[[Connection, list[MemoryRow]], None]
 
 # Called after memories were committed for a persona (auto-pruning hooks in here).
 AfterStore = Callable[[str, str], Coroutine[Any, Any, None]]
 # More writes inside the transaction that stores memories (the graph of an ingestion).
-AlsoWrite = Callable[[sqlite3.Connection, list["Stored"]], None]
+AlsoWrite = Callable[[Connection, list["Stored"]], None]
 
 
 class MemoryService:
@@ -128,6 +128,7 @@ class MemoryService:
         # estimate is enough to leave out the commonest terms; see retrieval.within_budget).
         self._term_counts: dict[str, tuple[int, float]] = {}
         self._term_lock = threading.Lock()
+        self._indexed_dims: set[int] = set()
 
     @property
     def semantic(self) -> bool:
@@ -289,7 +290,7 @@ class MemoryService:
             previous = item.content
         return memories
 
-    def _write(self, conn: sqlite3.Connection, prepared: PreparedExchange) -> list[str]:
+    def _write(self, conn: Connection, prepared: PreparedExchange) -> list[str]:
         prepared.rids = repo.insert(conn, prepared.memories)
         return [m.id for m in prepared.memories]
 
@@ -317,7 +318,7 @@ class MemoryService:
         contradiction checks); returns them as committed. `also` writes more in the same
         transaction, given the memories as they will be committed."""
 
-        def as_rows(conn: sqlite3.Connection, stored: list[Stored]) -> None:
+        def as_rows(conn: Connection, stored: list[Stored]) -> None:
             if also is not None:
                 also(conn, [s.memory for s in stored])
 
@@ -344,7 +345,7 @@ class MemoryService:
         importance_cap = (await self.importance_config(user_id)).cap
         now = self._clock.now()
 
-        def write(conn: sqlite3.Connection) -> list[Stored]:
+        def write(conn: Connection) -> list[Stored]:
             fresh = len(prepared.memories) - len(prepared.reinforced)
             held = repo.count_for_user(conn, user_id)
             if held + fresh > cap:
@@ -374,7 +375,7 @@ class MemoryService:
         return stored
 
     def _write_checked(
-        self, conn: sqlite3.Connection, prepared: PreparedExchange, cap: float, now: float
+        self, conn: Connection, prepared: PreparedExchange, cap: float, now: float
     ) -> None:
         """Insert what is new, reinforce what was said again, mark what was corrected."""
         if prepared.reinforced:
@@ -428,6 +429,18 @@ class MemoryService:
     ) -> list[tuple[MemoryRow, float | None]]:
         """The memories nearest to `content`: by meaning when vectors exist, else words."""
         key = (user_id, persona_id)
+        if vector is not None and self.in_database:
+            model = self.embedder.model
+            await self._vector_index(vector)
+
+            def nearest_rows(conn: Connection) -> list[tuple[MemoryRow, float | None]]:
+                found = repo.nearest(
+                    conn, Filters(user_id, persona_id), model, vector, TRUST_CANDIDATES
+                )
+                rows = repo.by_rids(conn, [rid for rid, c in found if c >= TRUST_MIN_COSINE])
+                return [(rows[rid], c) for rid, c in found if rid in rows]
+
+            return await self._db.read(nearest_rows)
         if vector is not None:
             await self._shelf(key)
 
@@ -444,7 +457,7 @@ class MemoryService:
             )
         terms = retrieval.query_terms(content)
 
-        def read(conn: sqlite3.Connection) -> list[tuple[MemoryRow, float | None]]:
+        def read(conn: Connection) -> list[tuple[MemoryRow, float | None]]:
             frequencies = self._frequencies(conn, terms)
             match = retrieval.match_expression(content, self.ranking, frequencies)
             if not match:
@@ -477,7 +490,7 @@ class MemoryService:
             blob, model = repo.to_blob(vector), self.embedder.model
         now = self._clock.now()
 
-        def write(conn: sqlite3.Connection) -> MemoryRow:
+        def write(conn: Connection) -> MemoryRow:
             rows = repo.by_ids(conn, user_id, [memory_id])
             if not rows:
                 raise NotFound(f"No memory {memory_id!r}", {"memory_id": memory_id})
@@ -510,7 +523,7 @@ class MemoryService:
         """A memory, its earlier versions, and the memories in its chain of corrections."""
         current = await self.get(user_id, memory_id)
 
-        def read(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], list[MemoryRow]]:
+        def read(conn: Connection) -> tuple[list[dict[str, Any]], list[MemoryRow]]:
             return repo.versions(conn, memory_id), repo.superseded_by_chain(
                 conn, user_id, memory_id
             )
@@ -568,12 +581,13 @@ class MemoryService:
             "embedder_ready": self.embedder.ready,
             "embedded": embedded,
             "pending_embeddings": data["total"] - embedded if self.semantic else 0,
-            "vector_index_loaded": self.vectors.has(key),
-            "vector_index_size": self.vectors.size(key),
+            # PostgreSQL: the database's own index (pgvector) holds every embedded row.
+            "vector_index_loaded": self.in_database or self.vectors.has(key),
+            "vector_index_size": embedded if self.in_database else self.vectors.size(key),
         }
         return data
 
-    def _frequencies(self, conn: sqlite3.Connection, terms: list[str]) -> dict[str, int]:
+    def _frequencies(self, conn: Connection, terms: list[str]) -> dict[str, int]:
         """Rows matched by each term in every persona, from a cache refreshed every
         TERM_COUNT_SECONDS (runs on a reader thread)."""
         now = self._clock.now()
@@ -590,9 +604,59 @@ class MemoryService:
             counts[term] = cached[0]
         return counts
 
+    @property
+    def in_database(self) -> bool:
+        """Whether vectors are searched by the database itself (PostgreSQL's pgvector),
+        with no in-process shelf (so nothing to keep in step across instances)."""
+        return self._db.dialect == "postgresql"
+
+    async def _vector_index(self, vector: Vectors) -> None:
+        """Make sure the database indexes vectors of this many dimensions (once)."""
+        dims = int(np.asarray(vector).shape[-1])
+        if dims not in self._indexed_dims:
+            await self._db.write(lambda conn: repo.ensure_vector_index(conn, dims))
+            self._indexed_dims.add(dims)
+
+    def _rank_in_database(
+        self,
+        conn: Connection,
+        filters: Filters,
+        lexical: dict[int, float],
+        query_vector: Vectors,
+        dates: list[Interval],
+        allowed: set[int] | None,
+        k: int,
+    ) -> tuple[retrieval.Ranked, set[int]]:
+        """`rank_shelf`'s work from the database's index: the nearest rows in meaning
+        (under the filters), the lexical hits and the rows nearest a named date, read
+        with their neighbours, ranked by the same `retrieval.rank_rows`."""
+        params = self.ranking
+        model = self.embedder.model
+        user_id, persona_id = filters.user_id, filters.persona_id
+        core = {rid for rid, _ in repo.nearest(conn, filters, model, query_vector, SEMANTIC)}
+        if dates:
+            rids, occurred = repo.embedded_times(conn, user_id, persona_id, model)
+            near = proximity(dates, np.asarray(occurred, dtype=np.float64), params.date_tau_days)
+            m = min(retrieval.DATE_CANDIDATES, len(rids))
+            if m:
+                best = np.argpartition(-near, m - 1)[:m]
+                core.update(int(rids[i]) for i in best if near[i] > 0)
+        reach = 2 * len(params.neighbour_weights)
+        rids, previous, occurred, blobs = repo.window(
+            conn, user_id, persona_id, model, sorted(core | set(lexical)), reach
+        )
+        window = retrieval.Window(
+            np.asarray(rids, dtype=np.int64),
+            np.asarray(previous, dtype=np.int64),
+            np.asarray(occurred, dtype=np.float64),
+            repo.from_blobs(blobs),
+        )
+        return retrieval.rank_window(window, core, lexical, query_vector, dates, allowed, k, params)
+
     async def _shelf(self, key: Key) -> None:
-        """Load a persona's vectors from SQLite into the index, once."""
-        if not self.semantic or self.vectors.has(key):
+        """Load a persona's vectors from SQLite into the index, once (PostgreSQL has
+        none: its own index serves)."""
+        if not self.semantic or self.in_database or self.vectors.has(key):
             return
         lock = self._shelf_locks.setdefault(key, asyncio.Lock())
         async with lock:
@@ -600,7 +664,7 @@ class MemoryService:
                 return
             model = self.embedder.model
 
-            def load(conn: sqlite3.Connection) -> None:
+            def load(conn: Connection) -> None:
                 total = repo.count_embedded(conn, key[0], key[1], model)
                 self.vectors.load(key, total, repo.embedding_chunks(conn, key[0], key[1], model))
 
@@ -625,13 +689,17 @@ class MemoryService:
         everything = Filters(filters.user_id, filters.persona_id)
         pool_size = limit * 2 + 10  # headroom for the importance and recency nudges
 
-        def read_words(conn: sqlite3.Connection) -> tuple[dict[int, float], set[int] | None]:
+        def read_words(conn: Connection) -> tuple[dict[int, float], set[int] | None]:
             bm25: dict[int, float] = {}
-            match = retrieval.match_expression(query, params, self._frequencies(conn, terms))
+            frequencies = self._frequencies(conn, terms)
+            match = retrieval.match_expression(query, params, frequencies)
             if match:
                 bm25 = dict(
-                    repo.lexical(conn, match, everything, params.candidates, params.context_weight)
-                )
+                    repo.lexical(
+                        conn, match, everything, params.candidates, params.context_weight,
+                        frequencies,
+                    )
+                )  # fmt: skip
             allowed = repo.allowed_rids(conn, filters) if filters.narrowed else None
             return bm25, allowed
 
@@ -643,14 +711,20 @@ class MemoryService:
                 self.embed([query]), self._db.read(read_words)
             )
             query_vector = vectors[0]
+            if self.in_database:
+                await self._vector_index(query_vector)
         else:
             bm25, allowed = await self._db.read(read_words)
         lexical = retrieval.lexical_scores(bm25)
 
-        def read(conn: sqlite3.Connection) -> list[Hit]:
+        def read(conn: Connection) -> list[Hit]:
             ranked: retrieval.Ranked = {}
             on_shelf: set[int] = set()
-            if query_vector is not None:
+            if query_vector is not None and self.in_database:
+                ranked, on_shelf = self._rank_in_database(
+                    conn, filters, lexical, query_vector, named_dates, allowed, pool_size
+                )
+            elif query_vector is not None:
                 found = self.vectors.use(
                     key,
                     lambda shelf: retrieval.rank_shelf(
@@ -925,7 +999,7 @@ class MemoryService:
         prepared.accessed = list(exchange.recalled_ids)
         return prepared
 
-    def write_exchange(self, conn: sqlite3.Connection, prepared: Any) -> list[str]:
+    def write_exchange(self, conn: Connection, prepared: Any) -> list[str]:
         assert isinstance(prepared, PreparedExchange)
         cap = self._config.get(prepared.key[0], ImportanceConfig()).cap
         reinforced = list(prepared.reinforced.values())
@@ -954,7 +1028,7 @@ class MemoryService:
         return [r.id for r in rows]
 
 
-def _by_ids(conn: sqlite3.Connection, user_id: str, ids: list[str]) -> list[MemoryRow]:
+def _by_ids(conn: Connection, user_id: str, ids: list[str]) -> list[MemoryRow]:
     return repo.by_ids(conn, user_id, ids)
 
 

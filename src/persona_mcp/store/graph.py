@@ -11,11 +11,12 @@ takes its edges along (see the m009_graph migration for the triggers that join u
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from persona_mcp.store.api import Connection, Row
 
 EdgeType = Literal["next", "mentions", "relates_to", "supersedes", "part_of"]
 EDGE_TYPES: tuple[EdgeType, ...] = ("next", "mentions", "relates_to", "supersedes", "part_of")
@@ -74,7 +75,7 @@ class NewEdge:
     via_memory: str | None = None
 
 
-def _edge(r: sqlite3.Row) -> EdgeRow:
+def _edge(r: Row) -> EdgeRow:
     src_memory, dst_memory = r["src_memory"], r["dst_memory"]
     return EdgeRow(
         id=int(r["id"]),
@@ -93,9 +94,7 @@ def _edge(r: sqlite3.Row) -> EdgeRow:
 # -- entities and aliases ---------------------------------------------------------------
 
 
-def entities_by_norm(
-    conn: sqlite3.Connection, persona_id: str, norms: Iterable[str]
-) -> dict[str, str]:
+def entities_by_norm(conn: Connection, persona_id: str, norms: Iterable[str]) -> dict[str, str]:
     """norm -> entity id, for the aliases of one persona's graph that are known."""
     wanted = sorted(set(norms))
     if not wanted:
@@ -113,7 +112,7 @@ def entities_by_norm(
 
 
 def insert_entity(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     entity_id: str,
     user_id: str,
@@ -131,7 +130,7 @@ def insert_entity(
 
 
 def update_entity(
-    conn: sqlite3.Connection,
+    conn: Connection,
     entity_id: str,
     *,
     name: str | None = None,
@@ -148,7 +147,7 @@ def update_entity(
 
 
 def add_alias(
-    conn: sqlite3.Connection, user_id: str, persona_id: str, entity_id: str, alias: str, norm: str
+    conn: Connection, user_id: str, persona_id: str, entity_id: str, alias: str, norm: str
 ) -> bool:
     """Give an entity one more name; False when that name already belongs to some entity."""
     cur = conn.execute(
@@ -159,13 +158,26 @@ def add_alias(
     return cur.rowcount > 0
 
 
-def merge_entities(conn: sqlite3.Connection, keep: str, drop: str, now: float) -> None:
+def merge_entities(conn: Connection, keep: str, drop: str, now: float) -> None:
     """Make `drop` one with `keep`: its aliases, edges and archived edges move over
     (an edge `keep` already has is not doubled), then `drop` goes."""
     for column in ("src_entity", "dst_entity"):
-        conn.execute(
-            f"UPDATE OR IGNORE graph_edges SET {column} = ? WHERE {column} = ?", (keep, drop)
-        )
+        if conn.dialect == "postgresql":
+            # UPDATE OR IGNORE: the edges that would double one `keep` has stay with
+            # `drop`, and go with it below.
+            end, other = ("src", "dst") if column == "src_entity" else ("dst", "src")
+            conn.execute(
+                f"""UPDATE graph_edges g SET {column} = ? WHERE g.{column} = ?
+                    AND NOT EXISTS (SELECT 1 FROM graph_edges k
+                        WHERE k.{end} = ? AND k.edge_type = g.edge_type
+                        AND k.{other} = g.{other}
+                        AND coalesce(k.via_memory, '') = coalesce(g.via_memory, ''))""",
+                (keep, drop, keep),
+            )
+        else:
+            conn.execute(
+                f"UPDATE OR IGNORE graph_edges SET {column} = ? WHERE {column} = ?", (keep, drop)
+            )
         conn.execute(f"UPDATE graph_edge_archive SET {column} = ? WHERE {column} = ?", (keep, drop))
     conn.execute("DELETE FROM graph_edges WHERE src_entity = ? AND dst_entity = ?", (keep, keep))
     conn.execute("UPDATE graph_aliases SET entity_id = ? WHERE entity_id = ?", (keep, drop))
@@ -178,7 +190,7 @@ def merge_entities(conn: sqlite3.Connection, keep: str, drop: str, now: float) -
     conn.execute("DELETE FROM graph_entities WHERE id = ?", (drop,))
 
 
-def entities(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[EntityRow]:
+def entities(conn: Connection, user_id: str, ids: Sequence[str]) -> list[EntityRow]:
     """These entities of this user, with their aliases and how many memories mention them."""
     if not ids:
         return []
@@ -218,7 +230,7 @@ def entities(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list
     return sorted(out, key=lambda e: order.get(e.id, 0))
 
 
-def entity_ids_of_user(conn: sqlite3.Connection, user_id: str, norm: str) -> list[str]:
+def entity_ids_of_user(conn: Connection, user_id: str, norm: str) -> list[str]:
     """The entities, over all of a user's personas, that go by this name."""
     return [
         r[0]
@@ -230,7 +242,7 @@ def entity_ids_of_user(conn: sqlite3.Connection, user_id: str, norm: str) -> lis
     ]
 
 
-def entity_aliases(conn: sqlite3.Connection, persona_id: str) -> dict[str, str]:
+def entity_aliases(conn: Connection, persona_id: str) -> dict[str, str]:
     """Every alias norm of one persona's graph -> its entity id."""
     return dict(
         conn.execute(
@@ -239,7 +251,7 @@ def entity_aliases(conn: sqlite3.Connection, persona_id: str) -> dict[str, str]:
     )
 
 
-def mentioned_in(conn: sqlite3.Connection, memory_ids: Sequence[str]) -> dict[str, list[str]]:
+def mentioned_in(conn: Connection, memory_ids: Sequence[str]) -> dict[str, list[str]]:
     """memory id -> the entities it mentions."""
     out: dict[str, list[str]] = {}
     for start in range(0, len(memory_ids), 500):
@@ -254,7 +266,7 @@ def mentioned_in(conn: sqlite3.Connection, memory_ids: Sequence[str]) -> dict[st
     return out
 
 
-def memories_mentioning(conn: sqlite3.Connection, entity_id: str, limit: int) -> list[str]:
+def memories_mentioning(conn: Connection, entity_id: str, limit: int) -> list[str]:
     """The memories that mention an entity, in the order they happened."""
     return [
         r[0]
@@ -271,7 +283,7 @@ def memories_mentioning(conn: sqlite3.Connection, entity_id: str, limit: int) ->
 
 
 def add_edges(
-    conn: sqlite3.Connection, user_id: str, persona_id: str, edges: Iterable[NewEdge], now: float
+    conn: Connection, user_id: str, persona_id: str, edges: Iterable[NewEdge], now: float
 ) -> None:
     """Insert edges; one already there (same ends, type and source memory) is kept."""
     rows = []
@@ -295,7 +307,7 @@ def add_edges(
 
 
 def link_episode(
-    conn: sqlite3.Connection,
+    conn: Connection,
     user_id: str,
     persona_id: str,
     memory_id: str,
@@ -332,7 +344,7 @@ def link_episode(
 
 
 def edges_of(
-    conn: sqlite3.Connection, node_ids: Sequence[str], edge_types: Sequence[str] | None = None
+    conn: Connection, node_ids: Sequence[str], edge_types: Sequence[str] | None = None
 ) -> list[EdgeRow]:
     """Every edge that starts or ends at one of these nodes."""
     if not node_ids:
@@ -353,7 +365,7 @@ def edges_of(
     return sorted(out.values(), key=lambda e: e.id)
 
 
-def mention_counts(conn: sqlite3.Connection, entity_ids: Sequence[str]) -> dict[str, int]:
+def mention_counts(conn: Connection, entity_ids: Sequence[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for start in range(0, len(entity_ids), 500):
         chunk = list(entity_ids[start : start + 500])
@@ -367,9 +379,7 @@ def mention_counts(conn: sqlite3.Connection, entity_ids: Sequence[str]) -> dict[
     return out
 
 
-def nearest_mentions(
-    conn: sqlite3.Connection, entity_id: str, occurred_at: float, limit: int
-) -> list[str]:
+def nearest_mentions(conn: Connection, entity_id: str, occurred_at: float, limit: int) -> list[str]:
     """The memories mentioning an entity that happened closest in time to `occurred_at`."""
     return [
         r[0]
@@ -382,7 +392,7 @@ def nearest_mentions(
     ]
 
 
-def owner_of(conn: sqlite3.Connection, node_id: str) -> tuple[str, str] | None:
+def owner_of(conn: Connection, node_id: str) -> tuple[str, str] | None:
     """(user id, persona id) of a memory or entity node, or None when there is none."""
     table = "graph_entities" if node_id.startswith(ENTITY_PREFIX) else "memories"
     row = conn.execute(
@@ -391,15 +401,26 @@ def owner_of(conn: sqlite3.Connection, node_id: str) -> tuple[str, str] | None:
     return (row[0], row[1]) if row else None
 
 
-def archive_edges(conn: sqlite3.Connection, memory_ids: Sequence[str]) -> None:
+def archive_edges(conn: Connection, memory_ids: Sequence[str]) -> None:
     """Keep the edges of memories about to be pruned (all but the `next` chain, which is
     joined up around them) in the archive until `restore_edges` brings them back."""
-    ids = json.dumps(list(memory_ids))
+    columns = """user_id, persona_id, edge_type, src_memory, src_entity, dst_memory,
+               dst_entity, via_memory, label, weight, created_at"""
+    if conn.dialect == "postgresql":
+        ids = list(memory_ids)
+        conn.execute(
+            f"""INSERT INTO graph_edge_archive ({columns})
+                SELECT {columns} FROM graph_edges WHERE edge_type <> 'next'
+                    AND (src_memory = ANY(?::text[]) OR dst_memory = ANY(?::text[])
+                         OR via_memory = ANY(?::text[]))
+                ORDER BY id""",
+            (ids, ids, ids),
+        )
+        return
+    ids_json = json.dumps(list(memory_ids))
     conn.execute(
-        """INSERT INTO graph_edge_archive (user_id, persona_id, edge_type, src_memory,
-               src_entity, dst_memory, dst_entity, via_memory, label, weight, created_at)
-           SELECT user_id, persona_id, edge_type, src_memory, src_entity, dst_memory,
-               dst_entity, via_memory, label, weight, created_at
+        f"""INSERT INTO graph_edge_archive ({columns})
+           SELECT {columns}
            FROM graph_edges WHERE edge_type <> 'next' AND id IN (
                SELECT e.id FROM json_each(:ids) j JOIN graph_edges e ON e.src_memory = j.value
                UNION SELECT e.id FROM json_each(:ids) j JOIN graph_edges e
@@ -407,11 +428,11 @@ def archive_edges(conn: sqlite3.Connection, memory_ids: Sequence[str]) -> None:
                UNION SELECT e.id FROM json_each(:ids) j JOIN graph_edges e
                    ON e.via_memory = j.value)
            ORDER BY id""",
-        {"ids": ids},
+        {"ids": ids_json},
     )
 
 
-def restore_edges(conn: sqlite3.Connection, memory_ids: Sequence[str], now: float) -> None:
+def restore_edges(conn: Connection, memory_ids: Sequence[str], now: float) -> None:
     """Bring back the archived edges of restored memories whose other ends are present,
     and put restored episodes back into the `next` chain."""
     ids = json.dumps(list(memory_ids))
@@ -459,7 +480,7 @@ def restore_edges(conn: sqlite3.Connection, memory_ids: Sequence[str], now: floa
         link_episode(conn, user_id, persona_id, memory_id, occurred_at, rid, now)
 
 
-def counts(conn: sqlite3.Connection, user_id: str, persona_id: str) -> dict[str, Any]:
+def counts(conn: Connection, user_id: str, persona_id: str) -> dict[str, Any]:
     """How big one persona's graph is: entities, and edges by type."""
     entities_n = conn.execute(
         "SELECT count(*) FROM graph_entities WHERE user_id = ? AND persona_id = ?",

@@ -10,12 +10,12 @@ restorable). The archive copies a memory's row and scores; its vector stays in
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from persona_mcp.store import graph, memories
+from persona_mcp.store.api import Connection
 
 STEP_HOURS = 24.0  # the `step` mode drops importance once per full day
 PROTECT_IMPORTANCE = 0.8
@@ -46,7 +46,7 @@ def _decay_expression(mode: str, h: str) -> str:
 
 
 def decay(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     mode: str,
     rate: float,
@@ -91,7 +91,7 @@ def decay(
     return cur.rowcount
 
 
-def record_decay(conn: sqlite3.Connection, **run: Any) -> None:
+def record_decay(conn: Connection, **run: Any) -> None:
     conn.execute(
         """INSERT INTO decay_runs (trigger, user_id, persona_id, mode, rate, hours, ran_at,
                decayed, seconds)
@@ -101,7 +101,7 @@ def record_decay(conn: sqlite3.Connection, **run: Any) -> None:
     )
 
 
-def decay_totals(conn: sqlite3.Connection) -> dict[str, Any]:
+def decay_totals(conn: Connection) -> dict[str, Any]:
     runs, decayed, last = conn.execute(
         "SELECT count(*), coalesce(sum(decayed), 0), max(ran_at) FROM decay_runs"
     ).fetchone()
@@ -142,7 +142,7 @@ class Selection:
 
 
 def select(
-    conn: sqlite3.Connection,
+    conn: Connection,
     user_id: str,
     persona_id: str,
     strategy: str,
@@ -154,8 +154,8 @@ def select(
 ) -> Selection:
     """What a prune would remove, lowest value first, within the protection rules."""
     total, protected = conn.execute(
-        f"""SELECT count(*), coalesce(sum(importance >= {PROTECT_IMPORTANCE}
-                                          OR access_count >= {PROTECT_ACCESS} OR pinned), 0)
+        f"""SELECT count(*), coalesce(sum(CASE WHEN importance >= {PROTECT_IMPORTANCE}
+                       OR access_count >= {PROTECT_ACCESS} OR pinned <> 0 THEN 1 ELSE 0 END), 0)
             FROM memory_scores WHERE user_id = ? AND persona_id = ?""",
         (user_id, persona_id),
     ).fetchone()
@@ -182,7 +182,7 @@ def select(
                     WHERE user_id = :user AND persona_id = :persona
                       AND importance < {PROTECT_IMPORTANCE}
                       AND access_count < {PROTECT_ACCESS} AND pinned = 0
-                ) WHERE 1 {threshold}
+                ) AS scored WHERE 1 = 1 {threshold}
                 ORDER BY score, created_at, id LIMIT :wanted) AS c
             JOIN memories m ON m.id = c.id
             ORDER BY c.score, c.created_at, c.id""",
@@ -196,7 +196,7 @@ def select(
     )
 
 
-def still_prunable(conn: sqlite3.Connection, rids: Sequence[int]) -> set[int]:
+def still_prunable(conn: Connection, rids: Sequence[int]) -> set[int]:
     """Those of `rids` that the protection rules still allow to prune, as rows are now."""
     marks = ",".join("?" * len(rids))
     return {
@@ -210,7 +210,7 @@ def still_prunable(conn: sqlite3.Connection, rids: Sequence[int]) -> set[int]:
     }
 
 
-def start_run(conn: sqlite3.Connection, run: dict[str, Any]) -> None:
+def start_run(conn: Connection, run: dict[str, Any]) -> None:
     conn.execute(
         """INSERT INTO prune_runs (id, user_id, persona_id, strategy, trigger, target_count,
                status, started_at)
@@ -221,7 +221,7 @@ def start_run(conn: sqlite3.Connection, run: dict[str, Any]) -> None:
 
 
 def archive_batch(
-    conn: sqlite3.Connection,
+    conn: Connection,
     run_id: str,
     batch: Sequence[Candidate],
     reasons: Sequence[str],
@@ -231,18 +231,24 @@ def archive_batch(
     edges, then delete (the scores go with their rows; the vectors stay), in the caller's
     transaction. Set-based statements, whatever the batch size."""
     rows = json.dumps([[c.rid, c.score, reason] for c, reason in zip(batch, reasons, strict=True)])
+    if conn.dialect == "postgresql":
+        batch_rows = "jsonb_array_elements(?::jsonb) AS j(value)"
+        rid, score, why = "(j.value ->> 0)::bigint", "(j.value ->> 1)::float8", "j.value ->> 2"
+    else:
+        batch_rows = "json_each(?) AS j"
+        rid, score, why = "j.value ->> 0", "j.value ->> 1", "j.value ->> 2"
     conn.execute(
         f"""INSERT INTO memory_archive (id, prune_run_id, archived_at, prune_score, reason,
                 {_ROW}, {_SCORES})
-            SELECT m.id, ?, ?, j.value ->> 1, j.value ->> 2, {_prefixed("m.", _ROW)},
+            SELECT m.id, ?, ?, {score}, {why}, {_prefixed("m.", _ROW)},
                 {_prefixed("s.", _SCORES)}
-            FROM {memories.ROWS} JOIN json_each(?) AS j ON m.rid = j.value ->> 0""",
+            FROM {batch_rows} JOIN memories m ON m.rid = {rid}
+            JOIN memory_scores s ON s.user_id = m.user_id AND s.persona_id = m.persona_id
+                AND s.memory_id = m.id""",
         (run_id, now, rows),
     )
     graph.archive_edges(conn, [c.id for c in batch])
-    conn.execute(
-        "DELETE FROM memories WHERE rid IN (SELECT value ->> 0 FROM json_each(?))", (rows,)
-    )
+    conn.execute(f"DELETE FROM memories WHERE rid IN (SELECT {rid} FROM {batch_rows})", (rows,))
     conn.execute(
         "UPDATE prune_runs SET pruned_count = pruned_count + ? WHERE id = ?", (len(batch), run_id)
     )
@@ -252,14 +258,14 @@ def _prefixed(alias: str, columns: str) -> str:
     return ", ".join(alias + column.strip() for column in columns.split(","))
 
 
-def finish_run(conn: sqlite3.Connection, run_id: str, now: float, seconds: float) -> None:
+def finish_run(conn: Connection, run_id: str, now: float, seconds: float) -> None:
     conn.execute(
         "UPDATE prune_runs SET status = 'complete', finished_at = ?, seconds = ? WHERE id = ?",
         (now, seconds, run_id),
     )
 
 
-def mark_interrupted(conn: sqlite3.Connection) -> int:
+def mark_interrupted(conn: Connection) -> int:
     """Runs a killed process left 'running': what they archived stays archived."""
     return conn.execute(
         "UPDATE prune_runs SET status = 'interrupted' WHERE status = 'running'"
@@ -267,7 +273,7 @@ def mark_interrupted(conn: sqlite3.Connection) -> int:
 
 
 def archived_ids(
-    conn: sqlite3.Connection, user_id: str, *, run_id: str | None, ids: Sequence[str] | None
+    conn: Connection, user_id: str, *, run_id: str | None, ids: Sequence[str] | None
 ) -> list[str]:
     if run_id is not None:
         rows = conn.execute(
@@ -284,13 +290,16 @@ def archived_ids(
     return [r[0] for r in rows]
 
 
-def restore(conn: sqlite3.Connection, ids: Sequence[str]) -> list[tuple[int, str, str]]:
+def restore(conn: Connection, ids: Sequence[str]) -> list[tuple[int, str, str]]:
     """Move archived memories back (same ids, new rowids in the order they were created)
     with their scores; their vectors never left. Returns (rid, id, persona id) by rid."""
     if not ids:
         return []
     keys = json.dumps(list(ids))
-    chosen = "SELECT value FROM json_each(:ids)"
+    if conn.dialect == "postgresql":
+        chosen = "SELECT jsonb_array_elements_text(CAST(:ids AS jsonb))"
+    else:
+        chosen = "SELECT value FROM json_each(:ids)"
     conn.execute(
         f"""INSERT INTO memories (id, {_ROW}) SELECT id, {_ROW} FROM memory_archive
             WHERE id IN ({chosen}) ORDER BY created_at, id""",
@@ -317,7 +326,7 @@ def restore(conn: sqlite3.Connection, ids: Sequence[str]) -> list[tuple[int, str
     return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
 
-def prune_totals(conn: sqlite3.Connection, user_id: str) -> dict[str, Any]:
+def prune_totals(conn: Connection, user_id: str) -> dict[str, Any]:
     runs, pruned, restored, seconds = conn.execute(
         """SELECT count(*), coalesce(sum(pruned_count), 0), coalesce(sum(restored_count), 0),
                   coalesce(sum(seconds), 0) FROM prune_runs WHERE user_id = ?""",

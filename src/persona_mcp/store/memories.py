@@ -10,7 +10,8 @@ full-text index follows `memories` through triggers.
 from __future__ import annotations
 
 import json
-import sqlite3
+import math
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from persona_mcp.embeddings.base import Vectors
+from persona_mcp.store.api import Connection, Row
 
 COLUMNS = (
     "m.rid, m.id, m.persona_id, m.user_id, m.content, m.memory_type, s.importance, "
@@ -82,7 +84,7 @@ class NewMemory:
     embedding_model: str | None
 
 
-def _row(r: sqlite3.Row) -> MemoryRow:
+def _row(r: Row) -> MemoryRow:
     return MemoryRow(
         rid=r["rid"],
         id=r["id"],
@@ -118,14 +120,14 @@ def from_blobs(blobs: Sequence[bytes]) -> Vectors:
     return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32)
 
 
-def insert(conn: sqlite3.Connection, memories: Iterable[NewMemory]) -> list[int]:
+def insert(conn: Connection, memories: Iterable[NewMemory]) -> list[int]:
     rids = []
     for m in memories:
         cur = conn.execute(
             """INSERT INTO memories (id, persona_id, user_id, content, memory_type,
                    base_importance, emotional_valence, created_at, occurred_at, source, metadata,
                    importance_breakdown, context)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rid""",
             (
                 m.id,
                 m.persona_id,
@@ -142,6 +144,7 @@ def insert(conn: sqlite3.Connection, memories: Iterable[NewMemory]) -> list[int]
                 m.context,
             ),
         )
+        rid = int(cur.fetchone()[0])
         conn.execute(
             """INSERT INTO memory_scores (memory_id, user_id, persona_id, created_at, importance)
                VALUES (?, ?, ?, ?, ?)""",
@@ -149,11 +152,11 @@ def insert(conn: sqlite3.Connection, memories: Iterable[NewMemory]) -> list[int]
         )
         if m.embedding is not None and m.embedding_model is not None:
             _put_vector(conn, m.id, m.embedding, m.embedding_model)
-        rids.append(int(cur.lastrowid or 0))
+        rids.append(rid)
     return rids
 
 
-def _put_vector(conn: sqlite3.Connection, memory_id: str, embedding: bytes, model: str) -> None:
+def _put_vector(conn: Connection, memory_id: str, embedding: bytes, model: str) -> None:
     conn.execute(
         """INSERT INTO memory_vectors (memory_id, model, embedding) VALUES (?, ?, ?)
            ON CONFLICT (memory_id) DO UPDATE SET model = excluded.model,
@@ -162,7 +165,7 @@ def _put_vector(conn: sqlite3.Connection, memory_id: str, embedding: bytes, mode
     )
 
 
-def by_ids(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[MemoryRow]:
+def by_ids(conn: Connection, user_id: str, ids: Sequence[str]) -> list[MemoryRow]:
     if not ids:
         return []
     marks = ",".join("?" * len(ids))
@@ -173,7 +176,7 @@ def by_ids(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[M
     return [_row(r) for r in rows]
 
 
-def by_rids(conn: sqlite3.Connection, rids: Sequence[int]) -> dict[int, MemoryRow]:
+def by_rids(conn: Connection, rids: Sequence[int]) -> dict[int, MemoryRow]:
     if not rids:
         return {}
     out: dict[int, MemoryRow] = {}
@@ -185,7 +188,7 @@ def by_rids(conn: sqlite3.Connection, rids: Sequence[int]) -> dict[int, MemoryRo
     return out
 
 
-def latest_content(conn: sqlite3.Connection, user_id: str, persona_id: str) -> str | None:
+def latest_content(conn: Connection, user_id: str, persona_id: str) -> str | None:
     row = conn.execute(
         """SELECT content FROM memories WHERE user_id = ? AND persona_id = ?
            ORDER BY created_at DESC, rid DESC LIMIT 1""",
@@ -194,7 +197,7 @@ def latest_content(conn: sqlite3.Connection, user_id: str, persona_id: str) -> s
     return row[0] if row else None
 
 
-def delete(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[MemoryRow]:
+def delete(conn: Connection, user_id: str, ids: Sequence[str]) -> list[MemoryRow]:
     rows = by_ids(conn, user_id, ids)
     for start in range(0, len(rows), 500):
         chunk = [r.rid for r in rows[start : start + 500]]
@@ -202,7 +205,13 @@ def delete(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[M
     return rows
 
 
-def record_access(conn: sqlite3.Connection, rids: Sequence[int], now: float) -> None:
+def record_access(conn: Connection, rids: Sequence[int], now: float) -> None:
+    """Count an access of these rows. On PostgreSQL this bookkeeping commits without
+    waiting for its WAL flush (synchronous_commit off for this transaction only): a
+    crash of the database server may forget the last few access counts, never a
+    memory, and a search does not wait on a disk flush."""
+    if rids and conn.dialect == "postgresql":
+        conn.execute("SET LOCAL synchronous_commit = off")
     if rids:
         conn.execute(
             f"""UPDATE memory_scores SET access_count = access_count + 1, last_accessed_at = ?
@@ -211,9 +220,7 @@ def record_access(conn: sqlite3.Connection, rids: Sequence[int], now: float) -> 
         )
 
 
-def reinforce(
-    conn: sqlite3.Connection, rid: int, importance: float, now: float, cap: float
-) -> None:
+def reinforce(conn: Connection, rid: int, importance: float, now: float, cap: float) -> None:
     """A duplicate was stated again: one more access, and importance raised a little
     (at least to the new statement's, never into the protected range by itself)."""
     conn.execute(
@@ -224,13 +231,13 @@ def reinforce(
     )
 
 
-def supersede(conn: sqlite3.Connection, old_ids: Sequence[str], new_id: str) -> None:
+def supersede(conn: Connection, old_ids: Sequence[str], new_id: str) -> None:
     conn.executemany(
         "UPDATE memories SET superseded_by = ? WHERE id = ?", [(new_id, i) for i in old_ids]
     )
 
 
-def set_pinned(conn: sqlite3.Connection, user_id: str, memory_id: str, pinned: bool) -> bool:
+def set_pinned(conn: Connection, user_id: str, memory_id: str, pinned: bool) -> bool:
     cur = conn.execute(
         f"UPDATE memory_scores SET pinned = ? WHERE {_scores_of('user_id = ? AND id = ?')}",
         (int(pinned), user_id, memory_id),
@@ -238,7 +245,7 @@ def set_pinned(conn: sqlite3.Connection, user_id: str, memory_id: str, pinned: b
     return cur.rowcount > 0
 
 
-def add_version(conn: sqlite3.Connection, row: MemoryRow, reason: str, now: float) -> int:
+def add_version(conn: Connection, row: MemoryRow, reason: str, now: float) -> int:
     """Keep a memory's current text and importance as a version before it changes."""
     version = int(
         conn.execute(
@@ -255,7 +262,7 @@ def add_version(conn: sqlite3.Connection, row: MemoryRow, reason: str, now: floa
     return version
 
 
-def versions(conn: sqlite3.Connection, memory_id: str) -> list[dict[str, Any]]:
+def versions(conn: Connection, memory_id: str) -> list[dict[str, Any]]:
     rows = conn.execute(
         """SELECT version, content, importance, metadata, changed_at, reason
            FROM memory_versions WHERE memory_id = ? ORDER BY version""",
@@ -269,7 +276,7 @@ def versions(conn: sqlite3.Connection, memory_id: str) -> list[dict[str, Any]]:
 
 
 def update(
-    conn: sqlite3.Connection,
+    conn: Connection,
     rid: int,
     *,
     content: str,
@@ -299,7 +306,7 @@ def update(
     )
 
 
-def superseded_by_chain(conn: sqlite3.Connection, user_id: str, memory_id: str) -> list[MemoryRow]:
+def superseded_by_chain(conn: Connection, user_id: str, memory_id: str) -> list[MemoryRow]:
     """The memories this one replaced (directly or through earlier corrections), oldest
     first, and those that replaced it."""
     seen: dict[str, MemoryRow] = {}
@@ -322,7 +329,7 @@ def superseded_by_chain(conn: sqlite3.Connection, user_id: str, memory_id: str) 
 
 
 def page(
-    conn: sqlite3.Connection,
+    conn: Connection,
     user_id: str,
     persona_id: str,
     memory_type: str | None,
@@ -386,8 +393,11 @@ def owner_token(persona_id: str) -> str:
 LEXICAL_OVERFETCH = 4
 
 
-def matches(conn: sqlite3.Connection, phrase: str) -> int:
+def matches(conn: Connection, phrase: str) -> int:
     """How many memories (of every persona) a full-text phrase matches."""
+    if conn.dialect == "postgresql":
+        sql = "SELECT count(*) FROM memories WHERE fts @@ to_tsquery('english', ?)"
+        return int(conn.execute(sql, (tsquery(phrase),)).fetchone()[0])
     return int(
         conn.execute(
             "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?", (phrase,)
@@ -396,7 +406,12 @@ def matches(conn: sqlite3.Connection, phrase: str) -> int:
 
 
 def lexical(
-    conn: sqlite3.Connection, match: str, filters: Filters, limit: int, context_weight: float
+    conn: Connection,
+    match: str,
+    filters: Filters,
+    limit: int,
+    context_weight: float,
+    counts: dict[str, int] | None = None,
 ) -> list[tuple[int, float]]:
     """(rid, bm25) best first, for one persona; bm25 is negated so that larger is better.
 
@@ -404,7 +419,11 @@ def lexical(
     in full by every query that names it, which is most of the cost once one persona
     holds most memories. When that persona's rows are too few among the best matches of
     all, the query is asked again with the token. Either way the persona's rows come out
-    in the same order with the same scores (the owner column weighs 0)."""
+    in the same order with the same scores (the owner column weighs 0).
+
+    On PostgreSQL see `_pg_lexical`."""
+    if conn.dialect == "postgresql":
+        return _pg_lexical(conn, match, filters, limit, context_weight, counts or {})
     sql = """SELECT rowid, -bm25(memories_fts, 1.0, ?, 0.0) AS score FROM memories_fts
              WHERE memories_fts MATCH ? ORDER BY score DESC LIMIT ?"""
     fetch = limit * LEXICAL_OVERFETCH
@@ -416,9 +435,71 @@ def lexical(
     return hits[:limit]
 
 
-def _own(
-    conn: sqlite3.Connection, filters: Filters, rows: Sequence[sqlite3.Row]
+_PHRASE = re.compile(r'"([^"]+)"(\*?)')
+
+
+def tsquery(match: str) -> str:
+    """An FTS5 expression of quoted terms OR-ed (`retrieval.match_expression`) as a
+    PostgreSQL tsquery: the same terms, prefixes as `:*`."""
+    terms = []
+    for term, star in _PHRASE.findall(match):
+        words = re.findall(r"[^\W_]+", term)
+        if words:
+            terms.append(" <-> ".join(words) + (":*" if star else ""))
+    return " | ".join(terms) or "''"
+
+
+EXACT_IDF_ROWS = 10_000
+
+
+def _pg_lexical(
+    conn: Connection,
+    match: str,
+    filters: Filters,
+    limit: int,
+    context_weight: float,
+    known: dict[str, int],
 ) -> list[tuple[int, float]]:
+    """BM25's shape from PostgreSQL's full text, for the persona's rows: per term, ts_rank
+    over the generated `fts` column (content weighted 1, the context `context_weight`,
+    divided by 1 + log(length) as BM25 favours the shorter match), weighted by the term's
+    inverse document frequency over all memories (which ts_rank alone lacks), summed.
+    `known`: rows each term matches, where the caller has counted them already (an
+    estimate of a while ago, used once the table is big enough for that not to matter)."""
+    phrases = [(term, tsquery(f'"{term}"{star}')) for term, star in _PHRASE.findall(match)]
+    phrases = [(term, t) for term, t in phrases if t != "''"]
+    if not phrases:
+        return []
+    terms = [t for _, t in phrases]
+    total = int(conn.execute(
+        "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'memories'::regclass"
+    ).fetchone()[0])  # fmt: skip
+    if total < EXACT_IDF_ROWS:  # small (or never analysed): count exactly, it is cheap
+        total = int(conn.execute("SELECT count(*) FROM memories").fetchone()[0])
+        known = {}
+    counts = [
+        known[term] if term in known else int(conn.execute(
+            "SELECT count(*) FROM memories WHERE fts @@ to_tsquery('english', ?)", (t,)
+        ).fetchone()[0])
+        for term, t in phrases
+    ]  # fmt: skip
+    total = max(total, max(counts), 1)
+    weights = [math.log(1 + (total - n + 0.5) / (n + 0.5)) for n in counts]
+    ranks = " + ".join(
+        "? * ts_rank(ARRAY[0, 0, ?, 1]::real[], m.fts, to_tsquery('english', ?), 1)" for _ in terms
+    )
+    rank_args = [a for w, t in zip(weights, terms, strict=True) for a in (w, context_weight, t)]
+    where, args = filters.sql()
+    rows = conn.execute(
+        f"""SELECT m.rid, {ranks} AS score FROM memories m
+            WHERE m.fts @@ to_tsquery('english', ?) AND {where}
+            ORDER BY score DESC, m.rid LIMIT ?""",
+        (*rank_args, " | ".join(f"({t})" for t in terms), *args, limit),
+    ).fetchall()
+    return [(int(r[0]), float(r[1])) for r in rows]
+
+
+def _own(conn: Connection, filters: Filters, rows: Sequence[Row]) -> list[tuple[int, float]]:
     """The rows (rid, score) that belong to the filters' user and persona, in order."""
     if not rows:
         return []
@@ -430,12 +511,12 @@ def _own(
     return [(int(r[0]), float(r[1])) for r in rows if int(r[0]) in mine]
 
 
-def allowed_rids(conn: sqlite3.Connection, filters: Filters) -> set[int]:
+def allowed_rids(conn: Connection, filters: Filters) -> set[int]:
     where, args = filters.sql()
     return {int(r[0]) for r in conn.execute(f"SELECT m.rid FROM memories m WHERE {where}", args)}
 
 
-def count_embedded(conn: sqlite3.Connection, user_id: str, persona_id: str, model: str) -> int:
+def count_embedded(conn: Connection, user_id: str, persona_id: str, model: str) -> int:
     """How many of a persona's memories carry an embedding by `model`."""
     return int(
         conn.execute(
@@ -447,7 +528,7 @@ def count_embedded(conn: sqlite3.Connection, user_id: str, persona_id: str, mode
 
 
 def embedding_chunks(
-    conn: sqlite3.Connection, user_id: str, persona_id: str, model: str, size: int = 4096
+    conn: Connection, user_id: str, persona_id: str, model: str, size: int = 4096
 ) -> Iterator[tuple[list[int], Vectors, list[float]]]:
     """A persona's (rids, vectors, occurred_at) by rid, `size` rows at a time, so the
     vector index fills its arrays without holding every row's bytes at once."""
@@ -462,7 +543,7 @@ def embedding_chunks(
 
 
 def stored_embeddings(
-    conn: sqlite3.Connection, rids: Sequence[int], model: str
+    conn: Connection, rids: Sequence[int], model: str
 ) -> list[tuple[int, str, str, bytes, float]]:
     """(rid, user, persona, embedding, occurred_at) of those rows embedded by `model`."""
     out: list[tuple[int, str, str, bytes, float]] = []
@@ -491,7 +572,7 @@ class Pending:
 
 
 def pending_embeddings(
-    conn: sqlite3.Connection, model: str, limit: int, *, stale: bool = False, after: int = 0
+    conn: Connection, model: str, limit: int, *, stale: bool = False, after: int = 0
 ) -> list[Pending]:
     """Memories with no embedding (and, with `stale`, those embedded by another model),
     by rid after `after`."""
@@ -507,9 +588,7 @@ def pending_embeddings(
     return [Pending(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
 
-def set_embeddings(
-    conn: sqlite3.Connection, rids: Sequence[int], vectors: Vectors, model: str
-) -> None:
+def set_embeddings(conn: Connection, rids: Sequence[int], vectors: Vectors, model: str) -> None:
     """Store vectors of live memories (by rowid), replacing any they had."""
     conn.executemany(
         """INSERT INTO memory_vectors (memory_id, model, embedding)
@@ -520,13 +599,13 @@ def set_embeddings(
     )
 
 
-def count_for_user(conn: sqlite3.Connection, user_id: str) -> int:
+def count_for_user(conn: Connection, user_id: str) -> int:
     return int(
         conn.execute("SELECT count(*) FROM memories WHERE user_id = ?", (user_id,)).fetchone()[0]
     )
 
 
-def count(conn: sqlite3.Connection, user_id: str, persona_id: str) -> int:
+def count(conn: Connection, user_id: str, persona_id: str) -> int:
     return int(
         conn.execute(
             "SELECT count(*) FROM memories WHERE user_id = ? AND persona_id = ?",
@@ -535,13 +614,13 @@ def count(conn: sqlite3.Connection, user_id: str, persona_id: str) -> int:
     )
 
 
-def stats(conn: sqlite3.Connection, user_id: str, persona_id: str, model: str) -> dict[str, Any]:
+def stats(conn: Connection, user_id: str, persona_id: str, model: str) -> dict[str, Any]:
     args = (user_id, persona_id)
     where = "user_id = ? AND persona_id = ?"
     total, accessed, accesses, max_access, mean_imp, min_imp, max_imp = conn.execute(
-        f"""SELECT count(*), sum(access_count > 0), coalesce(sum(access_count), 0),
-                   coalesce(max(access_count), 0), avg(importance), min(importance),
-                   max(importance)
+        f"""SELECT count(*), sum(CASE WHEN access_count > 0 THEN 1 ELSE 0 END),
+                   coalesce(sum(access_count), 0), coalesce(max(access_count), 0),
+                   avg(importance), min(importance), max(importance)
             FROM memory_scores WHERE {where}""",
         args,
     ).fetchone()
@@ -556,7 +635,7 @@ def stats(conn: sqlite3.Connection, user_id: str, persona_id: str, model: str) -
     )
     buckets = {f"{i / 10:.1f}-{(i + 1) / 10:.1f}": 0 for i in range(10)}
     for bucket, n in conn.execute(
-        f"""SELECT min(CAST(importance * 10 AS INTEGER), 9), count(*) FROM memory_scores
+        f"""SELECT min(CAST(floor(importance * 10) AS INTEGER), 9), count(*) FROM memory_scores
             WHERE {where} GROUP BY 1""",
         args,
     ):
@@ -583,7 +662,7 @@ def stats(conn: sqlite3.Connection, user_id: str, persona_id: str, model: str) -
     }
 
 
-def count_stale_embeddings(conn: sqlite3.Connection, model: str) -> int:
+def count_stale_embeddings(conn: Connection, model: str) -> int:
     """Memories with no embedding from `model` (what `reindex` will embed)."""
     return int(
         conn.execute(
@@ -592,3 +671,96 @@ def count_stale_embeddings(conn: sqlite3.Connection, model: str) -> int:
             (model,),
         ).fetchone()[0]
     )
+
+
+# -- the database's own vector index (PostgreSQL: pgvector, HNSW, cosine) -------------
+
+
+def ensure_vector_index(conn: Connection, dims: int) -> None:
+    """The HNSW index over embeddings of `dims` dimensions (one per dimension count in
+    use; pg001 makes the bundled model's 384). Nothing to do on SQLite."""
+    if conn.dialect == "postgresql":
+        dims = int(dims)
+        conn.execute(
+            f"""CREATE INDEX IF NOT EXISTS memory_vectors_{dims} ON memory_vectors USING hnsw
+                ((embedding::vector({dims})) vector_cosine_ops)
+                WHERE vector_dims(embedding) = {dims}"""
+        )
+
+
+HNSW_EF_SEARCH = 200  # candidates the HNSW walk keeps (pgvector's default is 40)
+
+
+def nearest(
+    conn: Connection, filters: Filters, model: str, vector: Vectors, limit: int
+) -> list[tuple[int, float]]:
+    """(rid, cosine) of the live rows nearest in meaning among those the filters allow,
+    best first, from pgvector's index (PostgreSQL only)."""
+    assert conn.dialect == "postgresql"
+    dims = int(np.asarray(vector).shape[-1])
+    blob = to_blob(vector)
+    where, args = filters.sql()
+    conn.execute(f"SET LOCAL hnsw.ef_search = {max(HNSW_EF_SEARCH, int(limit))}")
+    rows = conn.execute(
+        f"""SELECT m.rid, 1 - (v.embedding::vector({dims}) <=> ?::vector({dims})) AS cosine
+            FROM memory_vectors v JOIN memories m ON m.id = v.memory_id
+            WHERE {where} AND v.model = ? AND vector_dims(v.embedding) = {dims}
+            ORDER BY v.embedding::vector({dims}) <=> ?::vector({dims}) LIMIT ?""",
+        (blob, *args, model, blob, limit),
+    ).fetchall()
+    return [(int(r[0]), float(r[1])) for r in rows]
+
+
+def window(
+    conn: Connection, user_id: str, persona_id: str, model: str, core: Sequence[int], reach: int
+) -> tuple[list[int], list[int], list[float], list[bytes]]:
+    """The persona's rows embedded by `model` within `reach` rows (rid order) of each
+    rid in `core`, in rid order: (rids, the rid of each one's predecessor or -1 when it
+    is not among them, occurred_at, embeddings). Each core row's run is contiguous, so
+    a row's predecessor is the row before it in any run that holds both."""
+    if not core:
+        return [], [], [], []
+    embedded = """memories m JOIN memory_vectors v ON v.memory_id = m.id
+                  WHERE m.user_id = ? AND m.persona_id = ? AND v.model = ?"""
+    owner = (user_id, persona_id, model)
+    runs = conn.execute(
+        f"""SELECT c.rid, w.rid FROM unnest(?::bigint[]) AS c(rid), LATERAL (
+                (SELECT m.rid FROM {embedded} AND m.rid < c.rid ORDER BY m.rid DESC LIMIT ?)
+                UNION ALL
+                (SELECT m.rid FROM {embedded} AND m.rid >= c.rid ORDER BY m.rid LIMIT ?)) AS w
+            ORDER BY 1, 2""",
+        (list(core), *owner, reach, *owner, reach + 1),
+    ).fetchall()
+    previous: dict[int, int] = {}
+    last_core, last_rid = None, -1
+    for run, rid in runs:
+        if run == last_core:
+            previous[int(rid)] = last_rid
+        else:
+            previous.setdefault(int(rid), -1)
+        last_core, last_rid = run, int(rid)
+    rows = conn.execute(
+        """SELECT m.rid, m.occurred_at, v.embedding
+           FROM memories m JOIN memory_vectors v ON v.memory_id = m.id
+           WHERE m.rid = ANY(?::bigint[]) AND v.model = ? ORDER BY m.rid""",
+        (sorted(previous), model),
+    ).fetchall()
+    return (
+        [int(r[0]) for r in rows],
+        [previous[int(r[0])] for r in rows],
+        [float(r[1]) for r in rows],
+        [r[2] for r in rows],
+    )
+
+
+def embedded_times(
+    conn: Connection, user_id: str, persona_id: str, model: str
+) -> tuple[list[int], list[float]]:
+    """(rids, occurred_at) of a persona's rows embedded by `model` (for date candidates)."""
+    rows = conn.execute(
+        """SELECT m.rid, m.occurred_at FROM memories m JOIN memory_vectors v
+               ON v.memory_id = m.id
+           WHERE m.user_id = ? AND m.persona_id = ? AND v.model = ? ORDER BY m.rid""",
+        (user_id, persona_id, model),
+    ).fetchall()
+    return [int(r[0]) for r in rows], [float(r[1]) for r in rows]

@@ -15,10 +15,11 @@ database refers to), which are assigned again, in the same order, when the rows 
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from persona_mcp.store.api import Connection
 
 
 @dataclass(frozen=True)
@@ -139,18 +140,45 @@ class Column:
     required: bool  # NOT NULL and no default
 
 
-def tables(conn: sqlite3.Connection) -> list[str]:
+def tables(conn: Connection) -> list[str]:
     """Every table of the database except SQLite's own and the full-text shadow tables."""
+    if conn.dialect == "postgresql":
+        rows = conn.execute(
+            """SELECT table_name FROM information_schema.tables
+               WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"""
+        ).fetchall()
+        # The full-text index is the `fts` column of memories there, not a table.
+        return sorted([*(r[0] for r in rows), "memories_fts"])
     rows = conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
     ).fetchall()
     return sorted(r[0] for r in rows if not r[0].startswith("memories_fts_"))
 
 
-def columns(conn: sqlite3.Connection, section: Section) -> list[Column]:
+# PostgreSQL's column types as the file names them (SQLite's declared types).
+_PG_TYPES = {"text": "TEXT", "double precision": "REAL", "bigint": "INTEGER",
+             "integer": "INTEGER", "USER-DEFINED": "BLOB", "bytea": "BLOB"}  # fmt: skip
+
+
+def columns(conn: Connection, section: Section) -> list[Column]:
     """The columns a section's rows carry in the file (generated columns are not listed
     by table_info, and are never written)."""
     skip = {*section.omit, section.user_column}
+    if conn.dialect == "postgresql":
+        # Generated columns (graph edges' src and dst, the full-text `fts`) and the
+        # hidden `rowid` identities are never written, as SQLite's table_info hides them.
+        return [
+            Column(r[0], _PG_TYPES.get(r[1], r[1].upper()), r[2] == "NO" and r[3] is None)
+            for r in conn.execute(
+                """SELECT column_name, data_type, is_nullable, column_default
+                   FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = ?
+                     AND is_generated = 'NEVER' AND column_name <> 'rowid'
+                   ORDER BY ordinal_position""",
+                (section.table,),
+            )
+            if r[0] not in skip
+        ]
     return [
         Column(r["name"], (r["type"] or "").upper(), bool(r["notnull"]) and r["dflt_value"] is None)
         for r in conn.execute(f"PRAGMA table_info({section.table})")
@@ -158,11 +186,11 @@ def columns(conn: sqlite3.Connection, section: Section) -> list[Column]:
     ]
 
 
-def schema(conn: sqlite3.Connection) -> dict[str, list[Column]]:
+def schema(conn: Connection) -> dict[str, list[Column]]:
     return {s.name: columns(conn, s) for s in SECTIONS}
 
 
-def dump(conn: sqlite3.Connection, section: Section, user_id: str) -> Iterator[dict[str, Any]]:
+def dump(conn: Connection, section: Section, user_id: str) -> Iterator[dict[str, Any]]:
     """A user's rows of one section, as stored (BLOBs as bytes), in the section's order."""
     names = [c.name for c in columns(conn, section)]
     cursor = conn.execute(
@@ -174,7 +202,7 @@ def dump(conn: sqlite3.Connection, section: Section, user_id: str) -> Iterator[d
         yield dict(zip(names, row, strict=True))
 
 
-def count(conn: sqlite3.Connection, section: Section, user_id: str) -> int:
+def count(conn: Connection, section: Section, user_id: str) -> int:
     return int(
         conn.execute(
             f"SELECT count(*) FROM {section.table} WHERE {section.scope}", {"user": user_id}
@@ -182,20 +210,20 @@ def count(conn: sqlite3.Connection, section: Section, user_id: str) -> int:
     )
 
 
-def delete_user(conn: sqlite3.Connection, user_id: str) -> None:
+def delete_user(conn: Connection, user_id: str) -> None:
     """Remove every row of a user that a state file can hold (children first)."""
     for section in reversed(SECTIONS):
         conn.execute(f"DELETE FROM {section.table} WHERE {section.scope}", {"user": user_id})
 
 
-def personas_named(conn: sqlite3.Connection, user_id: str, names: Sequence[str]) -> list[str]:
+def personas_named(conn: Connection, user_id: str, names: Sequence[str]) -> list[str]:
     """Ids of the user's personas with one of these names (case-insensitive)."""
     wanted = {n.lower() for n in names}
     rows = conn.execute("SELECT id, name FROM personas WHERE user_id = ?", (user_id,))
     return [r[0] for r in rows if r[1].lower() in wanted]
 
 
-def delete_personas(conn: sqlite3.Connection, user_id: str, persona_ids: Sequence[str]) -> None:
+def delete_personas(conn: Connection, user_id: str, persona_ids: Sequence[str]) -> None:
     """Remove these personas of the user and every row that belongs to them."""
     if not persona_ids:
         return
@@ -219,7 +247,7 @@ def delete_personas(conn: sqlite3.Connection, user_id: str, persona_ids: Sequenc
 
 
 def held_by_others(
-    conn: sqlite3.Connection, section: Section, user_id: str, keys: Sequence[Any]
+    conn: Connection, section: Section, user_id: str, keys: Sequence[Any]
 ) -> list[Any]:
     """Those of `keys` (a one-column global key) that rows of other users hold."""
     assert section.global_key and len(section.key) == 1
@@ -240,7 +268,7 @@ def held_by_others(
 
 
 def insert(
-    conn: sqlite3.Connection,
+    conn: Connection,
     section: Section,
     user_id: str,
     names: Sequence[str],
@@ -268,5 +296,27 @@ def insert(
     elif merge:
         fixed = {*section.key, section.user_column}
         sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in fixed)
-        sql += f" ON CONFLICT DO UPDATE SET {sets}" if sets else " ON CONFLICT DO NOTHING"
+        # PostgreSQL's DO UPDATE names the key it resolves (SQLite takes any).
+        target = f" ({', '.join(_unique_key(conn, section))})" if conn.dialect != "sqlite" else ""
+        sql += f" ON CONFLICT{target} DO UPDATE SET {sets}" if sets else " ON CONFLICT DO NOTHING"
     conn.executemany(sql, rows)
+
+
+def _unique_key(conn: Connection, section: Section) -> list[str]:
+    """The columns of the section table's unique key that its `key` (with the user
+    column) makes up (PostgreSQL)."""
+    wanted = {*section.key, *([section.user_column] if section.user_column else [])}
+    rows = conn.execute(
+        """SELECT i.indexrelid, a.attname FROM pg_index i
+           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+           WHERE i.indrelid = ?::regclass AND i.indisunique AND i.indexprs IS NULL""",
+        (section.table,),
+    ).fetchall()
+    keys: dict[int, list[str]] = {}
+    for index, column in rows:
+        keys.setdefault(int(index), []).append(str(column))
+    fitting = [cols for cols in keys.values() if set(section.key) <= set(cols) <= wanted]
+    if not fitting:
+        raise ValueError(f"no unique key of {section.table} fits {sorted(wanted)}")
+    longest: list[str] = max(fitting, key=len)
+    return sorted(longest)
