@@ -77,3 +77,11 @@ class SQLiteConnection(sqlite3.Connection):
     """sqlite3's own connection, marked with its dialect: execute() stays C code."""
 
     dialect: Dialect = "sqlite"
+
+
+def json_values(conn: Connection, parameter: str) -> str:
+    """A table `j` with one column `value`, the elements of the JSON array of strings bound
+    to `parameter` (`?` or `:name`): how a statement takes a list of ids of any length."""
+    if conn.dialect == "postgresql":
+        return f"jsonb_array_elements_text(CAST({parameter} AS jsonb)) AS j(value)"
+    return f"json_each({parameter}) AS j"

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from persona_mcp.store.api import Connection, Row
+from persona_mcp.store.api import Connection, Row, json_values
 
 EdgeType = Literal["next", "mentions", "relates_to", "supersedes", "part_of"]
 EDGE_TYPES: tuple[EdgeType, ...] = ("next", "mentions", "relates_to", "supersedes", "part_of")
@@ -436,14 +436,15 @@ def restore_edges(conn: Connection, memory_ids: Sequence[str], now: float) -> No
     """Bring back the archived edges of restored memories whose other ends are present,
     and put restored episodes back into the `next` chain."""
     ids = json.dumps(list(memory_ids))
+    chosen = json_values(conn, ":ids")
     rows = conn.execute(
-        """SELECT a.* FROM graph_edge_archive a
+        f"""SELECT a.* FROM graph_edge_archive a
            WHERE a.id IN (
-                 SELECT e.id FROM json_each(:ids) j
+                 SELECT e.id FROM {chosen}
                      JOIN graph_edge_archive e ON e.src_memory = j.value
-                 UNION SELECT e.id FROM json_each(:ids) j
+                 UNION SELECT e.id FROM {chosen}
                      JOIN graph_edge_archive e ON e.dst_memory = j.value
-                 UNION SELECT e.id FROM json_each(:ids) j
+                 UNION SELECT e.id FROM {chosen}
                      JOIN graph_edge_archive e ON e.via_memory = j.value)
              AND (a.src_memory IS NULL
                   OR EXISTS (SELECT 1 FROM memories WHERE id = a.src_memory))
@@ -471,8 +472,8 @@ def restore_edges(conn: Connection, memory_ids: Sequence[str], now: float) -> No
     )  # fmt: skip
     conn.executemany("DELETE FROM graph_edge_archive WHERE id = ?", [(r["id"],) for r in rows])
     episodes = conn.execute(
-        """SELECT user_id, persona_id, id, occurred_at, rid FROM memories
-           WHERE id IN (SELECT value FROM json_each(?)) AND memory_type = 'episode'
+        f"""SELECT user_id, persona_id, id, occurred_at, rid FROM memories
+           WHERE id IN (SELECT value FROM {json_values(conn, "?")}) AND memory_type = 'episode'
            ORDER BY rid""",
         (ids,),
     ).fetchall()

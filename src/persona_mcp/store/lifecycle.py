@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from persona_mcp.store import graph, memories
-from persona_mcp.store.api import Connection
+from persona_mcp.store.api import Connection, json_values
 
 STEP_HOURS = 24.0  # the `step` mode drops importance once per full day
 PROTECT_IMPORTANCE = 0.8
@@ -296,10 +296,7 @@ def restore(conn: Connection, ids: Sequence[str]) -> list[tuple[int, str, str]]:
     if not ids:
         return []
     keys = json.dumps(list(ids))
-    if conn.dialect == "postgresql":
-        chosen = "SELECT jsonb_array_elements_text(CAST(:ids AS jsonb))"
-    else:
-        chosen = "SELECT value FROM json_each(:ids)"
+    chosen = f"SELECT value FROM {json_values(conn, ':ids')}"
     conn.execute(
         f"""INSERT INTO memories (id, {_ROW}) SELECT id, {_ROW} FROM memory_archive
             WHERE id IN ({chosen}) ORDER BY created_at, id""",
