@@ -106,12 +106,18 @@ class SessionService:
         session.active_persona_id = persona.id
         return persona, previous
 
-    async def close_idle(self, timeout_hours: float) -> int:
-        """Close sessions with no activity for `timeout_hours` (the cleanup job)."""
+    def forget_idle(self, timeout_hours: float) -> None:
+        """Drop this instance's sessions with no activity for `timeout_hours`."""
         cutoff = self._clock.now() - timeout_hours * 3600.0
-        now = self._clock.now()
         for session in list(self.open_sessions.values()):
             if session.last_touched < cutoff:
                 self.open_sessions.pop(session.id, None)
+
+    async def close_idle(self, timeout_hours: float) -> int:
+        """Close sessions with no activity for `timeout_hours` (the cleanup job): this
+        instance's, and every idle session row of the database."""
+        cutoff = self._clock.now() - timeout_hours * 3600.0
+        now = self._clock.now()
+        self.forget_idle(timeout_hours)
 
         return await self._db.write(lambda conn: repo.close_idle(conn, cutoff, now))
