@@ -7,7 +7,6 @@ memories and job runs are read when `/metrics` is scraped, from the record itsel
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
@@ -34,6 +33,7 @@ from persona_mcp.llm.base import (
     StructuredResult,
 )
 from persona_mcp.store import metrics as store_metrics
+from persona_mcp.store.api import Connection
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -136,7 +136,7 @@ class Metrics:
     def track_connections(self, transport: str, count: Callable[[], float]) -> None:
         self.connections.labels(transport).set_function(count)
 
-    def refresh(self, conn: sqlite3.Connection) -> None:
+    def refresh(self, conn: Connection) -> None:
         """Read the figures kept in the database (run on a reader thread)."""
         snap = self.snapshot
         figures = store_metrics.figures(conn)

@@ -5,7 +5,6 @@ is remembered across sessions and restarts.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from dataclasses import dataclass
 
@@ -13,7 +12,7 @@ from persona_mcp.clock import Clock
 from persona_mcp.errors import NotFound
 from persona_mcp.personas.service import PersonaService
 from persona_mcp.store import sessions as repo
-from persona_mcp.store.db import Database
+from persona_mcp.store.api import Connection, Database
 from persona_mcp.store.personas import PersonaRow
 
 TOUCH_EVERY_SECONDS = 60.0  # last_active_at is written at most this often per session
@@ -96,7 +95,7 @@ class SessionService:
         persona = self._personas.resolve(session.user_id, ref)
         previous = session.active_persona_id
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: Connection) -> None:
             if session.persisted:
                 repo.set_active(conn, session.id, persona.id)
             self._personas.write_active(conn, session.user_id, persona.id)

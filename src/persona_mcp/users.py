@@ -19,7 +19,7 @@ from persona_mcp.personas.service import PersonaService
 from persona_mcp.personas.social import SocialService
 from persona_mcp.simulation.chatroom import ChatroomService
 from persona_mcp.store import users as repo
-from persona_mcp.store.db import Database
+from persona_mcp.store.api import Database
 
 log = logging.getLogger(__name__)
 

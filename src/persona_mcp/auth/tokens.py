@@ -17,8 +17,8 @@ from persona_mcp.auth.principal import LOCAL, Principal
 from persona_mcp.clock import Clock
 from persona_mcp.errors import InvalidParams, NotFound, Unauthenticated
 from persona_mcp.store import tokens as repo
+from persona_mcp.store.api import Database
 from persona_mcp.store.config import SERVER
-from persona_mcp.store.db import Database
 from persona_mcp.store.tokens import TokenRow
 
 PREFIX = "pmcp_"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -35,8 +34,8 @@ from persona_mcp.llm.offline import OfflineProvider
 from persona_mcp.personas.interest import topic_interest
 from persona_mcp.personas.service import PersonaService
 from persona_mcp.store import conversations as repo
+from persona_mcp.store.api import Connection, Database
 from persona_mcp.store.conversations import ConversationRow, MessageRow
-from persona_mcp.store.db import Database
 from persona_mcp.store.personas import PersonaRow
 
 log = logging.getLogger(__name__)
@@ -105,7 +104,7 @@ class ConversationMemory(Protocol):
         """Work done before the transaction (forming, scoring, embedding)."""
         ...
 
-    def write_exchange(self, conn: sqlite3.Connection, prepared: Any) -> list[str]:
+    def write_exchange(self, conn: Connection, prepared: Any) -> list[str]:
         """Write the exchange's memories, and the accesses of those it used, inside the
         turn's transaction; returns the ids of the memories it left."""
         ...
@@ -196,7 +195,7 @@ class ConversationEngine:
         started = time.perf_counter()
         window_size = self._settings.context_messages
 
-        def read(conn: sqlite3.Connection) -> tuple[ConversationRow | None, list[MessageRow]]:
+        def read(conn: Connection) -> tuple[ConversationRow | None, list[MessageRow]]:
             conv = (
                 repo.get(conn, conversation_id)
                 if conversation_id
@@ -283,7 +282,7 @@ class ConversationEngine:
         )
         prepared = await self.memory.prepare_exchange(exchange) if self.memory else None
 
-        def write(conn: sqlite3.Connection) -> tuple[int, list[str], int]:
+        def write(conn: Connection) -> tuple[int, list[str], int]:
             if conv is None:
                 repo.insert(conn, _new_conversation(conv_id, user_id, persona.id, None, now))
             turn = repo.append_exchange(

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import sqlite3
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -40,7 +39,7 @@ from persona_mcp.llm.base import LLMProvider
 from persona_mcp.memory.service import Hit, MemoryInput, MemoryService, Stored
 from persona_mcp.store import graph as repo
 from persona_mcp.store import memories as memory_repo
-from persona_mcp.store.db import Database
+from persona_mcp.store.api import Connection, Database
 from persona_mcp.store.graph import EdgeRow, EntityRow, NewEdge
 from persona_mcp.store.memories import Filters, MemoryRow
 from persona_mcp.store.personas import PersonaRow
@@ -170,7 +169,7 @@ class GraphService:
             )
         written: dict[str, Any] = {}
 
-        def also(conn: sqlite3.Connection, stored: list[Stored]) -> None:
+        def also(conn: Connection, stored: list[Stored]) -> None:
             written.update(self._write_graph(conn, user_id, persona.id, extraction, stored, now))
 
         stored = await self._memory.remember(user_id, persona, inputs, also=also)
@@ -178,7 +177,7 @@ class GraphService:
 
     def _write_graph(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         user_id: str,
         persona_id: str,
         extraction: Extraction,
@@ -252,7 +251,7 @@ class GraphService:
 
     def _resolve(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         user_id: str,
         persona_id: str,
         entity: Entity,
@@ -326,7 +325,7 @@ class GraphService:
         norms = [key, *(aliases.relation_norms(relation) if relation else ())]
 
         def read(
-            conn: sqlite3.Connection,
+            conn: Connection,
         ) -> tuple[EntityRow, list[MemoryRow], list[tuple[EntityRow, str | None]]] | None:
             known = repo.entities_by_norm(conn, persona.id, norms)
             entity_id = next((known[n] for n in norms if n in known), None)
@@ -364,7 +363,7 @@ class GraphService:
     async def entities_of(self, user_id: str, memory_ids: list[str]) -> dict[str, list[EntityRow]]:
         """memory id -> the entities it mentions."""
 
-        def read(conn: sqlite3.Connection) -> dict[str, list[EntityRow]]:
+        def read(conn: Connection) -> dict[str, list[EntityRow]]:
             mentions = repo.mentioned_in(conn, memory_ids)
             wanted = list(dict.fromkeys(e for ids in mentions.values() for e in ids))
             rows = {e.id: e for e in repo.entities(conn, user_id, wanted)}
@@ -378,7 +377,7 @@ class GraphService:
         grams = {" ".join(words[i : i + n]) for n in (1, 2, 3) for i in range(len(words))}
         grams |= {g[:-2] for g in grams if g.endswith("'s")}
 
-        def read(conn: sqlite3.Connection) -> list[EntityRow]:
+        def read(conn: Connection) -> list[EntityRow]:
             known = repo.entities_by_norm(conn, persona_id, grams)
             return repo.entities(conn, user_id, list(dict.fromkeys(known.values())))
 
@@ -395,7 +394,7 @@ class GraphService:
         """The nodes within `depth` edges of a node (breadth first), and how each was
         reached; NotFound for a node that is not the caller's."""
 
-        def read(conn: sqlite3.Connection) -> tuple[NodeInfo, list[Neighbour]] | None:
+        def read(conn: Connection) -> tuple[NodeInfo, list[Neighbour]] | None:
             owner = repo.owner_of(conn, node_id)
             if owner is None or owner[0] != user_id:
                 return None
@@ -439,7 +438,7 @@ class GraphService:
         if not hits:
             return []
 
-        def read(conn: sqlite3.Connection) -> list[Expanded]:
+        def read(conn: Connection) -> list[Expanded]:
             direct = {h.memory.id: h for h in hits}
             gained: dict[str, float] = {}
             strongest: dict[str, tuple[float, Via]] = {}
@@ -495,7 +494,7 @@ class GraphService:
 
     def _hop(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         user_id: str,
         frontier: dict[str, tuple[float, float]],
         hop: int,

@@ -25,7 +25,7 @@ from persona_mcp.fleet import Fleet, Solo
 from persona_mcp.jobs.election import Always, Election
 from persona_mcp.store import config as config_store
 from persona_mcp.store import lifecycle as repo
-from persona_mcp.store.db import Database
+from persona_mcp.store.api import Database
 
 log = logging.getLogger(__name__)
 

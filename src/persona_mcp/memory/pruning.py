@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import time
 import uuid
 from dataclasses import asdict, dataclass, replace
@@ -29,7 +28,7 @@ from persona_mcp.store import config as config_store
 from persona_mcp.store import graph as graph_repo
 from persona_mcp.store import lifecycle as repo
 from persona_mcp.store import memories as memory_repo
-from persona_mcp.store.db import Database
+from persona_mcp.store.api import Connection, Database
 from persona_mcp.store.lifecycle import Candidate
 
 log = logging.getLogger(__name__)
@@ -214,7 +213,7 @@ class PruningService:
 
     def _archive(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         user_id: str,
         persona_id: str,
         run_id: str,
@@ -284,7 +283,7 @@ class PruningService:
     ) -> list[str]:
         now = self._clock.now()
 
-        def write(conn: sqlite3.Connection) -> list[tuple[int, str, str]]:
+        def write(conn: Connection) -> list[tuple[int, str, str]]:
             ids = repo.archived_ids(conn, user_id, run_id=run_id, ids=memory_ids)
             restored = repo.restore(conn, ids)
             # Their graph edges come back too, and episodes rejoin the `next` chain.

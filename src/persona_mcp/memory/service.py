@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
@@ -36,7 +35,7 @@ from persona_mcp.memory.vectors import Key, Shelf, VectorIndex
 from persona_mcp.store import config as config_store
 from persona_mcp.store import graph as graph_repo
 from persona_mcp.store import memories as repo
-from persona_mcp.store.db import Database
+from persona_mcp.store.api import Connection, Database
 from persona_mcp.store.memories import Filters, MemoryRow, NewMemory
 from persona_mcp.store.personas import PersonaRow
 
@@ -101,12 +100,12 @@ class Stored:
 
 # More writes in a store's own transaction, given the memories being written (as rows,
 # or with what storing each did).
-Also = Callable[[sqlite3.Connection, list[MemoryRow]], None]
+Also = Callable[[Connection, list[MemoryRow]], None]
 
 # Called after memories were committed for a persona (auto-pruning hooks in here).
 AfterStore = Callable[[str, str], Coroutine[Any, Any, None]]
 # More writes inside the transaction that stores memories (the graph of an ingestion).
-AlsoWrite = Callable[[sqlite3.Connection, list["Stored"]], None]
+AlsoWrite = Callable[[Connection, list["Stored"]], None]
 
 
 class MemoryService:
@@ -291,7 +290,7 @@ class MemoryService:
             previous = item.content
         return memories
 
-    def _write(self, conn: sqlite3.Connection, prepared: PreparedExchange) -> list[str]:
+    def _write(self, conn: Connection, prepared: PreparedExchange) -> list[str]:
         prepared.rids = repo.insert(conn, prepared.memories)
         return [m.id for m in prepared.memories]
 
@@ -319,7 +318,7 @@ class MemoryService:
         contradiction checks); returns them as committed. `also` writes more in the same
         transaction, given the memories as they will be committed."""
 
-        def as_rows(conn: sqlite3.Connection, stored: list[Stored]) -> None:
+        def as_rows(conn: Connection, stored: list[Stored]) -> None:
             if also is not None:
                 also(conn, [s.memory for s in stored])
 
@@ -346,7 +345,7 @@ class MemoryService:
         importance_cap = (await self.importance_config(user_id)).cap
         now = self._clock.now()
 
-        def write(conn: sqlite3.Connection) -> list[Stored]:
+        def write(conn: Connection) -> list[Stored]:
             fresh = len(prepared.memories) - len(prepared.reinforced)
             held = repo.count_for_user(conn, user_id)
             if held + fresh > cap:
@@ -376,7 +375,7 @@ class MemoryService:
         return stored
 
     def _write_checked(
-        self, conn: sqlite3.Connection, prepared: PreparedExchange, cap: float, now: float
+        self, conn: Connection, prepared: PreparedExchange, cap: float, now: float
     ) -> None:
         """Insert what is new, reinforce what was said again, mark what was corrected."""
         if prepared.reinforced:
@@ -446,7 +445,7 @@ class MemoryService:
             )
         terms = retrieval.query_terms(content)
 
-        def read(conn: sqlite3.Connection) -> list[tuple[MemoryRow, float | None]]:
+        def read(conn: Connection) -> list[tuple[MemoryRow, float | None]]:
             frequencies = self._frequencies(conn, terms)
             match = retrieval.match_expression(content, self.ranking, frequencies)
             if not match:
@@ -479,7 +478,7 @@ class MemoryService:
             blob, model = repo.to_blob(vector), self.embedder.model
         now = self._clock.now()
 
-        def write(conn: sqlite3.Connection) -> MemoryRow:
+        def write(conn: Connection) -> MemoryRow:
             rows = repo.by_ids(conn, user_id, [memory_id])
             if not rows:
                 raise NotFound(f"No memory {memory_id!r}", {"memory_id": memory_id})
@@ -512,7 +511,7 @@ class MemoryService:
         """A memory, its earlier versions, and the memories in its chain of corrections."""
         current = await self.get(user_id, memory_id)
 
-        def read(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], list[MemoryRow]]:
+        def read(conn: Connection) -> tuple[list[dict[str, Any]], list[MemoryRow]]:
             return repo.versions(conn, memory_id), repo.superseded_by_chain(
                 conn, user_id, memory_id
             )
@@ -575,7 +574,7 @@ class MemoryService:
         }
         return data
 
-    def _frequencies(self, conn: sqlite3.Connection, terms: list[str]) -> dict[str, int]:
+    def _frequencies(self, conn: Connection, terms: list[str]) -> dict[str, int]:
         """Rows matched by each term in every persona, from a cache refreshed every
         TERM_COUNT_SECONDS (runs on a reader thread)."""
         now = self._clock.now()
@@ -602,7 +601,7 @@ class MemoryService:
                 return
             model = self.embedder.model
 
-            def load(conn: sqlite3.Connection) -> None:
+            def load(conn: Connection) -> None:
                 total = repo.count_embedded(conn, key[0], key[1], model)
                 self.vectors.load(key, total, repo.embedding_chunks(conn, key[0], key[1], model))
 
@@ -627,7 +626,7 @@ class MemoryService:
         everything = Filters(filters.user_id, filters.persona_id)
         pool_size = limit * 2 + 10  # headroom for the importance and recency nudges
 
-        def read_words(conn: sqlite3.Connection) -> tuple[dict[int, float], set[int] | None]:
+        def read_words(conn: Connection) -> tuple[dict[int, float], set[int] | None]:
             bm25: dict[int, float] = {}
             match = retrieval.match_expression(query, params, self._frequencies(conn, terms))
             if match:
@@ -649,7 +648,7 @@ class MemoryService:
             bm25, allowed = await self._db.read(read_words)
         lexical = retrieval.lexical_scores(bm25)
 
-        def read(conn: sqlite3.Connection) -> list[Hit]:
+        def read(conn: Connection) -> list[Hit]:
             ranked: retrieval.Ranked = {}
             on_shelf: set[int] = set()
             if query_vector is not None:
@@ -927,7 +926,7 @@ class MemoryService:
         prepared.accessed = list(exchange.recalled_ids)
         return prepared
 
-    def write_exchange(self, conn: sqlite3.Connection, prepared: Any) -> list[str]:
+    def write_exchange(self, conn: Connection, prepared: Any) -> list[str]:
         assert isinstance(prepared, PreparedExchange)
         cap = self._config.get(prepared.key[0], ImportanceConfig()).cap
         reinforced = list(prepared.reinforced.values())
@@ -956,7 +955,7 @@ class MemoryService:
         return [r.id for r in rows]
 
 
-def _by_ids(conn: sqlite3.Connection, user_id: str, ids: list[str]) -> list[MemoryRow]:
+def _by_ids(conn: Connection, user_id: str, ids: list[str]) -> list[MemoryRow]:
     return repo.by_ids(conn, user_id, ids)
 
 

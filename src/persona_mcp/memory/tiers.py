@@ -30,7 +30,7 @@ from persona_mcp.embeddings.base import Embedder, Vectors
 from persona_mcp.llm.base import ChatMessage, ChatRequest, LLMProvider
 from persona_mcp.memory import tier_rules as rules
 from persona_mcp.store import tiers as repo
-from persona_mcp.store.db import Database
+from persona_mcp.store.api import Database
 from persona_mcp.store.personas import PersonaRow
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,6 @@ rows here (`reload_user`).
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -24,7 +23,8 @@ from persona_mcp.models.persona import InteractionState, Persona
 from persona_mcp.personas import state as rules
 from persona_mcp.personas.defaults import DEFAULT_PERSONAS
 from persona_mcp.store import personas as repo
-from persona_mcp.store.db import Database
+from persona_mcp.store.api import Conflict as StoreConflict
+from persona_mcp.store.api import Connection, Database, Row
 from persona_mcp.store.personas import PersonaRow, StateRow
 
 CARD_HIDDEN = {"character_book", "extensions", "name", "description"}
@@ -96,8 +96,8 @@ class PersonaService:
 
     async def load(self) -> None:
         def read(
-            conn: sqlite3.Connection,
-        ) -> tuple[list[PersonaRow], list[StateRow], list[sqlite3.Row]]:
+            conn: Connection,
+        ) -> tuple[list[PersonaRow], list[StateRow], list[Row]]:
             users = repo.user_states(conn)
             return repo.load_personas(conn), repo.load_states(conn), users
 
@@ -113,7 +113,7 @@ class PersonaService:
         older than the copy: read again."""
 
         def read(
-            conn: sqlite3.Connection,
+            conn: Connection,
         ) -> tuple[list[PersonaRow], list[StateRow], dict[str, Any] | None]:
             return (
                 repo.load_personas(conn, user_id),
@@ -168,7 +168,7 @@ class PersonaService:
             for i, seed in enumerate(DEFAULT_PERSONAS)
         ]
 
-        def write(conn: sqlite3.Connection) -> list[PersonaRow]:
+        def write(conn: Connection) -> list[PersonaRow]:
             existing = repo.user_state(conn, user_id)
             if existing and existing["seeded_at"] is not None:
                 return []  # another task seeded first
@@ -209,7 +209,7 @@ class PersonaService:
         pid = self._active.get(user_id)
         return pid if pid in self._by_id else None
 
-    def write_active(self, conn: sqlite3.Connection, user_id: str, persona_id: str) -> None:
+    def write_active(self, conn: Connection, user_id: str, persona_id: str) -> None:
         """Remember the user's active persona (inside the caller's transaction)."""
         repo.set_user_state(conn, user_id, self._clock.now(), active_persona_id=persona_id)
 
@@ -365,7 +365,7 @@ class PersonaService:
         social_energy: float = 80.0,
         available_time: float = 90.0,
         card: dict[str, Any] | None = None,
-        also: Callable[[sqlite3.Connection, PersonaRow], None] | None = None,
+        also: Callable[[Connection, PersonaRow], None] | None = None,
     ) -> PersonaRow:
         """A new persona of the user; `also` writes more in the same transaction."""
         now = self._clock.now()
@@ -387,7 +387,7 @@ class PersonaService:
             card=card,
         )
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: Connection) -> None:
             # Counted inside the transaction, so concurrent creates cannot pass the cap.
             if repo.count_for_user(conn, user_id) >= self._max_per_user:
                 raise RateLimited(
@@ -401,7 +401,7 @@ class PersonaService:
 
         try:
             await self._db.write(write)
-        except sqlite3.IntegrityError as exc:
+        except StoreConflict as exc:
             raise Conflict(f"A persona named {row.name!r} already exists") from exc
         self._by_id[row.id] = row
         self._changed(user_id)
@@ -414,7 +414,7 @@ class PersonaService:
         updated = replace(current, **changes, updated_at=self._clock.now())  # type: ignore[arg-type]
         try:
             await self._db.write(lambda conn: repo.update_persona(conn, updated))
-        except sqlite3.IntegrityError as exc:
+        except StoreConflict as exc:
             raise Conflict(f"A persona named {updated.name!r} already exists") from exc
         self._by_id[updated.id] = updated
         self._changed(user_id)
@@ -450,7 +450,7 @@ class PersonaService:
             mood=rules.mood(after, valence),
         )
 
-    def write_state(self, conn: sqlite3.Connection, row: StateRow) -> None:
+    def write_state(self, conn: Connection, row: StateRow) -> None:
         repo.upsert_state(conn, row, self._clock.now())
 
     def state_committed(self, row: StateRow) -> None:

@@ -9,7 +9,6 @@ user (see `fleet`); theirs reload that user's rows here (`reload_user`).
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 
 from persona_mcp import nlp
@@ -23,7 +22,7 @@ from persona_mcp.personas.mood import MoodValues
 from persona_mcp.personas.relationships import USER, RelationshipValues
 from persona_mcp.personas.service import PersonaService
 from persona_mcp.store import social as repo
-from persona_mcp.store.db import Database
+from persona_mcp.store.api import Connection, Database
 from persona_mcp.store.personas import PersonaRow
 from persona_mcp.store.social import (
     MoodChangeRow,
@@ -252,7 +251,7 @@ class SocialService:
             )
         )
 
-    def write(self, conn: sqlite3.Connection, writes: SocialWrites) -> None:
+    def write(self, conn: Connection, writes: SocialWrites) -> None:
         for row, changes in writes.relationships:
             repo.upsert_relationship(conn, row, changes)
         for mood, change in writes.moods:

@@ -9,14 +9,13 @@ chat prompts carry it as a delimited data block, like recalled memories.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import replace
 
 from persona_mcp.clock import Clock
 from persona_mcp.conversation.prompt import day_time
 from persona_mcp.memory.service import MemoryInput, MemoryService
 from persona_mcp.store import visual as repo
-from persona_mcp.store.db import Database
+from persona_mcp.store.api import Connection, Database
 from persona_mcp.store.memories import MemoryRow
 from persona_mcp.store.personas import PersonaRow
 from persona_mcp.store.visual import VisualRow
@@ -42,7 +41,7 @@ class VisualService:
         row = VisualRow(user_id, persona.id, description, tags, now, expires, None)
         kept: list[VisualRow] = []
 
-        def also(conn: sqlite3.Connection, memories: list[MemoryRow]) -> None:
+        def also(conn: Connection, memories: list[MemoryRow]) -> None:
             kept.append(replace(row, memory_id=memories[0].id))
             repo.put(conn, kept[0])
 

@@ -22,7 +22,6 @@ import binascii
 import colorsys
 import hashlib
 import io
-import sqlite3
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -40,6 +39,7 @@ from persona_mcp.personas.mood import MoodValues
 from persona_mcp.personas.service import PersonaService
 from persona_mcp.personas.social import SocialService, SocialWrites
 from persona_mcp.store import memories as memory_repo
+from persona_mcp.store.api import Connection
 from persona_mcp.store.memories import MemoryRow
 from persona_mcp.store.personas import PersonaRow, StateRow
 from persona_mcp.store.social import MoodChangeRow, MoodRow
@@ -312,7 +312,7 @@ class CardService:
         own = ext.persona if ext is not None and ext.persona is not None else None
         description = own.description if own and own.description is not None else data.description
 
-        def also(conn: sqlite3.Connection, row: PersonaRow) -> None:
+        def also(conn: Connection, row: PersonaRow) -> None:
             if ext is not None and ext.state is not None:
                 s = ext.state
                 self._personas.write_state(
@@ -350,7 +350,7 @@ class CardService:
         pinned = [i for i, m in enumerate(memories) if m[1]]
         try:
 
-            def pin(conn: sqlite3.Connection, rows: list[MemoryRow]) -> None:
+            def pin(conn: Connection, rows: list[MemoryRow]) -> None:
                 for i in pinned:
                     memory_repo.set_pinned(conn, user_id, rows[i].id, True)
 

@@ -49,7 +49,7 @@ from persona_mcp.simulation.chatroom import ChatroomService
 from persona_mcp.store import memories as memory_repo
 from persona_mcp.store import portable as store
 from persona_mcp.store import tiers as tier_repo
-from persona_mcp.store.db import Database
+from persona_mcp.store.api import Database
 from persona_mcp.store.portable import Column
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import sqlite3
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -47,7 +46,7 @@ from persona_mcp.personas.service import PersonaService
 from persona_mcp.personas.social import SocialService, SocialWrites
 from persona_mcp.simulation import voices
 from persona_mcp.store import social as repo
-from persona_mcp.store.db import Database
+from persona_mcp.store.api import Connection, Database
 from persona_mcp.store.personas import PersonaRow
 from persona_mcp.store.social import SimulationRow, SimulationStatus, TurnRow
 
@@ -309,7 +308,7 @@ class ChatroomService:
         )
         remaining = list(run.remaining)
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: Connection) -> None:
             repo.append_turn(conn, turn, remaining)
             self._social.write(conn, writes)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+
+from persona_mcp.store.api import Connection, Row
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,11 @@ class MessageRow:
     model: str | None
 
 
-def _conversation(row: sqlite3.Row) -> ConversationRow:
-    return ConversationRow(**{k: row[k] for k in row.keys()})  # noqa: SIM118 (sqlite3.Row iterates values)
+def _conversation(row: Row) -> ConversationRow:
+    return ConversationRow(**{k: row[k] for k in row.keys()})  # noqa: SIM118 (Row iterates values)
 
 
-def _message(row: sqlite3.Row) -> MessageRow:
+def _message(row: Row) -> MessageRow:
     return MessageRow(
         seq=row["seq"],
         turn_number=row["turn_number"],
@@ -48,12 +49,12 @@ def _message(row: sqlite3.Row) -> MessageRow:
     )
 
 
-def get(conn: sqlite3.Connection, conversation_id: str) -> ConversationRow | None:
+def get(conn: Connection, conversation_id: str) -> ConversationRow | None:
     row = conn.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
     return _conversation(row) if row else None
 
 
-def current(conn: sqlite3.Connection, user_id: str, persona_id: str) -> ConversationRow | None:
+def current(conn: Connection, user_id: str, persona_id: str) -> ConversationRow | None:
     row = conn.execute(
         """SELECT * FROM conversations WHERE user_id = ? AND persona_id = ? AND status = 'active'
            ORDER BY updated_at DESC LIMIT 1""",
@@ -62,7 +63,7 @@ def current(conn: sqlite3.Connection, user_id: str, persona_id: str) -> Conversa
     return _conversation(row) if row else None
 
 
-def insert(conn: sqlite3.Connection, c: ConversationRow) -> None:
+def insert(conn: Connection, c: ConversationRow) -> None:
     conn.execute(
         """INSERT INTO conversations (id, user_id, persona_id, title, status, started_at,
                updated_at, ended_at, turn_count, summary, summary_upto, summary_source,
@@ -86,9 +87,7 @@ def insert(conn: sqlite3.Connection, c: ConversationRow) -> None:
     )
 
 
-def end(
-    conn: sqlite3.Connection, conversation_id: str, now: float, summary: str, source: str
-) -> None:
+def end(conn: Connection, conversation_id: str, now: float, summary: str, source: str) -> None:
     conn.execute(
         """UPDATE conversations SET status = 'ended', ended_at = ?, updated_at = ?, summary = ?,
                summary_upto = (SELECT count(*) FROM messages WHERE conversation_id = ?),
@@ -98,14 +97,14 @@ def end(
     )
 
 
-def message_count(conn: sqlite3.Connection, conversation_id: str) -> int:
+def message_count(conn: Connection, conversation_id: str) -> int:
     row = conn.execute(
         "SELECT coalesce(max(seq), 0) FROM messages WHERE conversation_id = ?", (conversation_id,)
     ).fetchone()
     return int(row[0])
 
 
-def recent_messages(conn: sqlite3.Connection, conversation_id: str, limit: int) -> list[MessageRow]:
+def recent_messages(conn: Connection, conversation_id: str, limit: int) -> list[MessageRow]:
     rows = conn.execute(
         """SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?""",
         (conversation_id, limit),
@@ -114,7 +113,7 @@ def recent_messages(conn: sqlite3.Connection, conversation_id: str, limit: int) 
 
 
 def messages_between(
-    conn: sqlite3.Connection, conversation_id: str, first_seq: int, last_seq: int
+    conn: Connection, conversation_id: str, first_seq: int, last_seq: int
 ) -> list[MessageRow]:
     rows = conn.execute(
         """SELECT * FROM messages WHERE conversation_id = ? AND seq BETWEEN ? AND ?
@@ -125,7 +124,7 @@ def messages_between(
 
 
 def append_exchange(
-    conn: sqlite3.Connection,
+    conn: Connection,
     conversation_id: str,
     user_text: str,
     reply: str,
@@ -175,7 +174,7 @@ def append_exchange(
 
 
 def set_summary(
-    conn: sqlite3.Connection, conversation_id: str, summary: str, upto: int, source: str
+    conn: Connection, conversation_id: str, summary: str, upto: int, source: str
 ) -> None:
     conn.execute(
         """UPDATE conversations SET summary = ?, summary_upto = ?, summary_source = ?

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 from persona_mcp.errors import StorageUnavailable
 from persona_mcp.store import lock
+from persona_mcp.store.api import Conflict, Connection, Dialect, SQLiteConnection
 from persona_mcp.store.migrations import apply_migrations
 
 T = TypeVar("T")
@@ -59,8 +60,14 @@ def storage_fault(exc: BaseException) -> StorageUnavailable | None:
     return None
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+def connect(path: Path) -> SQLiteConnection:
+    conn = sqlite3.connect(
+        path,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=30.0,
+        factory=SQLiteConnection,
+    )
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -72,14 +79,18 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 class Database:
+    """The SQLite backend of `store.api.Database`."""
+
+    dialect: Dialect = "sqlite"
+
     def __init__(self, path: Path, readers: int = 2) -> None:
         self.path = path
         self._readers = readers
         self._writer_pool: ThreadPoolExecutor | None = None
         self._reader_pool: ThreadPoolExecutor | None = None
-        self._writer: sqlite3.Connection | None = None
+        self._writer: SQLiteConnection | None = None
         self._local = threading.local()
-        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_conns: list[SQLiteConnection] = []
         self._lock = threading.Lock()
         self._file_lock: Path | None = None
 
@@ -113,17 +124,17 @@ class Database:
             lock.release(self._file_lock)
             self._file_lock = None
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one BEGIN IMMEDIATE transaction on the writer thread."""
         assert self._writer_pool is not None, "database is not open"
         return await asyncio.get_running_loop().run_in_executor(self._writer_pool, self._tx, fn)
 
-    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` on a reader connection (a consistent snapshot for its duration)."""
         assert self._reader_pool is not None, "database is not open"
         return await asyncio.get_running_loop().run_in_executor(self._reader_pool, self._read, fn)
 
-    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _tx(self, fn: Callable[[Connection], T]) -> T:
         conn = self._writer
         assert conn is not None
         try:
@@ -135,6 +146,8 @@ class Database:
                 if conn.in_transaction:  # SQLite may already have rolled back (disk full)
                     conn.execute("ROLLBACK")
                 raise
+        except sqlite3.IntegrityError as exc:
+            raise Conflict("the write conflicts with what is stored") from exc
         except (sqlite3.Error, OSError) as exc:
             fault = storage_fault(exc)
             if fault is None:
@@ -142,9 +155,9 @@ class Database:
             raise fault from exc
         return result
 
-    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _read(self, fn: Callable[[Connection], T]) -> T:
         try:
-            conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+            conn: SQLiteConnection | None = getattr(self._local, "conn", None)
             if conn is None:
                 conn = connect(self.path)
                 self._local.conn = conn

@@ -9,11 +9,12 @@ pruned memory's edges, join up the `next` chain and forget unmentioned entities)
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from persona_mcp.store.api import Connection, Row
 
 EdgeType = Literal["next", "mentions", "relates_to", "supersedes", "part_of"]
 EDGE_TYPES: tuple[EdgeType, ...] = ("next", "mentions", "relates_to", "supersedes", "part_of")
@@ -72,7 +73,7 @@ class NewEdge:
     via_memory: str | None = None
 
 
-def _edge(r: sqlite3.Row) -> EdgeRow:
+def _edge(r: Row) -> EdgeRow:
     src_memory, dst_memory = r["src_memory"], r["dst_memory"]
     return EdgeRow(
         id=int(r["id"]),
@@ -91,9 +92,7 @@ def _edge(r: sqlite3.Row) -> EdgeRow:
 # -- entities and aliases ---------------------------------------------------------------
 
 
-def entities_by_norm(
-    conn: sqlite3.Connection, persona_id: str, norms: Iterable[str]
-) -> dict[str, str]:
+def entities_by_norm(conn: Connection, persona_id: str, norms: Iterable[str]) -> dict[str, str]:
     """norm -> entity id, for the aliases of one persona's graph that are known."""
     wanted = sorted(set(norms))
     if not wanted:
@@ -111,7 +110,7 @@ def entities_by_norm(
 
 
 def insert_entity(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     entity_id: str,
     user_id: str,
@@ -129,7 +128,7 @@ def insert_entity(
 
 
 def update_entity(
-    conn: sqlite3.Connection,
+    conn: Connection,
     entity_id: str,
     *,
     name: str | None = None,
@@ -146,7 +145,7 @@ def update_entity(
 
 
 def add_alias(
-    conn: sqlite3.Connection, user_id: str, persona_id: str, entity_id: str, alias: str, norm: str
+    conn: Connection, user_id: str, persona_id: str, entity_id: str, alias: str, norm: str
 ) -> bool:
     """Give an entity one more name; False when that name already belongs to some entity."""
     cur = conn.execute(
@@ -157,7 +156,7 @@ def add_alias(
     return cur.rowcount > 0
 
 
-def merge_entities(conn: sqlite3.Connection, keep: str, drop: str, now: float) -> None:
+def merge_entities(conn: Connection, keep: str, drop: str, now: float) -> None:
     """Make `drop` one with `keep`: its aliases, edges and archived edges move over
     (an edge `keep` already has is not doubled), then `drop` goes."""
     for column in ("src_entity", "dst_entity"):
@@ -176,7 +175,7 @@ def merge_entities(conn: sqlite3.Connection, keep: str, drop: str, now: float) -
     conn.execute("DELETE FROM graph_entities WHERE id = ?", (drop,))
 
 
-def entities(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[EntityRow]:
+def entities(conn: Connection, user_id: str, ids: Sequence[str]) -> list[EntityRow]:
     """These entities of this user, with their aliases and how many memories mention them."""
     if not ids:
         return []
@@ -216,7 +215,7 @@ def entities(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list
     return sorted(out, key=lambda e: order.get(e.id, 0))
 
 
-def entity_ids_of_user(conn: sqlite3.Connection, user_id: str, norm: str) -> list[str]:
+def entity_ids_of_user(conn: Connection, user_id: str, norm: str) -> list[str]:
     """The entities, over all of a user's personas, that go by this name."""
     return [
         r[0]
@@ -228,7 +227,7 @@ def entity_ids_of_user(conn: sqlite3.Connection, user_id: str, norm: str) -> lis
     ]
 
 
-def entity_aliases(conn: sqlite3.Connection, persona_id: str) -> dict[str, str]:
+def entity_aliases(conn: Connection, persona_id: str) -> dict[str, str]:
     """Every alias norm of one persona's graph -> its entity id."""
     return dict(
         conn.execute(
@@ -237,7 +236,7 @@ def entity_aliases(conn: sqlite3.Connection, persona_id: str) -> dict[str, str]:
     )
 
 
-def mentioned_in(conn: sqlite3.Connection, memory_ids: Sequence[str]) -> dict[str, list[str]]:
+def mentioned_in(conn: Connection, memory_ids: Sequence[str]) -> dict[str, list[str]]:
     """memory id -> the entities it mentions."""
     out: dict[str, list[str]] = {}
     for start in range(0, len(memory_ids), 500):
@@ -252,7 +251,7 @@ def mentioned_in(conn: sqlite3.Connection, memory_ids: Sequence[str]) -> dict[st
     return out
 
 
-def memories_mentioning(conn: sqlite3.Connection, entity_id: str, limit: int) -> list[str]:
+def memories_mentioning(conn: Connection, entity_id: str, limit: int) -> list[str]:
     """The memories that mention an entity, in the order they happened."""
     return [
         r[0]
@@ -269,7 +268,7 @@ def memories_mentioning(conn: sqlite3.Connection, entity_id: str, limit: int) ->
 
 
 def add_edges(
-    conn: sqlite3.Connection, user_id: str, persona_id: str, edges: Iterable[NewEdge], now: float
+    conn: Connection, user_id: str, persona_id: str, edges: Iterable[NewEdge], now: float
 ) -> None:
     """Insert edges; one already there (same ends, type and source memory) is kept."""
     rows = []
@@ -293,7 +292,7 @@ def add_edges(
 
 
 def link_episode(
-    conn: sqlite3.Connection,
+    conn: Connection,
     user_id: str,
     persona_id: str,
     memory_id: str,
@@ -330,7 +329,7 @@ def link_episode(
 
 
 def edges_of(
-    conn: sqlite3.Connection, node_ids: Sequence[str], edge_types: Sequence[str] | None = None
+    conn: Connection, node_ids: Sequence[str], edge_types: Sequence[str] | None = None
 ) -> list[EdgeRow]:
     """Every edge that starts or ends at one of these nodes."""
     if not node_ids:
@@ -351,7 +350,7 @@ def edges_of(
     return sorted(out.values(), key=lambda e: e.id)
 
 
-def mention_counts(conn: sqlite3.Connection, entity_ids: Sequence[str]) -> dict[str, int]:
+def mention_counts(conn: Connection, entity_ids: Sequence[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for start in range(0, len(entity_ids), 500):
         chunk = list(entity_ids[start : start + 500])
@@ -365,9 +364,7 @@ def mention_counts(conn: sqlite3.Connection, entity_ids: Sequence[str]) -> dict[
     return out
 
 
-def nearest_mentions(
-    conn: sqlite3.Connection, entity_id: str, occurred_at: float, limit: int
-) -> list[str]:
+def nearest_mentions(conn: Connection, entity_id: str, occurred_at: float, limit: int) -> list[str]:
     """The memories mentioning an entity that happened closest in time to `occurred_at`."""
     return [
         r[0]
@@ -380,7 +377,7 @@ def nearest_mentions(
     ]
 
 
-def owner_of(conn: sqlite3.Connection, node_id: str) -> tuple[str, str] | None:
+def owner_of(conn: Connection, node_id: str) -> tuple[str, str] | None:
     """(user id, persona id) of a memory or entity node, or None when there is none."""
     table = "graph_entities" if node_id.startswith(ENTITY_PREFIX) else "memories"
     row = conn.execute(
@@ -389,7 +386,7 @@ def owner_of(conn: sqlite3.Connection, node_id: str) -> tuple[str, str] | None:
     return (row[0], row[1]) if row else None
 
 
-def restore_edges(conn: sqlite3.Connection, memory_ids: Sequence[str], now: float) -> None:
+def restore_edges(conn: Connection, memory_ids: Sequence[str], now: float) -> None:
     """Bring back the archived edges of restored memories whose other ends are present,
     and put restored episodes back into the `next` chain."""
     for memory_id in memory_ids:
@@ -429,7 +426,7 @@ def restore_edges(conn: sqlite3.Connection, memory_ids: Sequence[str], now: floa
             link_episode(conn, episode[0], episode[1], memory_id, episode[2], episode[3], now)
 
 
-def counts(conn: sqlite3.Connection, user_id: str, persona_id: str) -> dict[str, Any]:
+def counts(conn: Connection, user_id: str, persona_id: str) -> dict[str, Any]:
     """How big one persona's graph is: entities, and edges by type."""
     entities_n = conn.execute(
         "SELECT count(*) FROM graph_entities WHERE user_id = ? AND persona_id = ?",

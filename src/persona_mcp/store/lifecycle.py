@@ -8,10 +8,11 @@ every memory either in place or archived (and restorable).
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from persona_mcp.store.api import Connection
 
 STEP_HOURS = 24.0  # the `step` mode drops importance once per full day
 PROTECT_IMPORTANCE = 0.8
@@ -42,7 +43,7 @@ def _decay_expression(mode: str) -> str:
 
 
 def decay(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     mode: str,
     rate: float,
@@ -89,7 +90,7 @@ def decay(
     return cur.rowcount
 
 
-def record_decay(conn: sqlite3.Connection, **run: Any) -> None:
+def record_decay(conn: Connection, **run: Any) -> None:
     conn.execute(
         """INSERT INTO decay_runs (trigger, user_id, persona_id, mode, rate, hours, ran_at,
                decayed, seconds)
@@ -99,7 +100,7 @@ def record_decay(conn: sqlite3.Connection, **run: Any) -> None:
     )
 
 
-def decay_totals(conn: sqlite3.Connection) -> dict[str, Any]:
+def decay_totals(conn: Connection) -> dict[str, Any]:
     runs, decayed, last = conn.execute(
         "SELECT count(*), coalesce(sum(decayed), 0), max(ran_at) FROM decay_runs"
     ).fetchone()
@@ -140,7 +141,7 @@ class Selection:
 
 
 def select(
-    conn: sqlite3.Connection,
+    conn: Connection,
     user_id: str,
     persona_id: str,
     strategy: str,
@@ -189,7 +190,7 @@ def select(
     )
 
 
-def still_prunable(conn: sqlite3.Connection, rids: Sequence[int]) -> set[int]:
+def still_prunable(conn: Connection, rids: Sequence[int]) -> set[int]:
     """Those of `rids` that the protection rules still allow to prune, as rows are now."""
     marks = ",".join("?" * len(rids))
     return {
@@ -203,7 +204,7 @@ def still_prunable(conn: sqlite3.Connection, rids: Sequence[int]) -> set[int]:
     }
 
 
-def start_run(conn: sqlite3.Connection, run: dict[str, Any]) -> None:
+def start_run(conn: Connection, run: dict[str, Any]) -> None:
     conn.execute(
         """INSERT INTO prune_runs (id, user_id, persona_id, strategy, trigger, target_count,
                status, started_at)
@@ -214,7 +215,7 @@ def start_run(conn: sqlite3.Connection, run: dict[str, Any]) -> None:
 
 
 def archive_batch(
-    conn: sqlite3.Connection,
+    conn: Connection,
     run_id: str,
     batch: Sequence[Candidate],
     reasons: Sequence[str],
@@ -242,14 +243,14 @@ def _prefixed(alias: str) -> str:
     return ", ".join(alias + column.strip() for column in _ARCHIVED.split(","))
 
 
-def finish_run(conn: sqlite3.Connection, run_id: str, now: float, seconds: float) -> None:
+def finish_run(conn: Connection, run_id: str, now: float, seconds: float) -> None:
     conn.execute(
         "UPDATE prune_runs SET status = 'complete', finished_at = ?, seconds = ? WHERE id = ?",
         (now, seconds, run_id),
     )
 
 
-def mark_interrupted(conn: sqlite3.Connection) -> int:
+def mark_interrupted(conn: Connection) -> int:
     """Runs a killed process left 'running': what they archived stays archived."""
     return conn.execute(
         "UPDATE prune_runs SET status = 'interrupted' WHERE status = 'running'"
@@ -257,7 +258,7 @@ def mark_interrupted(conn: sqlite3.Connection) -> int:
 
 
 def archived_ids(
-    conn: sqlite3.Connection, user_id: str, *, run_id: str | None, ids: Sequence[str] | None
+    conn: Connection, user_id: str, *, run_id: str | None, ids: Sequence[str] | None
 ) -> list[str]:
     if run_id is not None:
         rows = conn.execute(
@@ -274,7 +275,7 @@ def archived_ids(
     return [r[0] for r in rows]
 
 
-def restore(conn: sqlite3.Connection, ids: Sequence[str]) -> list[tuple[int, str, str]]:
+def restore(conn: Connection, ids: Sequence[str]) -> list[tuple[int, str, str]]:
     """Move archived memories back (new rowids, same ids); returns (rid, id, persona id)."""
     restored = []
     for memory_id in ids:
@@ -283,18 +284,19 @@ def restore(conn: sqlite3.Connection, ids: Sequence[str]) -> list[tuple[int, str
         ).fetchone()
         cur = conn.execute(
             f"""INSERT INTO memories (id, {_ARCHIVED})
-                SELECT id, {_ARCHIVED} FROM memory_archive WHERE id = ?""",
+                SELECT id, {_ARCHIVED} FROM memory_archive WHERE id = ? RETURNING rid""",
             (memory_id,),
         )
+        rid = int(cur.fetchone()[0])
         conn.execute("DELETE FROM memory_archive WHERE id = ?", (memory_id,))
         conn.execute(
             "UPDATE prune_runs SET restored_count = restored_count + 1 WHERE id = ?", (run_id,)
         )
-        restored.append((int(cur.lastrowid or 0), memory_id, str(persona_id)))
+        restored.append((rid, memory_id, str(persona_id)))
     return restored
 
 
-def prune_totals(conn: sqlite3.Connection, user_id: str) -> dict[str, Any]:
+def prune_totals(conn: Connection, user_id: str) -> dict[str, Any]:
     runs, pruned, restored, seconds = conn.execute(
         """SELECT count(*), coalesce(sum(pruned_count), 0), coalesce(sum(restored_count), 0),
                   coalesce(sum(seconds), 0) FROM prune_runs WHERE user_id = ?""",

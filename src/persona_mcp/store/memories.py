@@ -7,7 +7,6 @@ its embedding always change in the same transaction.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from persona_mcp.embeddings.base import Vectors
+from persona_mcp.store.api import Connection, Row
 
 COLUMNS = (
     "rid, id, persona_id, user_id, content, memory_type, importance, base_importance, "
@@ -65,7 +65,7 @@ class NewMemory:
     embedding_model: str | None
 
 
-def _row(r: sqlite3.Row) -> MemoryRow:
+def _row(r: Row) -> MemoryRow:
     return MemoryRow(
         rid=r["rid"],
         id=r["id"],
@@ -101,14 +101,14 @@ def from_blobs(blobs: Sequence[bytes]) -> Vectors:
     return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32)
 
 
-def insert(conn: sqlite3.Connection, memories: Iterable[NewMemory]) -> list[int]:
+def insert(conn: Connection, memories: Iterable[NewMemory]) -> list[int]:
     rids = []
     for m in memories:
         cur = conn.execute(
             """INSERT INTO memories (id, persona_id, user_id, content, memory_type, importance,
                    base_importance, emotional_valence, created_at, occurred_at, source, metadata,
                    importance_breakdown, context, embedding, embedding_model)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rid""",
             (
                 m.id,
                 m.persona_id,
@@ -128,11 +128,11 @@ def insert(conn: sqlite3.Connection, memories: Iterable[NewMemory]) -> list[int]
                 m.embedding_model,
             ),
         )
-        rids.append(int(cur.lastrowid or 0))
+        rids.append(int(cur.fetchone()[0]))
     return rids
 
 
-def by_ids(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[MemoryRow]:
+def by_ids(conn: Connection, user_id: str, ids: Sequence[str]) -> list[MemoryRow]:
     if not ids:
         return []
     marks = ",".join("?" * len(ids))
@@ -143,7 +143,7 @@ def by_ids(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[M
     return [_row(r) for r in rows]
 
 
-def by_rids(conn: sqlite3.Connection, rids: Sequence[int]) -> dict[int, MemoryRow]:
+def by_rids(conn: Connection, rids: Sequence[int]) -> dict[int, MemoryRow]:
     if not rids:
         return {}
     out: dict[int, MemoryRow] = {}
@@ -155,7 +155,7 @@ def by_rids(conn: sqlite3.Connection, rids: Sequence[int]) -> dict[int, MemoryRo
     return out
 
 
-def latest_content(conn: sqlite3.Connection, user_id: str, persona_id: str) -> str | None:
+def latest_content(conn: Connection, user_id: str, persona_id: str) -> str | None:
     row = conn.execute(
         """SELECT content FROM memories WHERE user_id = ? AND persona_id = ?
            ORDER BY created_at DESC, rid DESC LIMIT 1""",
@@ -164,7 +164,7 @@ def latest_content(conn: sqlite3.Connection, user_id: str, persona_id: str) -> s
     return row[0] if row else None
 
 
-def delete(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[MemoryRow]:
+def delete(conn: Connection, user_id: str, ids: Sequence[str]) -> list[MemoryRow]:
     rows = by_ids(conn, user_id, ids)
     for start in range(0, len(rows), 500):
         chunk = [r.rid for r in rows[start : start + 500]]
@@ -172,7 +172,7 @@ def delete(conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[M
     return rows
 
 
-def record_access(conn: sqlite3.Connection, rids: Sequence[int], now: float) -> None:
+def record_access(conn: Connection, rids: Sequence[int], now: float) -> None:
     if rids:
         conn.execute(
             f"""UPDATE memories SET access_count = access_count + 1, last_accessed_at = ?
@@ -181,9 +181,7 @@ def record_access(conn: sqlite3.Connection, rids: Sequence[int], now: float) -> 
         )
 
 
-def reinforce(
-    conn: sqlite3.Connection, rid: int, importance: float, now: float, cap: float
-) -> None:
+def reinforce(conn: Connection, rid: int, importance: float, now: float, cap: float) -> None:
     """A duplicate was stated again: one more access, and importance raised a little
     (at least to the new statement's, never into the protected range by itself)."""
     conn.execute(
@@ -194,13 +192,13 @@ def reinforce(
     )
 
 
-def supersede(conn: sqlite3.Connection, old_ids: Sequence[str], new_id: str) -> None:
+def supersede(conn: Connection, old_ids: Sequence[str], new_id: str) -> None:
     conn.executemany(
         "UPDATE memories SET superseded_by = ? WHERE id = ?", [(new_id, i) for i in old_ids]
     )
 
 
-def set_pinned(conn: sqlite3.Connection, user_id: str, memory_id: str, pinned: bool) -> bool:
+def set_pinned(conn: Connection, user_id: str, memory_id: str, pinned: bool) -> bool:
     cur = conn.execute(
         "UPDATE memories SET pinned = ? WHERE user_id = ? AND id = ?",
         (int(pinned), user_id, memory_id),
@@ -208,7 +206,7 @@ def set_pinned(conn: sqlite3.Connection, user_id: str, memory_id: str, pinned: b
     return cur.rowcount > 0
 
 
-def add_version(conn: sqlite3.Connection, row: MemoryRow, reason: str, now: float) -> int:
+def add_version(conn: Connection, row: MemoryRow, reason: str, now: float) -> int:
     """Keep a memory's current text and importance as a version before it changes."""
     version = int(
         conn.execute(
@@ -225,7 +223,7 @@ def add_version(conn: sqlite3.Connection, row: MemoryRow, reason: str, now: floa
     return version
 
 
-def versions(conn: sqlite3.Connection, memory_id: str) -> list[dict[str, Any]]:
+def versions(conn: Connection, memory_id: str) -> list[dict[str, Any]]:
     rows = conn.execute(
         """SELECT version, content, importance, metadata, changed_at, reason
            FROM memory_versions WHERE memory_id = ? ORDER BY version""",
@@ -239,7 +237,7 @@ def versions(conn: sqlite3.Connection, memory_id: str) -> list[dict[str, Any]]:
 
 
 def update(
-    conn: sqlite3.Connection,
+    conn: Connection,
     rid: int,
     *,
     content: str,
@@ -258,7 +256,7 @@ def update(
     )  # fmt: skip
 
 
-def superseded_by_chain(conn: sqlite3.Connection, user_id: str, memory_id: str) -> list[MemoryRow]:
+def superseded_by_chain(conn: Connection, user_id: str, memory_id: str) -> list[MemoryRow]:
     """The memories this one replaced (directly or through earlier corrections), oldest
     first, and those that replaced it."""
     seen: dict[str, MemoryRow] = {}
@@ -281,7 +279,7 @@ def superseded_by_chain(conn: sqlite3.Connection, user_id: str, memory_id: str) 
 
 
 def page(
-    conn: sqlite3.Connection,
+    conn: Connection,
     user_id: str,
     persona_id: str,
     memory_type: str | None,
@@ -342,7 +340,7 @@ def owner_token(persona_id: str) -> str:
 LEXICAL_OVERFETCH = 4
 
 
-def matches(conn: sqlite3.Connection, phrase: str) -> int:
+def matches(conn: Connection, phrase: str) -> int:
     """How many memories (of every persona) a full-text phrase matches."""
     return int(
         conn.execute(
@@ -352,7 +350,7 @@ def matches(conn: sqlite3.Connection, phrase: str) -> int:
 
 
 def lexical(
-    conn: sqlite3.Connection, match: str, filters: Filters, limit: int, context_weight: float
+    conn: Connection, match: str, filters: Filters, limit: int, context_weight: float
 ) -> list[tuple[int, float]]:
     """(rid, bm25) best first, for one persona; bm25 is negated so that larger is better.
 
@@ -372,9 +370,7 @@ def lexical(
     return hits[:limit]
 
 
-def _own(
-    conn: sqlite3.Connection, filters: Filters, rows: Sequence[sqlite3.Row]
-) -> list[tuple[int, float]]:
+def _own(conn: Connection, filters: Filters, rows: Sequence[Row]) -> list[tuple[int, float]]:
     """The rows (rid, score) that belong to the filters' user and persona, in order."""
     if not rows:
         return []
@@ -386,12 +382,12 @@ def _own(
     return [(int(r[0]), float(r[1])) for r in rows if int(r[0]) in mine]
 
 
-def allowed_rids(conn: sqlite3.Connection, filters: Filters) -> set[int]:
+def allowed_rids(conn: Connection, filters: Filters) -> set[int]:
     where, args = filters.sql()
     return {int(r[0]) for r in conn.execute(f"SELECT m.rid FROM memories m WHERE {where}", args)}
 
 
-def count_embedded(conn: sqlite3.Connection, user_id: str, persona_id: str, model: str) -> int:
+def count_embedded(conn: Connection, user_id: str, persona_id: str, model: str) -> int:
     """How many of a persona's memories carry an embedding by `model`."""
     return int(
         conn.execute(
@@ -403,7 +399,7 @@ def count_embedded(conn: sqlite3.Connection, user_id: str, persona_id: str, mode
 
 
 def embedding_chunks(
-    conn: sqlite3.Connection, user_id: str, persona_id: str, model: str, size: int = 4096
+    conn: Connection, user_id: str, persona_id: str, model: str, size: int = 4096
 ) -> Iterator[tuple[list[int], Vectors, list[float]]]:
     """A persona's (rids, vectors, occurred_at) by rid, `size` rows at a time, so the
     vector index fills its arrays without holding every row's bytes at once."""
@@ -417,7 +413,7 @@ def embedding_chunks(
 
 
 def stored_embeddings(
-    conn: sqlite3.Connection, rids: Sequence[int], model: str
+    conn: Connection, rids: Sequence[int], model: str
 ) -> list[tuple[int, str, str, bytes, float]]:
     """(rid, user, persona, embedding, occurred_at) of those rows embedded by `model`."""
     out: list[tuple[int, str, str, bytes, float]] = []
@@ -445,7 +441,7 @@ class Pending:
 
 
 def pending_embeddings(
-    conn: sqlite3.Connection, model: str, limit: int, *, stale: bool = False, after: int = 0
+    conn: Connection, model: str, limit: int, *, stale: bool = False, after: int = 0
 ) -> list[Pending]:
     """Memories with no embedding (and, with `stale`, those embedded by another model),
     by rid after `after`."""
@@ -462,22 +458,20 @@ def pending_embeddings(
     return [Pending(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
 
-def set_embeddings(
-    conn: sqlite3.Connection, rids: Sequence[int], vectors: Vectors, model: str
-) -> None:
+def set_embeddings(conn: Connection, rids: Sequence[int], vectors: Vectors, model: str) -> None:
     conn.executemany(
         "UPDATE memories SET embedding = ?, embedding_model = ? WHERE rid = ?",
         [(to_blob(v), model, rid) for rid, v in zip(rids, vectors, strict=True)],
     )
 
 
-def count_for_user(conn: sqlite3.Connection, user_id: str) -> int:
+def count_for_user(conn: Connection, user_id: str) -> int:
     return int(
         conn.execute("SELECT count(*) FROM memories WHERE user_id = ?", (user_id,)).fetchone()[0]
     )
 
 
-def count(conn: sqlite3.Connection, user_id: str, persona_id: str) -> int:
+def count(conn: Connection, user_id: str, persona_id: str) -> int:
     return int(
         conn.execute(
             "SELECT count(*) FROM memories WHERE user_id = ? AND persona_id = ?",
@@ -486,7 +480,7 @@ def count(conn: sqlite3.Connection, user_id: str, persona_id: str) -> int:
     )
 
 
-def stats(conn: sqlite3.Connection, user_id: str, persona_id: str, model: str) -> dict[str, Any]:
+def stats(conn: Connection, user_id: str, persona_id: str, model: str) -> dict[str, Any]:
     args = (user_id, persona_id)
     where = "user_id = ? AND persona_id = ?"
     total, accessed, accesses, max_access, mean_imp, min_imp, max_imp, oldest, newest = (
@@ -535,7 +529,7 @@ def stats(conn: sqlite3.Connection, user_id: str, persona_id: str, model: str) -
     }
 
 
-def count_stale_embeddings(conn: sqlite3.Connection, model: str) -> int:
+def count_stale_embeddings(conn: Connection, model: str) -> int:
     """Memories with no embedding from `model` (what `reindex` will embed)."""
     return int(
         conn.execute(

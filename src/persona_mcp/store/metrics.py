@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+
+from persona_mcp.store.api import Connection
 
 
 @dataclass(frozen=True)
@@ -13,7 +14,7 @@ class Figures:
     job_runs: dict[tuple[str, str], int]
 
 
-def figures(conn: sqlite3.Connection) -> Figures:
+def figures(conn: Connection) -> Figures:
     runs: dict[tuple[str, str], int] = {}
     for trigger, count in conn.execute("SELECT trigger, count(*) FROM decay_runs GROUP BY 1"):
         runs[("decay", trigger)] = int(count)

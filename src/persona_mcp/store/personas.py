@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
+
+from persona_mcp.store.api import Connection, Row
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class StateRow:
     mood: str
 
 
-def _persona(row: sqlite3.Row) -> PersonaRow:
+def _persona(row: Row) -> PersonaRow:
     defaults = json.loads(row["defaults"])
     return PersonaRow(
         id=row["id"],
@@ -64,14 +65,14 @@ def _of_user(user_id: str | None) -> tuple[str, tuple[str, ...]]:
     return ("", ()) if user_id is None else (" WHERE user_id = ?", (user_id,))
 
 
-def load_personas(conn: sqlite3.Connection, user_id: str | None = None) -> list[PersonaRow]:
+def load_personas(conn: Connection, user_id: str | None = None) -> list[PersonaRow]:
     """Every persona, or one user's."""
     where, args = _of_user(user_id)
     rows = conn.execute(f"SELECT * FROM personas{where} ORDER BY created_at, rowid", args)
     return [_persona(r) for r in rows.fetchall()]
 
 
-def load_states(conn: sqlite3.Connection, user_id: str | None = None) -> list[StateRow]:
+def load_states(conn: Connection, user_id: str | None = None) -> list[StateRow]:
     where, args = _of_user(user_id)
     rows = conn.execute(f"SELECT * FROM persona_states{where}", args).fetchall()
     return [
@@ -89,7 +90,7 @@ def load_states(conn: sqlite3.Connection, user_id: str | None = None) -> list[St
     ]
 
 
-def insert_persona(conn: sqlite3.Connection, p: PersonaRow) -> None:
+def insert_persona(conn: Connection, p: PersonaRow) -> None:
     conn.execute(
         """INSERT INTO personas (id, user_id, name, description, personality_traits, backstory,
                topic_preferences, model, builtin, defaults, created_at, updated_at, card)
@@ -118,7 +119,7 @@ def insert_persona(conn: sqlite3.Connection, p: PersonaRow) -> None:
     )
 
 
-def update_persona(conn: sqlite3.Connection, p: PersonaRow) -> None:
+def update_persona(conn: Connection, p: PersonaRow) -> None:
     conn.execute(
         """UPDATE personas SET name = ?, description = ?, personality_traits = ?, backstory = ?,
                topic_preferences = ?, model = ?, updated_at = ? WHERE id = ?""",
@@ -135,7 +136,7 @@ def update_persona(conn: sqlite3.Connection, p: PersonaRow) -> None:
     )
 
 
-def delete_persona(conn: sqlite3.Connection, persona_id: str) -> None:
+def delete_persona(conn: Connection, persona_id: str) -> None:
     # Conversations, messages, states, memories and archived memories go with it through
     # ON DELETE CASCADE; the records of its prune and decay runs are removed here.
     conn.execute("DELETE FROM personas WHERE id = ?", (persona_id,))
@@ -143,7 +144,7 @@ def delete_persona(conn: sqlite3.Connection, persona_id: str) -> None:
     conn.execute("DELETE FROM decay_runs WHERE persona_id = ?", (persona_id,))
 
 
-def upsert_state(conn: sqlite3.Connection, s: StateRow, now: float) -> None:
+def upsert_state(conn: Connection, s: StateRow, now: float) -> None:
     conn.execute(
         """INSERT INTO persona_states (persona_id, user_id, social_energy, available_time,
                interaction_fatigue, current_priority, last_interaction, mood, updated_at)
@@ -170,13 +171,13 @@ def upsert_state(conn: sqlite3.Connection, s: StateRow, now: float) -> None:
     )
 
 
-def user_state(conn: sqlite3.Connection, user_id: str) -> dict[str, Any] | None:
+def user_state(conn: Connection, user_id: str) -> dict[str, Any] | None:
     row = conn.execute("SELECT * FROM user_state WHERE user_id = ?", (user_id,)).fetchone()
     return dict(row) if row else None
 
 
 def set_user_state(
-    conn: sqlite3.Connection,
+    conn: Connection,
     user_id: str,
     now: float,
     *,
@@ -194,18 +195,18 @@ def set_user_state(
     )
 
 
-def count_for_user(conn: sqlite3.Connection, user_id: str) -> int:
+def count_for_user(conn: Connection, user_id: str) -> int:
     return int(
         conn.execute("SELECT count(*) FROM personas WHERE user_id = ?", (user_id,)).fetchone()[0]
     )
 
 
-def user_states(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+def user_states(conn: Connection) -> list[Row]:
     """Every user's state row (seeded_at, active_persona_id)."""
     return conn.execute("SELECT * FROM user_state").fetchall()
 
 
-def name_taken(conn: sqlite3.Connection, user_id: str, name: str) -> bool:
+def name_taken(conn: Connection, user_id: str, name: str) -> bool:
     """Whether the user has a persona of this name (names compare without case)."""
     return (
         conn.execute(
@@ -216,7 +217,7 @@ def name_taken(conn: sqlite3.Connection, user_id: str, name: str) -> bool:
     )
 
 
-def counts_for_user(conn: sqlite3.Connection, user_id: str) -> dict[str, int]:
+def counts_for_user(conn: Connection, user_id: str) -> dict[str, int]:
     """How many personas, conversations, memories and messages a user holds."""
 
     def one(sql: str) -> int:

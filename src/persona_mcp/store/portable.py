@@ -15,10 +15,11 @@ database refers to), which are assigned again, in the same order, when the rows 
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from persona_mcp.store.api import Connection
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class Column:
     required: bool  # NOT NULL and no default
 
 
-def tables(conn: sqlite3.Connection) -> list[str]:
+def tables(conn: Connection) -> list[str]:
     """Every table of the database except SQLite's own and the full-text shadow tables."""
     rows = conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
@@ -138,7 +139,7 @@ def tables(conn: sqlite3.Connection) -> list[str]:
     return sorted(r[0] for r in rows if not r[0].startswith("memories_fts_"))
 
 
-def columns(conn: sqlite3.Connection, section: Section) -> list[Column]:
+def columns(conn: Connection, section: Section) -> list[Column]:
     """The columns a section's rows carry in the file (generated columns are not listed
     by table_info, and are never written)."""
     skip = {*section.omit, section.user_column}
@@ -149,11 +150,11 @@ def columns(conn: sqlite3.Connection, section: Section) -> list[Column]:
     ]
 
 
-def schema(conn: sqlite3.Connection) -> dict[str, list[Column]]:
+def schema(conn: Connection) -> dict[str, list[Column]]:
     return {s.name: columns(conn, s) for s in SECTIONS}
 
 
-def dump(conn: sqlite3.Connection, section: Section, user_id: str) -> Iterator[dict[str, Any]]:
+def dump(conn: Connection, section: Section, user_id: str) -> Iterator[dict[str, Any]]:
     """A user's rows of one section, as stored (BLOBs as bytes), in the section's order."""
     names = [c.name for c in columns(conn, section)]
     cursor = conn.execute(
@@ -165,7 +166,7 @@ def dump(conn: sqlite3.Connection, section: Section, user_id: str) -> Iterator[d
         yield dict(zip(names, row, strict=True))
 
 
-def count(conn: sqlite3.Connection, section: Section, user_id: str) -> int:
+def count(conn: Connection, section: Section, user_id: str) -> int:
     return int(
         conn.execute(
             f"SELECT count(*) FROM {section.table} WHERE {section.scope}", {"user": user_id}
@@ -173,20 +174,20 @@ def count(conn: sqlite3.Connection, section: Section, user_id: str) -> int:
     )
 
 
-def delete_user(conn: sqlite3.Connection, user_id: str) -> None:
+def delete_user(conn: Connection, user_id: str) -> None:
     """Remove every row of a user that a state file can hold (children first)."""
     for section in reversed(SECTIONS):
         conn.execute(f"DELETE FROM {section.table} WHERE {section.scope}", {"user": user_id})
 
 
-def personas_named(conn: sqlite3.Connection, user_id: str, names: Sequence[str]) -> list[str]:
+def personas_named(conn: Connection, user_id: str, names: Sequence[str]) -> list[str]:
     """Ids of the user's personas with one of these names (case-insensitive)."""
     wanted = {n.lower() for n in names}
     rows = conn.execute("SELECT id, name FROM personas WHERE user_id = ?", (user_id,))
     return [r[0] for r in rows if r[1].lower() in wanted]
 
 
-def delete_personas(conn: sqlite3.Connection, user_id: str, persona_ids: Sequence[str]) -> None:
+def delete_personas(conn: Connection, user_id: str, persona_ids: Sequence[str]) -> None:
     """Remove these personas of the user and every row that belongs to them."""
     if not persona_ids:
         return
@@ -210,7 +211,7 @@ def delete_personas(conn: sqlite3.Connection, user_id: str, persona_ids: Sequenc
 
 
 def held_by_others(
-    conn: sqlite3.Connection, section: Section, user_id: str, keys: Sequence[Any]
+    conn: Connection, section: Section, user_id: str, keys: Sequence[Any]
 ) -> list[Any]:
     """Those of `keys` (a one-column global key) that rows of other users hold."""
     assert section.global_key and len(section.key) == 1
@@ -231,7 +232,7 @@ def held_by_others(
 
 
 def insert(
-    conn: sqlite3.Connection,
+    conn: Connection,
     section: Section,
     user_id: str,
     names: Sequence[str],

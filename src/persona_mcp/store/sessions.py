@@ -3,11 +3,11 @@ connection."""
 
 from __future__ import annotations
 
-import sqlite3
+from persona_mcp.store.api import Connection
 
 
 def insert(
-    conn: sqlite3.Connection,
+    conn: Connection,
     session_id: str,
     user_id: str,
     transport: str,
@@ -21,25 +21,25 @@ def insert(
     )
 
 
-def close(conn: sqlite3.Connection, session_id: str, now: float) -> None:
+def close(conn: Connection, session_id: str, now: float) -> None:
     conn.execute(
         "UPDATE sessions SET closed_at = ?, last_active_at = ? WHERE id = ?",
         (now, now, session_id),
     )
 
 
-def touch(conn: sqlite3.Connection, session_id: str, now: float) -> None:
+def touch(conn: Connection, session_id: str, now: float) -> None:
     conn.execute(
         "UPDATE sessions SET last_active_at = ? WHERE id = ? AND closed_at IS NULL",
         (now, session_id),
     )
 
 
-def set_active(conn: sqlite3.Connection, session_id: str, persona_id: str) -> None:
+def set_active(conn: Connection, session_id: str, persona_id: str) -> None:
     conn.execute("UPDATE sessions SET active_persona_id = ? WHERE id = ?", (persona_id, session_id))
 
 
-def close_idle(conn: sqlite3.Connection, cutoff: float, now: float) -> int:
+def close_idle(conn: Connection, cutoff: float, now: float) -> int:
     """Close the open sessions last active before `cutoff`; returns how many."""
     cur = conn.execute(
         "UPDATE sessions SET closed_at = ? WHERE closed_at IS NULL AND last_active_at < ?",

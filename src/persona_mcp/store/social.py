@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Literal
 
 import orjson
+
+from persona_mcp.store.api import Connection, Row
 
 
 @dataclass(frozen=True)
@@ -84,20 +85,18 @@ class TurnRow:
 # -- relationships -----------------------------------------------------------------------
 
 
-def _relationship(row: sqlite3.Row) -> RelationshipRow:
+def _relationship(row: Row) -> RelationshipRow:
     return RelationshipRow(**{k: row[k] for k in row.keys()})  # noqa: SIM118 (Row iterates values)
 
 
-def load_relationships(
-    conn: sqlite3.Connection, user_id: str | None = None
-) -> list[RelationshipRow]:
+def load_relationships(conn: Connection, user_id: str | None = None) -> list[RelationshipRow]:
     """Every relationship, or one user's."""
     where, args = ("", ()) if user_id is None else (" WHERE user_id = ?", (user_id,))
     return [_relationship(r) for r in conn.execute(f"SELECT * FROM relationships{where}", args)]
 
 
 def upsert_relationship(
-    conn: sqlite3.Connection, rel: RelationshipRow, changes: list[RelationshipChangeRow]
+    conn: Connection, rel: RelationshipRow, changes: list[RelationshipChangeRow]
 ) -> None:
     conn.execute(
         """INSERT INTO relationships (user_id, persona_id, other_id, affinity, trust,
@@ -142,7 +141,7 @@ def upsert_relationship(
 
 
 def relationship_history(
-    conn: sqlite3.Connection, user_id: str, persona_id: str, other_id: str, limit: int
+    conn: Connection, user_id: str, persona_id: str, other_id: str, limit: int
 ) -> list[RelationshipChangeRow]:
     """The most recent changes, newest first."""
     rows = conn.execute(
@@ -157,13 +156,13 @@ def relationship_history(
 # -- moods ---------------------------------------------------------------------------------
 
 
-def load_moods(conn: sqlite3.Connection, user_id: str | None = None) -> list[MoodRow]:
+def load_moods(conn: Connection, user_id: str | None = None) -> list[MoodRow]:
     where, args = ("", ()) if user_id is None else (" WHERE user_id = ?", (user_id,))
     sql = f"SELECT user_id, persona_id, valence, arousal, updated_at FROM moods{where}"
     return [MoodRow(*r) for r in conn.execute(sql, args)]
 
 
-def upsert_mood(conn: sqlite3.Connection, mood: MoodRow, change: MoodChangeRow) -> None:
+def upsert_mood(conn: Connection, mood: MoodRow, change: MoodChangeRow) -> None:
     conn.execute(
         """INSERT INTO moods (user_id, persona_id, valence, arousal, updated_at)
            VALUES (?, ?, ?, ?, ?)
@@ -188,7 +187,7 @@ def upsert_mood(conn: sqlite3.Connection, mood: MoodRow, change: MoodChangeRow) 
 
 
 def mood_history(
-    conn: sqlite3.Connection, user_id: str, persona_id: str, limit: int
+    conn: Connection, user_id: str, persona_id: str, limit: int
 ) -> list[MoodChangeRow]:
     """The most recent mood changes, newest first."""
     rows = conn.execute(
@@ -202,14 +201,14 @@ def mood_history(
 # -- simulations ---------------------------------------------------------------------------
 
 
-def _simulation(row: sqlite3.Row) -> SimulationRow:
+def _simulation(row: Row) -> SimulationRow:
     values = {k: row[k] for k in row.keys()}  # noqa: SIM118 (Row iterates values)
     values["personas"] = orjson.loads(values["personas"])
     values["remaining"] = orjson.loads(values["remaining"])
     return SimulationRow(**values)
 
 
-def insert_simulation(conn: sqlite3.Connection, sim: SimulationRow) -> None:
+def insert_simulation(conn: Connection, sim: SimulationRow) -> None:
     conn.execute(
         """INSERT INTO simulations (id, user_id, topic, personas, remaining, max_turns, seed,
                status, turns, end_reason, started_at, ended_at)
@@ -231,12 +230,12 @@ def insert_simulation(conn: sqlite3.Connection, sim: SimulationRow) -> None:
     )
 
 
-def get_simulation(conn: sqlite3.Connection, simulation_id: str) -> SimulationRow | None:
+def get_simulation(conn: Connection, simulation_id: str) -> SimulationRow | None:
     row = conn.execute("SELECT * FROM simulations WHERE id = ?", (simulation_id,)).fetchone()
     return _simulation(row) if row else None
 
 
-def list_simulations(conn: sqlite3.Connection, user_id: str, limit: int) -> list[SimulationRow]:
+def list_simulations(conn: Connection, user_id: str, limit: int) -> list[SimulationRow]:
     rows = conn.execute(
         "SELECT * FROM simulations WHERE user_id = ? ORDER BY started_at DESC LIMIT ?",
         (user_id, limit),
@@ -244,7 +243,7 @@ def list_simulations(conn: sqlite3.Connection, user_id: str, limit: int) -> list
     return [_simulation(r) for r in rows]
 
 
-def append_turn(conn: sqlite3.Connection, turn: TurnRow, remaining: list[str]) -> None:
+def append_turn(conn: Connection, turn: TurnRow, remaining: list[str]) -> None:
     conn.execute(
         """INSERT INTO simulation_turns (simulation_id, turn, speaker_id, speaker, text,
                continue_score, model, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
@@ -265,7 +264,7 @@ def append_turn(conn: sqlite3.Connection, turn: TurnRow, remaining: list[str]) -
     )
 
 
-def set_remaining(conn: sqlite3.Connection, simulation_id: str, remaining: list[str]) -> None:
+def set_remaining(conn: Connection, simulation_id: str, remaining: list[str]) -> None:
     conn.execute(
         "UPDATE simulations SET remaining = ? WHERE id = ?",
         (orjson.dumps(remaining).decode(), simulation_id),
@@ -273,7 +272,7 @@ def set_remaining(conn: sqlite3.Connection, simulation_id: str, remaining: list[
 
 
 def finish_simulation(
-    conn: sqlite3.Connection, simulation_id: str, status: SimulationStatus, reason: str, now: float
+    conn: Connection, simulation_id: str, status: SimulationStatus, reason: str, now: float
 ) -> None:
     conn.execute(
         "UPDATE simulations SET status = ?, end_reason = ?, ended_at = ? WHERE id = ?",
@@ -281,7 +280,7 @@ def finish_simulation(
     )
 
 
-def interrupted_simulations(conn: sqlite3.Connection, now: float) -> int:
+def interrupted_simulations(conn: Connection, now: float) -> int:
     """Mark runs left `running` by a previous process as stopped; returns how many."""
     cur = conn.execute(
         """UPDATE simulations SET status = 'stopped', end_reason = 'server restarted',
@@ -291,7 +290,7 @@ def interrupted_simulations(conn: sqlite3.Connection, now: float) -> int:
     return cur.rowcount
 
 
-def transcript(conn: sqlite3.Connection, simulation_id: str) -> list[TurnRow]:
+def transcript(conn: Connection, simulation_id: str) -> list[TurnRow]:
     rows = conn.execute(
         """SELECT simulation_id, turn, speaker_id, speaker, text, continue_score, model, at
            FROM simulation_turns WHERE simulation_id = ? ORDER BY turn""",

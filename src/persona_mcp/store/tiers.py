@@ -7,7 +7,6 @@ persona goes with it (foreign keys cascade), and a segment's pages go with the s
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from persona_mcp.embeddings.base import Vectors
+from persona_mcp.store.api import Connection, Row
 
 
 @dataclass(frozen=True)
@@ -66,14 +66,14 @@ def blob(vector: Vectors | None) -> bytes | None:
     return None if vector is None else np.asarray(vector, dtype="<f4").tobytes()
 
 
-def _page(r: sqlite3.Row) -> Page:
+def _page(r: Row) -> Page:
     return Page(
         r["id"], r["user_id"], r["persona_id"], r["seq"], r["user_input"], r["agent_response"],
         r["timestamp"], json.loads(r["meta_data"]), _vec(r["embedding"]), r["segment_id"],
     )  # fmt: skip
 
 
-def _segment(r: sqlite3.Row) -> Segment:
+def _segment(r: Row) -> Segment:
     return Segment(
         r["id"], r["user_id"], r["persona_id"], r["summary"], json.loads(r["keywords"]),
         _vec(r["embedding"]), r["visits"], r["pages"], r["analyzed_pages"], r["heat"],
@@ -84,7 +84,7 @@ def _segment(r: sqlite3.Row) -> Segment:
 # -- pages ---------------------------------------------------------------------------
 
 
-def insert_page(conn: sqlite3.Connection, page: Page, now: float) -> None:
+def insert_page(conn: Connection, page: Page, now: float) -> None:
     conn.execute(
         """INSERT INTO tier_pages (id, user_id, persona_id, seq, user_input, agent_response,
                timestamp, meta_data, embedding, segment_id, created_at)
@@ -97,7 +97,7 @@ def insert_page(conn: sqlite3.Connection, page: Page, now: float) -> None:
     )  # fmt: skip
 
 
-def next_seq(conn: sqlite3.Connection, user_id: str, persona_id: str) -> int:
+def next_seq(conn: Connection, user_id: str, persona_id: str) -> int:
     row = conn.execute(
         "SELECT coalesce(max(seq), 0) FROM tier_pages WHERE user_id = ? AND persona_id = ?",
         (user_id, persona_id),
@@ -105,7 +105,7 @@ def next_seq(conn: sqlite3.Connection, user_id: str, persona_id: str) -> int:
     return int(row[0]) + 1
 
 
-def short_term(conn: sqlite3.Connection, user_id: str, persona_id: str) -> list[Page]:
+def short_term(conn: Connection, user_id: str, persona_id: str) -> list[Page]:
     """The short-term pages, oldest first."""
     rows = conn.execute(
         """SELECT * FROM tier_pages WHERE user_id = ? AND persona_id = ? AND segment_id IS NULL
@@ -115,18 +115,18 @@ def short_term(conn: sqlite3.Connection, user_id: str, persona_id: str) -> list[
     return [_page(r) for r in rows]
 
 
-def move_to_segment(conn: sqlite3.Connection, page_id: str, segment_id: str) -> None:
+def move_to_segment(conn: Connection, page_id: str, segment_id: str) -> None:
     conn.execute("UPDATE tier_pages SET segment_id = ? WHERE id = ?", (segment_id, page_id))
 
 
-def set_page_embedding(conn: sqlite3.Connection, page_id: str, vector: Vectors) -> None:
+def set_page_embedding(conn: Connection, page_id: str, vector: Vectors) -> None:
     conn.execute(
         "UPDATE tier_pages SET embedding = ? WHERE id = ? AND embedding IS NULL",
         (blob(vector), page_id),
     )
 
 
-def segment_pages(conn: sqlite3.Connection, segment_ids: Sequence[str]) -> list[Page]:
+def segment_pages(conn: Connection, segment_ids: Sequence[str]) -> list[Page]:
     if not segment_ids:
         return []
     marks = ",".join("?" * len(segment_ids))
@@ -140,7 +140,7 @@ def segment_pages(conn: sqlite3.Connection, segment_ids: Sequence[str]) -> list[
 # -- segments --------------------------------------------------------------------------
 
 
-def segments(conn: sqlite3.Connection, user_id: str, persona_id: str) -> list[Segment]:
+def segments(conn: Connection, user_id: str, persona_id: str) -> list[Segment]:
     rows = conn.execute(
         "SELECT * FROM tier_segments WHERE user_id = ? AND persona_id = ? ORDER BY created_at",
         (user_id, persona_id),
@@ -148,12 +148,12 @@ def segments(conn: sqlite3.Connection, user_id: str, persona_id: str) -> list[Se
     return [_segment(r) for r in rows]
 
 
-def get_segment(conn: sqlite3.Connection, segment_id: str) -> Segment | None:
+def get_segment(conn: Connection, segment_id: str) -> Segment | None:
     row = conn.execute("SELECT * FROM tier_segments WHERE id = ?", (segment_id,)).fetchone()
     return _segment(row) if row else None
 
 
-def save_segment(conn: sqlite3.Connection, s: Segment) -> None:
+def save_segment(conn: Connection, s: Segment) -> None:
     conn.execute(
         """INSERT INTO tier_segments (id, user_id, persona_id, summary, keywords, embedding,
                visits, pages, analyzed_pages, heat, created_at, last_visit_at, promoted_at)
@@ -171,7 +171,7 @@ def save_segment(conn: sqlite3.Connection, s: Segment) -> None:
     )  # fmt: skip
 
 
-def delete_segments(conn: sqlite3.Connection, segment_ids: Sequence[str]) -> None:
+def delete_segments(conn: Connection, segment_ids: Sequence[str]) -> None:
     conn.executemany("DELETE FROM tier_segments WHERE id = ?", [(i,) for i in segment_ids])
 
 
@@ -179,7 +179,7 @@ def delete_segments(conn: sqlite3.Connection, segment_ids: Sequence[str]) -> Non
 
 
 def knowledge(
-    conn: sqlite3.Connection, user_id: str, persona_id: str, kind: str | None = None
+    conn: Connection, user_id: str, persona_id: str, kind: str | None = None
 ) -> list[Knowledge]:
     sql = "SELECT * FROM tier_knowledge WHERE user_id = ? AND persona_id = ?"
     args: tuple[Any, ...] = (user_id, persona_id)
@@ -196,7 +196,7 @@ def knowledge(
 
 
 def add_knowledge(
-    conn: sqlite3.Connection,
+    conn: Connection,
     item_id: str,
     user_id: str,
     persona_id: str,
@@ -216,9 +216,7 @@ def add_knowledge(
     return cur.rowcount > 0
 
 
-def trim_knowledge(
-    conn: sqlite3.Connection, user_id: str, persona_id: str, kind: str, keep: int
-) -> None:
+def trim_knowledge(conn: Connection, user_id: str, persona_id: str, kind: str, keep: int) -> None:
     """Keep the newest `keep` entries of one kind (LONG_TERM_KNOWLEDGE_CAPACITY)."""
     conn.execute(
         """DELETE FROM tier_knowledge WHERE id IN (
@@ -228,7 +226,7 @@ def trim_knowledge(
     )
 
 
-def profile(conn: sqlite3.Connection, user_id: str, persona_id: str) -> dict[str, Any] | None:
+def profile(conn: Connection, user_id: str, persona_id: str) -> dict[str, Any] | None:
     row = conn.execute(
         "SELECT profile, extractor, updated_at FROM tier_profiles WHERE user_id = ? "
         "AND persona_id = ?",
@@ -240,7 +238,7 @@ def profile(conn: sqlite3.Connection, user_id: str, persona_id: str) -> dict[str
 
 
 def save_profile(
-    conn: sqlite3.Connection,
+    conn: Connection,
     user_id: str,
     persona_id: str,
     data: dict[str, Any],
@@ -256,7 +254,7 @@ def save_profile(
     )
 
 
-def counts(conn: sqlite3.Connection, user_id: str, persona_id: str) -> dict[str, int]:
+def counts(conn: Connection, user_id: str, persona_id: str) -> dict[str, int]:
     def one(sql: str) -> int:
         return int(conn.execute(sql, (user_id, persona_id)).fetchone()[0])
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+
+from persona_mcp.store.api import Connection, Row
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class TokenRow:
     revoked_at: float | None
 
 
-def _row(r: sqlite3.Row) -> TokenRow:
+def _row(r: Row) -> TokenRow:
     return TokenRow(
         id=r["id"],
         user_id=r["user_id"],
@@ -29,7 +30,7 @@ def _row(r: sqlite3.Row) -> TokenRow:
     )
 
 
-def insert(conn: sqlite3.Connection, row: TokenRow, secret_sha256: str) -> None:
+def insert(conn: Connection, row: TokenRow, secret_sha256: str) -> None:
     conn.execute(
         """INSERT INTO tokens (id, user_id, label, scopes, secret_sha256, created_at)
            VALUES (?, ?, ?, ?, ?, ?)""",
@@ -37,21 +38,21 @@ def insert(conn: sqlite3.Connection, row: TokenRow, secret_sha256: str) -> None:
     )
 
 
-def by_secret(conn: sqlite3.Connection, secret_sha256: str) -> TokenRow | None:
+def by_secret(conn: Connection, secret_sha256: str) -> TokenRow | None:
     r = conn.execute("SELECT * FROM tokens WHERE secret_sha256 = ?", (secret_sha256,)).fetchone()
     return _row(r) if r else None
 
 
-def all_tokens(conn: sqlite3.Connection) -> list[TokenRow]:
+def all_tokens(conn: Connection) -> list[TokenRow]:
     return [_row(r) for r in conn.execute("SELECT * FROM tokens ORDER BY created_at, id")]
 
 
-def revoke(conn: sqlite3.Connection, token_id: str, now: float) -> bool:
+def revoke(conn: Connection, token_id: str, now: float) -> bool:
     cur = conn.execute(
         "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, token_id)
     )
     return cur.rowcount > 0
 
 
-def touch(conn: sqlite3.Connection, token_id: str, now: float) -> None:
+def touch(conn: Connection, token_id: str, now: float) -> None:
     conn.execute("UPDATE tokens SET last_used_at = ? WHERE id = ?", (now, token_id))

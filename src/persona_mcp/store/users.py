@@ -8,13 +8,13 @@ the schema, so a table a later migration adds is covered without a change here.
 
 from __future__ import annotations
 
-import sqlite3
+from persona_mcp.store.api import Connection
 
 # Deleted first: their foreign-key cascades take most of the rest along, in order.
 _FIRST = ("personas",)
 
 
-def user_tables(conn: sqlite3.Connection) -> list[str]:
+def user_tables(conn: Connection) -> list[str]:
     """The tables with a `user_id` column, in the order they are cleared."""
     names = [
         r[0]
@@ -31,7 +31,7 @@ def user_tables(conn: sqlite3.Connection) -> list[str]:
     return [*(t for t in _FIRST if t in with_user), *(t for t in with_user if t not in _FIRST)]
 
 
-def exists(conn: sqlite3.Connection, user_id: str) -> bool:
+def exists(conn: Connection, user_id: str) -> bool:
     """Whether the server holds anything of this user (seeded, personas, or a token)."""
     return any(
         conn.execute(f"SELECT 1 FROM {table} WHERE user_id = ? LIMIT 1", (user_id,)).fetchone()
@@ -39,7 +39,7 @@ def exists(conn: sqlite3.Connection, user_id: str) -> bool:
     )
 
 
-def delete(conn: sqlite3.Connection, user_id: str) -> dict[str, int]:
+def delete(conn: Connection, user_id: str) -> dict[str, int]:
     """Remove every row of a user (tokens included); returns rows removed per table."""
     # Rows of one user reference each other (an archived memory its prune run): checking
     # foreign keys at commit, when all of them are gone, lets the order not matter.

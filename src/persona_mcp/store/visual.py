@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
+
+from persona_mcp.store.api import Connection
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,7 @@ class VisualRow:
     memory_id: str | None
 
 
-def put(conn: sqlite3.Connection, row: VisualRow) -> None:
+def put(conn: Connection, row: VisualRow) -> None:
     conn.execute(
         """INSERT INTO visual_context (user_id, persona_id, description, tags, updated_at,
                expires_at, memory_id) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -30,7 +31,7 @@ def put(conn: sqlite3.Connection, row: VisualRow) -> None:
     )  # fmt: skip
 
 
-def get(conn: sqlite3.Connection, user_id: str, persona_id: str) -> VisualRow | None:
+def get(conn: Connection, user_id: str, persona_id: str) -> VisualRow | None:
     r = conn.execute(
         "SELECT * FROM visual_context WHERE user_id = ? AND persona_id = ?", (user_id, persona_id)
     ).fetchone()
