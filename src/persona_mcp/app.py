@@ -223,6 +223,11 @@ class App:
             "decay_running": self.decay.running,
             "session_cleanup_interval_seconds": self.session_cleanup.interval_seconds,
             "sessions_closed": self.session_cleanup.closed_total,
+            # Passes this instance's timer ran; with other instances, the others' ticks
+            # found the interval taken (see jobs.election).
+            "decay_runs_here": self.decay.background_runs,
+            "job_ticks_skipped": self.election.skipped,
+            "fleet": self.fleet.status(),
         }
 
     def storage_status(self) -> dict[str, Any]:
