@@ -1,10 +1,19 @@
-"""Shared fixtures: real servers on loopback, real SQLite in temporary folders."""
+"""Shared fixtures: real servers on loopback, real SQLite in temporary folders, and a
+real PostgreSQL (with pgvector) for the modules that run on both backends.
+
+The modules in `BOTH_BACKENDS` run every test twice, `[sqlite]` and `[postgresql]`: on
+PostgreSQL each data directory a test uses (`make_settings`) gets a fresh database of
+one server started for the session. A test that is about SQLite itself (its file lock,
+a full disk, a killed process and its file) is marked `sqlite_only` with the reason.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
-from collections.abc import AsyncIterator, Callable
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,12 +28,37 @@ from persona_mcp.config import Settings
 from persona_mcp.embeddings.minilm import MiniLMEmbedder
 from persona_mcp.transports.asgi import create_asgi
 from persona_mcp.transports.server import uvicorn_config
+from tests import pgsupport
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# The behavioural modules that run on SQLite and on PostgreSQL alike.
+BOTH_BACKENDS = frozenset(
+    {
+        "test_memory",
+        "test_remembering",
+        "test_personas_and_conversations",
+        "test_chat_with_llm",
+        "test_graph",
+        "test_tiers",
+        "test_social",
+        "test_portability",
+        "test_rest",
+        "test_lifecycle",
+        "test_cards_and_visual",
+        "test_auth",
+        "test_cheap_calls",
+        "test_pg_store",
+    }
+)
+
+# data dir -> database URL, while a [postgresql] test runs (see _store_backend).
+_databases: Callable[[Path], str] | None = None
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -34,8 +68,75 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "embedding_provider": "none",
         "background_processing": False,
     }
+    if _databases is not None:
+        values["database_url"] = _databases(data_dir)
     values.update(overrides)
     return Settings(_env_file=None, **values)
+
+
+def store_env(data_dir: Path) -> dict[str, str]:
+    """The environment that points a `persona-mcp` subprocess at the store a test's
+    `make_settings(data_dir)` uses (the data dir, and the database on PostgreSQL)."""
+    env = {"PERSONA_MCP_DATA_DIR": str(data_dir)}
+    if _databases is not None:
+        env["DATABASE_URL"] = _databases(data_dir)
+    return env
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): a test of SQLite itself, not run on PostgreSQL"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    both = module in BOTH_BACKENDS and not metafunc.definition.get_closest_marker("sqlite_only")
+    metafunc.parametrize("backend", ["sqlite", "postgresql"] if both else ["sqlite"])
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[pgsupport.Server]:
+    """One PostgreSQL server (pgserver's wheel: 16.2 with pgvector) for the session, on
+    a Unix socket, with a template database already migrated. Its folder is not under
+    pytest's temporary root, which another pytest run may prune while this one runs."""
+    folder = Path(tempfile.mkdtemp(prefix="persona-mcp-pg-"))
+    server = pgsupport.start(folder, timeout=90.0)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _store_backend(backend: str, request: pytest.FixtureRequest) -> Iterator[None]:
+    global _databases
+    if backend != "postgresql":
+        yield
+        return
+    server: pgsupport.Server = request.getfixturevalue("pg_server")
+    made: dict[Path, str] = {}
+
+    def database(data_dir: Path) -> str:
+        if data_dir not in made:
+            made[data_dir] = server.create_database()
+        return made[data_dir]
+
+    _databases = database
+    try:
+        yield
+    finally:
+        _databases = None
+        for url in made.values():
+            server.drop_database(url)
 
 
 class RunningServer:

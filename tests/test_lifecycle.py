@@ -16,7 +16,7 @@ import pytest
 
 from persona_mcp.client import PersonaClient, RpcError
 from persona_mcp.clock import ManualClock
-from tests.conftest import RunningServer, free_port, make_settings, serve
+from tests.conftest import RunningServer, free_port, make_settings, serve, store_env
 
 
 async def fresh_persona(client: PersonaClient, name: str) -> str:
@@ -254,7 +254,7 @@ async def test_a_server_killed_during_a_prune_loses_no_acknowledged_memory(
     port = free_port()
     env = {
         "PATH": os.environ.get("PATH", ""),
-        "PERSONA_MCP_DATA_DIR": str(data),
+        **store_env(data),
         "EMBEDDING_PROVIDER": "none",
         "BACKGROUND_PROCESSING": "false",
     }

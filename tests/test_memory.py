@@ -13,7 +13,7 @@ from persona_mcp.client import PersonaClient, RpcError
 from persona_mcp.config import Settings
 from persona_mcp.embeddings.base import Vectors
 from persona_mcp.embeddings.minilm import MiniLMEmbedder
-from tests.conftest import RunningServer, make_settings, serve
+from tests.conftest import RunningServer, make_settings, serve, store_env
 
 FACTS = [
     "My sister Mara moved to Lisbon last spring to study marine biology.",
@@ -308,7 +308,7 @@ async def test_reindex_embeds_every_memory_with_the_configured_model(
     async with serve(lexical_only) as server, server.client() as c:
         await store_all(c, FACTS)
         assert (await c.call("memory.stats"))["index"]["embedding_provider"] == "none"
-    env = {"PATH": "/usr/bin:/bin", "PERSONA_MCP_DATA_DIR": str(tmp_path / "data")}
+    env = {"PATH": "/usr/bin:/bin", **store_env(tmp_path / "data")}
     done = await asyncio.to_thread(
         subprocess.run,
         [str(Path(sys.executable).parent / "persona-mcp"), "reindex",

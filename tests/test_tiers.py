@@ -16,7 +16,7 @@ from persona_mcp.app import App
 from persona_mcp.client import PersonaClient
 from persona_mcp.embeddings.minilm import MiniLMEmbedder
 from persona_mcp.memory import tier_rules
-from tests.conftest import RunningServer, make_settings, serve
+from tests.conftest import RunningServer, make_settings, serve, store_env
 
 FACTS = [
     ("My sister Mara lives in Lisbon.", "Lisbon is lovely; does Mara like it there?"),
@@ -147,7 +147,7 @@ async def test_the_memoryos_tools_work_over_mcp_http(
 async def test_the_memoryos_tools_work_over_stdio(tmp_path: Path) -> None:
     env = {
         **os.environ,
-        "PERSONA_MCP_DATA_DIR": str(tmp_path / "data"),
+        **store_env(tmp_path / "data"),
         "EMBEDDING_PROVIDER": "none",
         "LLM_PROVIDER": "offline",
     }

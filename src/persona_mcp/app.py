@@ -34,7 +34,7 @@ from persona_mcp.portability.state import StateService
 from persona_mcp.sessions import SessionService
 from persona_mcp.simulation.chatroom import ChatroomService
 from persona_mcp.store import personas as persona_store
-from persona_mcp.store.db import Database
+from persona_mcp.store.backends import open_store, redacted_url, storage_name
 from persona_mcp.users import UserService
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class App:
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.db = Database(settings.db_path)
+        self.db = open_store(settings)
         self.events = EventBus()
         self.fleet, self.election = self._fleet(None)
         self.metrics = Metrics()
@@ -185,7 +185,7 @@ class App:
                 LOCAL_USER, names, STARTUP_TOPIC, self.settings.simulate_turns
             )
             log.info("chatroom %s started: %s on %r", sim.id, ", ".join(names), STARTUP_TOPIC)
-        log.info("database ready at %s", self.settings.db_path)
+        log.info("database ready at %s", self.storage_name)
 
     async def close(self) -> None:
         await self.simulations.close()
@@ -230,7 +230,15 @@ class App:
             "fleet": self.fleet.status(),
         }
 
+    @property
+    def storage_name(self) -> str:
+        """Where the store is, for logs: the SQLite file, or the PostgreSQL URI without
+        its password."""
+        return storage_name(self.settings)
+
     def storage_status(self) -> dict[str, Any]:
+        if self.settings.database_url:
+            return {"backend": "postgresql", "url": redacted_url(self.settings.database_url)}
         path = self.settings.db_path
         sizes = {
             suffix or "db": os.path.getsize(f"{path}{suffix}")

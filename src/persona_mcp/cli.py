@@ -145,10 +145,10 @@ def _fail(message: str) -> int:
 def _claim_storage(settings: Settings) -> int | None:
     """Lock the database to this process and check it opens and migrates, before
     anything slow starts; a failure is one line and an exit code."""
-    from persona_mcp.store import db
+    from persona_mcp.store.backends import check_storage
 
     try:
-        db.check_storage(settings.db_path)
+        check_storage(settings)
     except PersonaMCPError as exc:
         return _fail(exc.message)
     return None
@@ -176,6 +176,7 @@ def serve(settings: Settings) -> int:
     # Bound and listening before the heavy imports: clients queue instead of being refused.
     import uvicorn
 
+    from persona_mcp.store.backends import storage_name
     from persona_mcp.transports.asgi import create_asgi
     from persona_mcp.transports.server import uvicorn_config
 
@@ -185,7 +186,7 @@ def serve(settings: Settings) -> int:
         __version__,
         settings.server_host,
         settings.server_port,
-        settings.db_path,
+        storage_name(settings),
     )
     server.run(sockets=[sock])  # uvicorn's own loop setup picks uvloop when it is installed
     return 0

@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     database_path: Path | None = Field(
         None, validation_alias=_env("database_path", "DATABASE_PATH")
     )
+    database_url: str | None = Field(
+        None,
+        validation_alias=_env("database_url", "DATABASE_URL"),
+        description="A PostgreSQL URI (libpq's, e.g. postgresql://user@host/db or "
+        "postgresql:///db?host=/socket/dir): the store lives there instead of SQLite",
+    )
 
     # LLM
     llm_provider: LLMProviderName = Field(

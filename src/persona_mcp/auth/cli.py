@@ -17,7 +17,7 @@ from persona_mcp.auth.tokens import TokenService
 from persona_mcp.clock import SystemClock
 from persona_mcp.config import Settings
 from persona_mcp.errors import PersonaMCPError
-from persona_mcp.store.db import Database
+from persona_mcp.store.backends import open_store
 
 
 def add_token_commands(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -45,7 +45,7 @@ def _when(seconds: float | None) -> str:
 
 def run_token_command(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> int:
-        db = Database(settings.db_path, readers=1)
+        db = open_store(settings, readers=1)
         await db.open()
         tokens = TokenService(db, SystemClock())
         try:

@@ -241,19 +241,93 @@ def rank_shelf(
         at = np.searchsorted(data, np.asarray(lex_pos, dtype=np.int64))
         lex[at] = lex_val
     cosine = shelf.cosine(query_vector, None if len(data) == n else data)
-    scores = fused_scores(lex, cosine, shelf.occurred[data], dates, params, data)
+    allowed_mask = np.isin(data, allowed_pos) if allowed_pos is not None else None
+    ranked = rank_rows(
+        data, scored, shelf.rids[data], lex, cosine, shelf.occurred[data], allowed_mask, dates,
+        k, params,
+    )  # fmt: skip
+    return ranked, on_shelf
+
+
+def rank_rows(
+    data: npt.NDArray[np.int64],
+    scored: npt.NDArray[np.int64],
+    rids: npt.NDArray[np.int64],
+    lexical: npt.NDArray[np.float64],
+    cosine: npt.NDArray[np.float32],
+    occurred: npt.NDArray[np.float64],
+    allowed: npt.NDArray[np.bool_] | None,
+    dates: list[Interval],
+    k: int,
+    params: RankingParams = DEFAULT_RANKING,
+) -> Ranked:
+    """The one ranking of candidate rows, whichever index found them: `data` are the
+    rows' positions in the persona's insertion order (sorted; two rows are neighbours
+    when their positions are consecutive), with their rids, lexical scores, cosines
+    and times; `scored` the positions (a subset of `data`) that may rank, the others
+    being there for their neighbour bonus; `allowed` masks rows a filter leaves out."""
+    scores = fused_scores(lexical, cosine, occurred, dates, params, data)
     keep = np.searchsorted(data, scored)
-    scores, lex, cosine = scores[keep], lex[keep], cosine[keep]
-    if allowed_pos is not None:
-        scores = np.where(np.isin(scored, allowed_pos), scores, -np.inf)
+    scores, lex, cos = scores[keep], lexical[keep], cosine[keep]
+    if allowed is not None:
+        scores = np.where(allowed[keep], scores, -np.inf)
     k = min(k, len(scored))
     if k <= 0:
-        return {}, on_shelf
+        return {}
     top = np.argpartition(-scores, k - 1)[:k]
     top = top[np.isfinite(scores[top])]
-    rids_out = shelf.rids[scored[top]]
-    ranked = {
-        int(rid): (float(scores[i]), float(lex[i]), float(cosine[i]))
+    rids_out = rids[keep][top]
+    return {
+        int(rid): (float(scores[i]), float(lex[i]), float(cos[i]))
         for rid, i in zip(rids_out, top, strict=True)
     }
+
+
+@dataclass(frozen=True)
+class Window:
+    """Rows read around the candidates of a search from the database's own vector index
+    (PostgreSQL): rid order, each with the rid of the persona's row just before it."""
+
+    rids: npt.NDArray[np.int64]
+    previous: npt.NDArray[np.int64]  # -1: none, or not read
+    occurred: npt.NDArray[np.float64]
+    vectors: npt.NDArray[np.float32]
+
+
+def rank_window(
+    window: Window,
+    core: set[int],
+    lexical: dict[int, float],
+    query_vector: npt.NDArray[np.float32],
+    dates: list[Interval],
+    allowed: set[int] | None,
+    k: int,
+    params: RankingParams = DEFAULT_RANKING,
+) -> tuple[Ranked, set[int]]:
+    """`rank_shelf` for rows the database found (its nearest in meaning, the lexical hits,
+    the rows nearest a named date: `core`) and read with their neighbours up to twice
+    the neighbour bonus's reach: positions are made up so that rows next to each other
+    in the persona are consecutive and any others far apart, then `rank_rows` ranks."""
+    n = len(window.rids)
+    if n == 0:
+        return {}, set()
+    reach = len(params.neighbour_weights)
+    gap = 2 * reach + 2
+    adjacent = np.zeros(n, dtype=bool)
+    adjacent[1:] = window.previous[1:] == window.rids[:-1]
+    steps = np.where(adjacent, 1, gap)
+    steps[0] = 0
+    data = np.cumsum(steps).astype(np.int64)
+    present = set(window.rids.tolist())
+    on_shelf = {rid for rid in lexical if rid in present}
+    core_pos = data[np.isin(window.rids, np.asarray(sorted(core | on_shelf), dtype=np.int64))]
+    scored = np.intersect1d(_around(core_pos, reach, int(data[-1]) + 1), data)
+    lex = np.array([lexical.get(int(r), 0.0) for r in window.rids], dtype=np.float64)
+    cosine = (window.vectors @ query_vector).astype(np.float32)
+    mask = None
+    if allowed is not None:
+        mask = np.isin(window.rids, np.asarray(sorted(allowed), dtype=np.int64))
+    ranked = rank_rows(
+        data, scored, window.rids, lex, cosine, window.occurred, mask, dates, k, params
+    )
     return ranked, on_shelf

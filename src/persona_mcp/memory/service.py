@@ -29,7 +29,7 @@ from persona_mcp.embeddings.base import Embedder, Vectors
 from persona_mcp.errors import NotFound, RateLimited, check_text
 from persona_mcp.fleet import Fleet, Solo
 from persona_mcp.memory import formation, retrieval
-from persona_mcp.memory.dates import proximity, query_dates
+from persona_mcp.memory.dates import Interval, proximity, query_dates
 from persona_mcp.memory.importance import ImportanceConfig, score_importance
 from persona_mcp.memory.vectors import Key, Shelf, VectorIndex
 from persona_mcp.store import config as config_store
@@ -56,6 +56,7 @@ TRUST_POOL = 256  # rows the sign bits pass on to the trust check on a large she
 EMBED_CACHE = 256
 TERM_COUNT_SECONDS = 600.0
 TERM_COUNT_CACHE = 4096
+SEMANTIC = retrieval.SEMANTIC_CANDIDATES  # rows nearest in meaning the database passes on
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ class MemoryService:
         # estimate is enough to leave out the commonest terms; see retrieval.within_budget).
         self._term_counts: dict[str, tuple[int, float]] = {}
         self._term_lock = threading.Lock()
+        self._indexed_dims: set[int] = set()
 
     @property
     def semantic(self) -> bool:
@@ -429,6 +431,18 @@ class MemoryService:
     ) -> list[tuple[MemoryRow, float | None]]:
         """The memories nearest to `content`: by meaning when vectors exist, else words."""
         key = (user_id, persona_id)
+        if vector is not None and self.in_database:
+            model = self.embedder.model
+            await self._vector_index(vector)
+
+            def nearest_rows(conn: Connection) -> list[tuple[MemoryRow, float | None]]:
+                found = repo.nearest(
+                    conn, Filters(user_id, persona_id), model, vector, TRUST_CANDIDATES
+                )
+                rows = repo.by_rids(conn, [rid for rid, c in found if c >= TRUST_MIN_COSINE])
+                return [(rows[rid], c) for rid, c in found if rid in rows]
+
+            return await self._db.read(nearest_rows)
         if vector is not None:
             await self._shelf(key)
 
@@ -591,9 +605,59 @@ class MemoryService:
             counts[term] = cached[0]
         return counts
 
+    @property
+    def in_database(self) -> bool:
+        """Whether vectors are searched by the database itself (PostgreSQL's pgvector),
+        with no in-process shelf (so nothing to keep in step across instances)."""
+        return self._db.dialect == "postgresql"
+
+    async def _vector_index(self, vector: Vectors) -> None:
+        """Make sure the database indexes vectors of this many dimensions (once)."""
+        dims = int(np.asarray(vector).shape[-1])
+        if dims not in self._indexed_dims:
+            await self._db.write(lambda conn: repo.ensure_vector_index(conn, dims))
+            self._indexed_dims.add(dims)
+
+    def _rank_in_database(
+        self,
+        conn: Connection,
+        filters: Filters,
+        lexical: dict[int, float],
+        query_vector: Vectors,
+        dates: list[Interval],
+        allowed: set[int] | None,
+        k: int,
+    ) -> tuple[retrieval.Ranked, set[int]]:
+        """`rank_shelf`'s work from the database's index: the nearest rows in meaning
+        (under the filters), the lexical hits and the rows nearest a named date, read
+        with their neighbours, ranked by the same `retrieval.rank_rows`."""
+        params = self.ranking
+        model = self.embedder.model
+        user_id, persona_id = filters.user_id, filters.persona_id
+        core = {rid for rid, _ in repo.nearest(conn, filters, model, query_vector, SEMANTIC)}
+        if dates:
+            rids, occurred = repo.embedded_times(conn, user_id, persona_id, model)
+            near = proximity(dates, np.asarray(occurred, dtype=np.float64), params.date_tau_days)
+            m = min(retrieval.DATE_CANDIDATES, len(rids))
+            if m:
+                best = np.argpartition(-near, m - 1)[:m]
+                core.update(int(rids[i]) for i in best if near[i] > 0)
+        reach = 2 * len(params.neighbour_weights)
+        rids, previous, occurred, blobs = repo.window(
+            conn, user_id, persona_id, model, sorted(core | set(lexical)), reach
+        )
+        window = retrieval.Window(
+            np.asarray(rids, dtype=np.int64),
+            np.asarray(previous, dtype=np.int64),
+            np.asarray(occurred, dtype=np.float64),
+            repo.from_blobs(blobs),
+        )
+        return retrieval.rank_window(window, core, lexical, query_vector, dates, allowed, k, params)
+
     async def _shelf(self, key: Key) -> None:
-        """Load a persona's vectors from SQLite into the index, once."""
-        if not self.semantic or self.vectors.has(key):
+        """Load a persona's vectors from SQLite into the index, once (PostgreSQL has
+        none: its own index serves)."""
+        if not self.semantic or self.in_database or self.vectors.has(key):
             return
         lock = self._shelf_locks.setdefault(key, asyncio.Lock())
         async with lock:
@@ -644,6 +708,8 @@ class MemoryService:
                 self.embed([query]), self._db.read(read_words)
             )
             query_vector = vectors[0]
+            if self.in_database:
+                await self._vector_index(query_vector)
         else:
             bm25, allowed = await self._db.read(read_words)
         lexical = retrieval.lexical_scores(bm25)
@@ -651,7 +717,11 @@ class MemoryService:
         def read(conn: Connection) -> list[Hit]:
             ranked: retrieval.Ranked = {}
             on_shelf: set[int] = set()
-            if query_vector is not None:
+            if query_vector is not None and self.in_database:
+                ranked, on_shelf = self._rank_in_database(
+                    conn, filters, lexical, query_vector, named_dates, allowed, pool_size
+                )
+            elif query_vector is not None:
                 found = self.vectors.use(
                     key,
                     lambda shelf: retrieval.rank_shelf(

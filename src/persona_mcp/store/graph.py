@@ -160,9 +160,22 @@ def merge_entities(conn: Connection, keep: str, drop: str, now: float) -> None:
     """Make `drop` one with `keep`: its aliases, edges and archived edges move over
     (an edge `keep` already has is not doubled), then `drop` goes."""
     for column in ("src_entity", "dst_entity"):
-        conn.execute(
-            f"UPDATE OR IGNORE graph_edges SET {column} = ? WHERE {column} = ?", (keep, drop)
-        )
+        if conn.dialect == "postgresql":
+            # UPDATE OR IGNORE: the edges that would double one `keep` has stay with
+            # `drop`, and go with it below.
+            end, other = ("src", "dst") if column == "src_entity" else ("dst", "src")
+            conn.execute(
+                f"""UPDATE graph_edges g SET {column} = ? WHERE g.{column} = ?
+                    AND NOT EXISTS (SELECT 1 FROM graph_edges k
+                        WHERE k.{end} = ? AND k.edge_type = g.edge_type
+                        AND k.{other} = g.{other}
+                        AND coalesce(k.via_memory, '') = coalesce(g.via_memory, ''))""",
+                (keep, drop, keep),
+            )
+        else:
+            conn.execute(
+                f"UPDATE OR IGNORE graph_edges SET {column} = ? WHERE {column} = ?", (keep, drop)
+            )
         conn.execute(f"UPDATE graph_edge_archive SET {column} = ? WHERE {column} = ?", (keep, drop))
     conn.execute("DELETE FROM graph_edges WHERE src_entity = ? AND dst_entity = ?", (keep, keep))
     conn.execute("UPDATE graph_aliases SET entity_id = ? WHERE entity_id = ?", (keep, drop))

@@ -153,8 +153,8 @@ def select(
 ) -> Selection:
     """What a prune would remove, lowest value first, within the protection rules."""
     total, protected = conn.execute(
-        f"""SELECT count(*), coalesce(sum(importance >= {PROTECT_IMPORTANCE}
-                                          OR access_count >= {PROTECT_ACCESS} OR pinned), 0)
+        f"""SELECT count(*), coalesce(sum(CASE WHEN importance >= {PROTECT_IMPORTANCE}
+                       OR access_count >= {PROTECT_ACCESS} OR pinned <> 0 THEN 1 ELSE 0 END), 0)
             FROM memories WHERE user_id = ? AND persona_id = ?""",
         (user_id, persona_id),
     ).fetchone()
@@ -178,7 +178,7 @@ def select(
                 WHERE user_id = :user AND persona_id = :persona
                   AND importance < {PROTECT_IMPORTANCE} AND access_count < {PROTECT_ACCESS}
                   AND pinned = 0
-            ) WHERE 1 {threshold}
+            ) AS scored WHERE 1 = 1 {threshold}
             ORDER BY score, rid LIMIT :wanted""",
         {"user": user_id, "persona": persona_id, "now": now, "below": prune_below,
          "wanted": wanted},
@@ -224,6 +224,22 @@ def archive_batch(
     """Move one batch into the archive: copy, then delete, in the caller's transaction.
     Two set-based statements, whatever the batch size."""
     rows = json.dumps([[c.rid, c.score, reason] for c, reason in zip(batch, reasons, strict=True)])
+    if conn.dialect == "postgresql":
+        batch_rows = "jsonb_array_elements(?::jsonb) AS j(value)"
+        rid, score, why = "(j.value ->> 0)::bigint", "(j.value ->> 1)::float8", "j.value ->> 2"
+        conn.execute(
+            f"""INSERT INTO memory_archive (id, prune_run_id, archived_at, prune_score, reason,
+                    {_ARCHIVED})
+                SELECT m.id, ?, ?, {score}, {why}, {_prefixed("m.")}
+                FROM {batch_rows} JOIN memories m ON m.rid = {rid}""",
+            (run_id, now, rows),
+        )
+        conn.execute(f"DELETE FROM memories WHERE rid IN (SELECT {rid} FROM {batch_rows})", (rows,))
+        conn.execute(
+            "UPDATE prune_runs SET pruned_count = pruned_count + ? WHERE id = ?",
+            (len(batch), run_id),
+        )
+        return
     conn.execute(
         f"""INSERT INTO memory_archive (id, prune_run_id, archived_at, prune_score, reason,
                 {_ARCHIVED})

@@ -7,6 +7,7 @@ its embedding always change in the same transaction.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -342,6 +343,9 @@ LEXICAL_OVERFETCH = 4
 
 def matches(conn: Connection, phrase: str) -> int:
     """How many memories (of every persona) a full-text phrase matches."""
+    if conn.dialect == "postgresql":
+        sql = "SELECT count(*) FROM memories WHERE fts @@ to_tsquery('english', ?)"
+        return int(conn.execute(sql, (tsquery(phrase),)).fetchone()[0])
     return int(
         conn.execute(
             "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH ?", (phrase,)
@@ -358,7 +362,19 @@ def lexical(
     in full by every query that names it, which is most of the cost once one persona
     holds most memories. When that persona's rows are too few among the best matches of
     all, the query is asked again with the token. Either way the persona's rows come out
-    in the same order with the same scores (the owner column weighs 0)."""
+    in the same order with the same scores (the owner column weighs 0).
+
+    On PostgreSQL: ts_rank over the generated `fts` column (content weighted 1, the
+    context `context_weight`), for the persona's rows only."""
+    if conn.dialect == "postgresql":
+        where, args = filters.sql()
+        rows = conn.execute(
+            f"""SELECT m.rid, ts_rank(ARRAY[0, 0, ?, 1]::real[], m.fts, q) AS score
+                FROM memories m, to_tsquery('english', ?) AS q
+                WHERE m.fts @@ q AND {where} ORDER BY score DESC, m.rid LIMIT ?""",
+            (context_weight, tsquery(match), *args, limit),
+        ).fetchall()
+        return [(int(r[0]), float(r[1])) for r in rows]
     sql = """SELECT rowid, -bm25(memories_fts, 1.0, ?, 0.0) AS score FROM memories_fts
              WHERE memories_fts MATCH ? ORDER BY score DESC LIMIT ?"""
     fetch = limit * LEXICAL_OVERFETCH
@@ -368,6 +384,20 @@ def lexical(
         token = f'owner:"{owner_token(filters.persona_id)}" AND ({match})'
         hits = _own(conn, filters, conn.execute(sql, (context_weight, token, limit)).fetchall())
     return hits[:limit]
+
+
+_PHRASE = re.compile(r'"([^"]+)"(\*?)')
+
+
+def tsquery(match: str) -> str:
+    """An FTS5 expression of quoted terms OR-ed (`retrieval.match_expression`) as a
+    PostgreSQL tsquery: the same terms, prefixes as `:*`."""
+    terms = []
+    for term, star in _PHRASE.findall(match):
+        words = re.findall(r"[^\W_]+", term)
+        if words:
+            terms.append(" <-> ".join(words) + (":*" if star else ""))
+    return " | ".join(terms) or "''"
 
 
 def _own(conn: Connection, filters: Filters, rows: Sequence[Row]) -> list[tuple[int, float]]:
@@ -485,7 +515,8 @@ def stats(conn: Connection, user_id: str, persona_id: str, model: str) -> dict[s
     where = "user_id = ? AND persona_id = ?"
     total, accessed, accesses, max_access, mean_imp, min_imp, max_imp, oldest, newest = (
         conn.execute(
-            f"""SELECT count(*), sum(access_count > 0), coalesce(sum(access_count), 0),
+            f"""SELECT count(*), sum(CASE WHEN access_count > 0 THEN 1 ELSE 0 END),
+                       coalesce(sum(access_count), 0),
                        coalesce(max(access_count), 0), avg(importance), min(importance),
                        max(importance), min(occurred_at), max(occurred_at)
                 FROM memories WHERE {where}""",
@@ -500,7 +531,7 @@ def stats(conn: Connection, user_id: str, persona_id: str, model: str) -> dict[s
     )
     buckets = {f"{i / 10:.1f}-{(i + 1) / 10:.1f}": 0 for i in range(10)}
     for bucket, n in conn.execute(
-        f"""SELECT min(CAST(importance * 10 AS INTEGER), 9), count(*) FROM memories
+        f"""SELECT min(CAST(floor(importance * 10) AS INTEGER), 9), count(*) FROM memories
             WHERE {where} GROUP BY 1""",
         args,
     ):
@@ -537,3 +568,88 @@ def count_stale_embeddings(conn: Connection, model: str) -> int:
             (model,),
         ).fetchone()[0]
     )
+
+
+# -- the database's own vector index (PostgreSQL: pgvector, HNSW, cosine) -------------
+
+
+def ensure_vector_index(conn: Connection, dims: int) -> None:
+    """The HNSW index over embeddings of `dims` dimensions (one per dimension count in
+    use; pg001 makes the bundled model's 384). Nothing to do on SQLite."""
+    if conn.dialect == "postgresql":
+        dims = int(dims)
+        conn.execute(
+            f"""CREATE INDEX IF NOT EXISTS memories_embedding_{dims} ON memories USING hnsw
+                ((embedding::vector({dims})) vector_cosine_ops)
+                WHERE vector_dims(embedding) = {dims}"""
+        )
+
+
+HNSW_EF_SEARCH = 200  # candidates the HNSW walk keeps (pgvector's default is 40)
+
+
+def nearest(
+    conn: Connection, filters: Filters, model: str, vector: Vectors, limit: int
+) -> list[tuple[int, float]]:
+    """(rid, cosine) of the rows nearest in meaning among those the filters allow,
+    best first, from pgvector's index (PostgreSQL only)."""
+    assert conn.dialect == "postgresql"
+    dims = int(np.asarray(vector).shape[-1])
+    blob = to_blob(vector)
+    where, args = filters.sql()
+    conn.execute(f"SET LOCAL hnsw.ef_search = {max(HNSW_EF_SEARCH, int(limit))}")
+    rows = conn.execute(
+        f"""SELECT m.rid, 1 - (m.embedding::vector({dims}) <=> ?::vector({dims})) AS cosine
+            FROM memories m
+            WHERE {where} AND m.embedding_model = ? AND vector_dims(m.embedding) = {dims}
+            ORDER BY m.embedding::vector({dims}) <=> ?::vector({dims}) LIMIT ?""",
+        (blob, *args, model, blob, limit),
+    ).fetchall()
+    return [(int(r[0]), float(r[1])) for r in rows]
+
+
+def window(
+    conn: Connection, user_id: str, persona_id: str, model: str, core: Sequence[int], reach: int
+) -> tuple[list[int], list[int], list[float], list[bytes]]:
+    """The persona's rows embedded by `model` within `reach` rows (rid order) of each
+    rid in `core`, in rid order: (rids, the rid of each one's predecessor or -1,
+    occurred_at, embeddings)."""
+    if not core:
+        return [], [], [], []
+    embedded = "user_id = ? AND persona_id = ? AND embedding_model = ? AND embedding IS NOT NULL"
+    owner = (user_id, persona_id, model)
+    rows = conn.execute(
+        f"""WITH around AS (
+                SELECT DISTINCT w.rid FROM unnest(?::bigint[]) AS c(rid), LATERAL (
+                    (SELECT rid FROM memories WHERE {embedded} AND rid < c.rid
+                     ORDER BY rid DESC LIMIT ?)
+                    UNION ALL
+                    (SELECT rid FROM memories WHERE {embedded} AND rid >= c.rid
+                     ORDER BY rid LIMIT ?)) AS w)
+            SELECT m.rid, coalesce((SELECT p.rid FROM memories p
+                       WHERE p.user_id = m.user_id AND p.persona_id = m.persona_id
+                         AND p.embedding_model = m.embedding_model
+                         AND p.embedding IS NOT NULL AND p.rid < m.rid
+                       ORDER BY p.rid DESC LIMIT 1), -1),
+                   m.occurred_at, m.embedding
+            FROM around JOIN memories m ON m.rid = around.rid ORDER BY m.rid""",
+        (list(core), *owner, reach, *owner, reach + 1),
+    ).fetchall()
+    return (
+        [int(r[0]) for r in rows],
+        [int(r[1]) for r in rows],
+        [float(r[2]) for r in rows],
+        [r[3] for r in rows],
+    )
+
+
+def embedded_times(
+    conn: Connection, user_id: str, persona_id: str, model: str
+) -> tuple[list[int], list[float]]:
+    """(rids, occurred_at) of a persona's rows embedded by `model` (for date candidates)."""
+    rows = conn.execute(
+        """SELECT rid, occurred_at FROM memories WHERE user_id = ? AND persona_id = ?
+           AND embedding_model = ? AND embedding IS NOT NULL ORDER BY rid""",
+        (user_id, persona_id, model),
+    ).fetchall()
+    return [int(r[0]) for r in rows], [float(r[1]) for r in rows]

@@ -188,8 +188,9 @@ def set_user_state(
         """INSERT INTO user_state (user_id, active_persona_id, seeded_at, updated_at)
            VALUES (?, ?, ?, ?)
            ON CONFLICT (user_id) DO UPDATE SET
-               active_persona_id = coalesce(excluded.active_persona_id, active_persona_id),
-               seeded_at = coalesce(excluded.seeded_at, seeded_at),
+               active_persona_id =
+                   coalesce(excluded.active_persona_id, user_state.active_persona_id),
+               seeded_at = coalesce(excluded.seeded_at, user_state.seeded_at),
                updated_at = excluded.updated_at""",
         (user_id, active_persona_id, now if seeded else None, now),
     )

@@ -133,16 +133,43 @@ class Column:
 
 def tables(conn: Connection) -> list[str]:
     """Every table of the database except SQLite's own and the full-text shadow tables."""
+    if conn.dialect == "postgresql":
+        rows = conn.execute(
+            """SELECT table_name FROM information_schema.tables
+               WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"""
+        ).fetchall()
+        # The full-text index is the `fts` column of memories there, not a table.
+        return sorted([*(r[0] for r in rows), "memories_fts"])
     rows = conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
     ).fetchall()
     return sorted(r[0] for r in rows if not r[0].startswith("memories_fts_"))
 
 
+# PostgreSQL's column types as the file names them (SQLite's declared types).
+_PG_TYPES = {"text": "TEXT", "double precision": "REAL", "bigint": "INTEGER",
+             "integer": "INTEGER", "USER-DEFINED": "BLOB", "bytea": "BLOB"}  # fmt: skip
+
+
 def columns(conn: Connection, section: Section) -> list[Column]:
     """The columns a section's rows carry in the file (generated columns are not listed
     by table_info, and are never written)."""
     skip = {*section.omit, section.user_column}
+    if conn.dialect == "postgresql":
+        # Generated columns (graph edges' src and dst, the full-text `fts`) and the
+        # hidden `rowid` identities are never written, as SQLite's table_info hides them.
+        return [
+            Column(r[0], _PG_TYPES.get(r[1], r[1].upper()), r[2] == "NO" and r[3] is None)
+            for r in conn.execute(
+                """SELECT column_name, data_type, is_nullable, column_default
+                   FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = ?
+                     AND is_generated = 'NEVER' AND column_name <> 'rowid'
+                   ORDER BY ordinal_position""",
+                (section.table,),
+            )
+            if r[0] not in skip
+        ]
     return [
         Column(r["name"], (r["type"] or "").upper(), bool(r["notnull"]) and r["dflt_value"] is None)
         for r in conn.execute(f"PRAGMA table_info({section.table})")
@@ -260,5 +287,27 @@ def insert(
     elif merge:
         fixed = {*section.key, section.user_column}
         sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in fixed)
-        sql += f" ON CONFLICT DO UPDATE SET {sets}" if sets else " ON CONFLICT DO NOTHING"
+        # PostgreSQL's DO UPDATE names the key it resolves (SQLite takes any).
+        target = f" ({', '.join(_unique_key(conn, section))})" if conn.dialect != "sqlite" else ""
+        sql += f" ON CONFLICT{target} DO UPDATE SET {sets}" if sets else " ON CONFLICT DO NOTHING"
     conn.executemany(sql, rows)
+
+
+def _unique_key(conn: Connection, section: Section) -> list[str]:
+    """The columns of the section table's unique key that its `key` (with the user
+    column) makes up (PostgreSQL)."""
+    wanted = {*section.key, *([section.user_column] if section.user_column else [])}
+    rows = conn.execute(
+        """SELECT i.indexrelid, a.attname FROM pg_index i
+           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+           WHERE i.indrelid = ?::regclass AND i.indisunique AND i.indexprs IS NULL""",
+        (section.table,),
+    ).fetchall()
+    keys: dict[int, list[str]] = {}
+    for index, column in rows:
+        keys.setdefault(int(index), []).append(str(column))
+    fitting = [cols for cols in keys.values() if set(section.key) <= set(cols) <= wanted]
+    if not fitting:
+        raise ValueError(f"no unique key of {section.table} fits {sorted(wanted)}")
+    longest: list[str] = max(fitting, key=len)
+    return sorted(longest)

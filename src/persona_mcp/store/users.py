@@ -16,18 +16,28 @@ _FIRST = ("personas",)
 
 def user_tables(conn: Connection) -> list[str]:
     """The tables with a `user_id` column, in the order they are cleared."""
-    names = [
-        r[0]
-        for r in conn.execute(
-            """SELECT name FROM sqlite_master WHERE type = 'table'
-               AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '%_fts%' ORDER BY name"""
-        )
-    ]
-    with_user = [
-        name
-        for name in names
-        if any(col[1] == "user_id" for col in conn.execute(f"PRAGMA table_info('{name}')"))
-    ]
+    if conn.dialect == "postgresql":
+        with_user = [
+            r[0]
+            for r in conn.execute(
+                """SELECT table_name FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND column_name = 'user_id'
+                   ORDER BY table_name"""
+            )
+        ]
+    else:
+        names = [
+            r[0]
+            for r in conn.execute(
+                """SELECT name FROM sqlite_master WHERE type = 'table'
+                   AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '%_fts%' ORDER BY name"""
+            )
+        ]
+        with_user = [
+            name
+            for name in names
+            if any(col[1] == "user_id" for col in conn.execute(f"PRAGMA table_info('{name}')"))
+        ]
     return [*(t for t in _FIRST if t in with_user), *(t for t in with_user if t not in _FIRST)]
 
 
