@@ -283,6 +283,7 @@ async def test_an_instance_whose_listener_was_cut_off_reloads_what_it_missed(
             "alice", name="Echo", description="", personality_traits=[], backstory="",
             topic_preferences={}, model=None,
         )  # fmt: skip
+        await a.fleet.flush()  # what the registry does before answering
         for _ in range(200):  # bounded: up to 20 s for the reconnect and reload
             if b.fleet.status()["reconnects"] > reconnects:
                 break

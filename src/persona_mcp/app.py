@@ -57,7 +57,7 @@ class App:
         self.clock = clock or SystemClock()
         self.db = open_store(settings)
         self.events = EventBus()
-        self.fleet, self.election = self._fleet(None)
+        self.fleet, self.election = self._fleet(settings.database_url)
         self.metrics = Metrics()
         self.tokens = TokenService(self.db, self.clock)
         self.limiter = RateLimiter(settings.rate_limit_per_minute, self.clock.now)
