@@ -37,6 +37,7 @@ class SessionService:
 
     async def open(self, user_id: str, transport: str) -> Session:
         await self._personas.ensure_user(user_id)
+        await self._personas.caught_up()  # the active persona as switched on any instance
         now = self._clock.now()
         session = Session(
             id=str(uuid.uuid4()),
@@ -80,6 +81,8 @@ class SessionService:
         await self._db.write(lambda conn: repo.touch(conn, session.id, now))
 
     def active_persona(self, session: Session) -> PersonaRow:
+        if not session.persisted:  # a stateless request's: the user's, as it is now
+            session.active_persona_id = self._personas.active_for_user(session.user_id)
         if session.active_persona_id:
             try:
                 return self._personas.resolve(session.user_id, session.active_persona_id)

@@ -143,6 +143,12 @@ class PersonaService:
 
     # -- users ---------------------------------------------------------------------
 
+    async def caught_up(self) -> None:
+        """Return once what other instances committed until now is in the copy (before
+        reading it outside a request: a session's opening)."""
+        if self._fleet.shared:
+            await self._fleet.sync()
+
     async def ensure_user(self, user_id: str) -> None:
         """Give a user their own Aria and Kira the first time they are seen."""
         if user_id in self._seeded:
