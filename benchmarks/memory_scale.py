@@ -703,6 +703,9 @@ def main() -> int:
     parser.add_argument(
         "--skip-sqlite", action="store_true", help="with --database-url: PostgreSQL only"
     )
+    parser.add_argument(
+        "--fleet-only", action="store_true", help="with --database-url: only the requests/s"
+    )
     args = parser.parse_args()
     if args.growth:
         server = start_server(env={"EMBEDDING_PROVIDER": "minilm"})
@@ -717,7 +720,14 @@ def main() -> int:
     if args.memories is None:
         args.memories = 10_000 if args.quick else 100_000
     everything: dict[str, Any] = {}
-    if not (args.database_url and args.skip_sqlite):
+    if args.database_url and args.fleet_only:
+        scratch = scratch_database(args.database_url)
+        try:
+            everything["fleet"] = fleet_rps(scratch, args)
+        finally:
+            drop_database(args.database_url, scratch)
+        report_fleet(everything["fleet"])
+    elif not (args.database_url and args.skip_sqlite):
         server = start_server(env={"EMBEDDING_PROVIDER": "minilm"})
         try:
             everything["sqlite"] = figures = asyncio.run(run(args, server.pid, server.url))
@@ -725,7 +735,7 @@ def main() -> int:
             stop_server(server)
         print("== SQLite")
         report(figures, args)
-    if args.database_url:
+    if args.database_url and not args.fleet_only:
         scratch = scratch_database(args.database_url)
         try:
             server = start_server(env={"EMBEDDING_PROVIDER": "minilm", "DATABASE_URL": scratch})

@@ -9,18 +9,20 @@ relationships, moods, configs). `Peers` keeps those copies right across instance
   `flush()` before any reply leaves, so the NOTIFY is sent before anything is
   acknowledged, and every other instance reloads what that kind of change covers (a
   user's personas, say);
-- `sync()` runs before every request: it sends a NOTIFY to this instance itself and
-  waits for it to come back. PostgreSQL delivers notifications in commit order, so once
-  it is back, every change committed before the request arrived has been applied here:
-  a persona created through A is listed by B at once. Concurrent requests share one
-  round trip;
+- `sync()` runs before every request: every NOTIFY carries a number from one
+  sequence, so the instance reads how far the sequence has gone and waits until it has
+  heard (and applied) every number up to there: every change committed before the
+  request arrived is then applied here, and a persona created through A is listed by B
+  at once. Concurrent requests share one read; a number that never arrives (its sender
+  died between taking it and committing) is given up after `GAP_SECONDS`, and everything
+  is reloaded;
 - events (`events.EventBus.relay`) are sent the same way, and each instance delivers
   the events of the others to its own subscribers, once;
 - after the listening connection was lost and comes back, what was sent meanwhile is
   gone, so everything is reloaded (`on_resync`).
 
-A payload is JSON: `{"o": origin, "k": kind, "u": user}` for a change,
-`{"o": origin, "e": event}` for an event, `{"o": origin, "b": n}` for a barrier.
+A payload is its number, a space and JSON: `{"o": origin, "k": kind, "u": user}` for a
+change, `{"o": origin, "e": event}` for an event (or `@id` of one parked in a table).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 # relationships and moods, one of their configs, or the server's decay config.
 ChangeKind = Literal["personas", "social", "config", "decay"]
 Handler = Callable[[str], Awaitable[None]]
-SYNC_TIMEOUT_SECONDS = 5.0
+GAP_SECONDS = 2.0
 
 
 class Fleet(Protocol):
@@ -117,14 +119,6 @@ class Solo:
         return {"instance_id": self.instance_id, "shared": False}
 
 
-class Wire(Protocol):
-    """How payloads travel (store.notify over PostgreSQL)."""
-
-    async def send(self, payloads: list[str]) -> None: ...
-
-    async def fetch(self, ref: str) -> str | None: ...
-
-
 class Peers:
     """Several instances over one PostgreSQL database (see the module docstring)."""
 
@@ -141,28 +135,35 @@ class Peers:
         self._resyncs: list[Callable[[], Awaitable[None]]] = []
         self._outbox: list[tuple[str, asyncio.Future[None] | None]] = []
         self._wake = asyncio.Event()
-        self._pump_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._inflight: asyncio.Future[None] | None = None  # the batch being sent
-        self._barrier = 0  # the last barrier number sent
-        self._joining: asyncio.Future[None] | None = None  # the next barrier, not yet sent
-        self._waiting: dict[int, asyncio.Future[None]] = {}  # sent, not yet back
+        # How far this instance has heard: every number up to `_upto`, and these above.
+        self._upto = 0
+        self._above: set[int] = set()
+        self._joining: asyncio.Future[None] | None = None  # syncs whose read is not sent
+        self._sync_wake = asyncio.Event()
+        self._waiting: list[tuple[int, asyncio.Future[None]]] = []  # read, not yet heard
         self._applying: set[asyncio.Task[None]] = set()
-        self.counts = {"sent": 0, "heard": 0, "events_in": 0, "syncs": 0, "resyncs": 0}
+        self.counts = {"sent": 0, "heard": 0, "events_in": 0, "syncs": 0, "resyncs": 0, "gaps": 0}
 
     # -- lifetime ------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self._listener.start()
-        self._pump_task = asyncio.create_task(self._pump(), name="fleet sender")
+        self._advance_to(await self._sender.high_water())
+        self._tasks = [
+            asyncio.create_task(self._pump(), name="fleet sender"),
+            asyncio.create_task(self._sync_pump(), name="fleet sync"),
+        ]
 
     async def close(self) -> None:
         await self._listener.close()
-        if self._pump_task is not None:
-            self._pump_task.cancel()
-            await asyncio.gather(self._pump_task, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*self._applying, return_exceptions=True)
         await self._sender.close()
-        for fut in [*self._waiting.values(), self._joining]:
+        for fut in [*(f for _, f in self._waiting), self._joining]:
             if fut is not None and not fut.done():
                 fut.set_result(None)
 
@@ -191,50 +192,107 @@ class Peers:
     def relay(self, event: Event) -> None:
         self._post({"e": [event.topic, event.user_id, event.persona_id, event.params]})
 
-    async def sync(self) -> None:
-        if not self._listener.connected.is_set():
-            return  # reconnecting: the resync that follows reloads everything
-        if self._joining is None:
-            self._joining = asyncio.get_running_loop().create_future()
-            self._wake.set()
-        fut = self._joining
-        self.counts["syncs"] += 1
-        try:
-            await asyncio.wait_for(asyncio.shield(fut), SYNC_TIMEOUT_SECONDS)
-        except TimeoutError:
-            log.warning("fleet: no barrier back in %.0f s; serving anyway", SYNC_TIMEOUT_SECONDS)
-
     async def _pump(self) -> None:
-        """Send what is queued, in batches: changes and events first, then a barrier that
-        every sync() called before this batch was taken waits for."""
+        """Send what is queued, a batch per transaction."""
         while True:
             await self._wake.wait()
             self._wake.clear()
             batch, self._outbox = self._outbox, []
             payloads = [text for text, _ in batch if text]
-            joining, self._joining = self._joining, None
-            if joining is not None:
-                self._barrier += 1
-                self._waiting[self._barrier] = joining
-                payloads.append(orjson.dumps({"o": self.instance_id, "b": self._barrier}).decode())
             inflight = self._inflight = asyncio.get_running_loop().create_future()
             try:
                 await self._sender.send(payloads)
                 self.counts["sent"] += len(payloads)
             except Exception:
-                # Told nobody: the others reload everything when their listener sees a
-                # gap, but not for this; the reply still goes (the write has committed).
+                # Told nobody: the write has committed, so the reply still goes; the others
+                # catch up when they next reload that user (or everything, after a gap).
                 log.exception("fleet: could not notify the other instances")
-                if joining is not None:
-                    self._waiting.pop(self._barrier, None)
-                    if not joining.done():
-                        joining.set_result(None)
             finally:
                 for _, fut in batch:
                     if fut is not None and not fut.done():
                         fut.set_result(None)
                 inflight.set_result(None)
                 self._inflight = None
+
+    # -- catching up ---------------------------------------------------------------------
+
+    async def sync(self) -> None:
+        if not self._listener.connected.is_set():
+            return  # reconnecting: the resync that follows reloads everything
+        if self._joining is None:
+            self._joining = asyncio.get_running_loop().create_future()
+            self._sync_wake.set()
+        self.counts["syncs"] += 1
+        await asyncio.shield(self._joining)
+
+    async def _sync_pump(self) -> None:
+        """For the syncs waiting, read how far the numbers have gone (a read that starts
+        after they were called), and let them go once everything up to there is heard."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._sync_wake.wait()
+            self._sync_wake.clear()
+            joining, self._joining = self._joining, None
+            if joining is None:
+                continue
+            try:
+                target = await self._sender.high_water()
+            except Exception:
+                log.exception("fleet: cannot read how far the others have gone; serving anyway")
+                joining.set_result(None)
+                continue
+            self._waiting.append((target, joining))
+            loop.call_later(GAP_SECONDS, self._gap, target)
+            self._release()
+
+    def _advance_to(self, number: int) -> None:
+        if number > self._upto:
+            self._upto = number
+            self._above = {n for n in self._above if n > number}
+        while self._upto + 1 in self._above:
+            self._upto += 1
+            self._above.discard(self._upto)
+
+    def _mark(self, number: int) -> None:
+        if number > self._upto:
+            self._above.add(number)
+            self._advance_to(self._upto)
+            self._release()
+
+    def _release(self) -> None:
+        """Let the syncs whose numbers are all heard go, once what those brought is
+        applied (the reloads running now)."""
+        ready = [f for n, f in self._waiting if n <= self._upto]
+        if not ready:
+            return
+        self._waiting = [(n, f) for n, f in self._waiting if n > self._upto]
+        pending = list(self._applying)
+
+        def go() -> None:
+            for fut in ready:
+                if not fut.done():
+                    fut.set_result(None)
+
+        if not pending:
+            go()
+            return
+
+        async def after() -> None:
+            await asyncio.gather(*pending, return_exceptions=True)
+            go()
+
+        self._spawn(after())
+
+    def _gap(self, target: int) -> None:
+        """A number up to `target` has not come in GAP_SECONDS: its sender took it and
+        never committed (or we missed it). Give it up, and reload everything."""
+        if self._upto >= target:
+            return
+        self.counts["gaps"] += 1
+        log.warning("fleet: notifications up to %d did not all arrive; reloading", target)
+        self._advance_to(target)
+        self._spawn(self._reload_all())
+        self._release()
 
     # -- hearing -------------------------------------------------------------------------
 
@@ -246,17 +304,25 @@ class Peers:
 
     def _heard(self, text: str) -> None:
         self.counts["heard"] += 1
-        if text.startswith("@"):
-            self._spawn(self._fetch_parked(text))
-            return
+        number, _, body = text.partition(" ")
         try:
-            message = orjson.loads(text)
+            seq = int(number)
+        except ValueError:
+            log.warning("fleet: ignored a payload without its number: %.80r", text)
+            return
+        if body.startswith("@"):
+            self._spawn(self._fetch_parked(body))
+        else:
+            self._apply(body)
+        self._mark(seq)
+
+    def _apply(self, body: str) -> None:
+        try:
+            message = orjson.loads(body)
         except orjson.JSONDecodeError:
-            log.warning("fleet: ignored a payload that is not JSON: %.80r", text)
+            log.warning("fleet: ignored a payload that is not JSON: %.80r", body)
             return
         if message.get("o") == self.instance_id:
-            if "b" in message:
-                self._barrier_back(int(message["b"]))
             return  # our own change or event: already applied here
         if "e" in message:
             topic, user_id, persona_id, params = message["e"]
@@ -266,30 +332,10 @@ class Peers:
             for handler in self._handlers.get(message["k"], []):
                 self._spawn(handler(message["u"]))
 
-    def _barrier_back(self, number: int) -> None:
-        """Notifications arrive in order: by now every change before it is being applied;
-        the barrier resolves once those reloads have finished."""
-        pending = list(self._applying)
-        done = [n for n in self._waiting if n <= number]
-        futures = [self._waiting.pop(n) for n in done]
-
-        async def release() -> None:
-            await asyncio.gather(*pending, return_exceptions=True)
-            for fut in futures:
-                if not fut.done():
-                    fut.set_result(None)
-
-        if pending:
-            self._spawn(release())
-        else:
-            for fut in futures:
-                if not fut.done():
-                    fut.set_result(None)
-
     async def _fetch_parked(self, ref: str) -> None:
-        text = await self._sender.fetch(ref)
-        if text is not None:
-            self._heard(text)
+        body = await self._sender.fetch(ref)
+        if body is not None:
+            self._apply(body)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         async def run() -> None:
@@ -302,11 +348,17 @@ class Peers:
         self._applying.add(task)
         task.add_done_callback(self._applying.discard)
 
-    async def _resync(self) -> None:
+    async def _reload_all(self) -> None:
         self.counts["resyncs"] += 1
-        log.warning("fleet: listening again after a lost connection; reloading everything")
         for handler in self._resyncs:
             await handler()
+
+    async def _resync(self) -> None:
+        """Listening again after a lost connection: what was sent meanwhile is gone."""
+        log.warning("fleet: listening again after a lost connection; reloading everything")
+        self._advance_to(await self._sender.high_water())
+        await self._reload_all()
+        self._release()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -314,5 +366,6 @@ class Peers:
             "shared": True,
             "listening": self._listener.connected.is_set(),
             "reconnects": self._listener.reconnects,
+            "heard_up_to": self._upto,
             **self.counts,
         }

@@ -34,6 +34,7 @@ SLACK = 0.1  # a tick up to a tenth of the interval early still counts as a new 
 
 class Election(Protocol):
     skipped: int  # ticks that found the job taken: running elsewhere, or run this interval
+
     async def run(
         self, name: str, interval_seconds: float, work: Callable[[], Awaitable[T]]
     ) -> tuple[bool, T | None]:

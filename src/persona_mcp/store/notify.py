@@ -6,6 +6,10 @@ connection drops; after a reconnect it calls `on_reconnect`, since what was noti
 meanwhile is lost. `Sender` owns one autocommit connection and sends payloads in
 batches: one statement, one transaction, so they arrive together and in order.
 
+Every payload is numbered from the `fleet_seq` sequence as it is sent (`N payload`), so
+an instance can tell whether it has heard everything sent before a moment: read the
+sequence (`high_water`), then wait until every number up to it has arrived.
+
 A payload is text under PostgreSQL's 8000-byte limit; a larger one is parked in
 `fleet_messages` and only its id is notified (`park`/`fetch`).
 """
@@ -16,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import cast
 
 import psycopg
 
@@ -99,6 +104,8 @@ class Sender:
         self._url = url
         self._conn: AsyncConn | None = None
         self._lock = asyncio.Lock()
+        self._reader: AsyncConn | None = None  # high_water's, beside the sending one
+        self._read_lock = asyncio.Lock()
 
     async def send(self, payloads: Sequence[str]) -> None:
         if not payloads:
@@ -136,8 +143,28 @@ class Sender:
                     (PARKED_SECONDS,),
                 )
             texts = [refs.get(p, p) for p in payloads]
-            calls = ", ".join(["pg_notify(%s, %s)"] * len(texts))
+            calls = ", ".join(
+                ["pg_notify(%s, nextval('fleet_seq')::text || ' ' || %s::text)"] * len(texts)
+            )
             await conn.execute(f"SELECT {calls}", [v for t in texts for v in (CHANNEL, t)])
+
+    async def high_water(self) -> int:
+        """The largest number handed out to a payload so far (0 before the first)."""
+        async with self._read_lock:
+            for attempt in (1, 2):
+                try:
+                    if self._reader is None or self._reader.closed:
+                        self._reader = await connect(self._url)
+                    cur = await self._reader.execute("SELECT last_value, is_called FROM fleet_seq")
+                    row = await cur.fetchone()
+                    assert row is not None
+                    last = cast(int, row[0])
+                    return last if row[1] else last - 1
+                except psycopg.OperationalError:
+                    self._reader = None
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
 
     async def fetch(self, ref: str) -> str | None:
         """The payload parked under `ref` ('@<id>'), or None once removed."""
@@ -151,7 +178,8 @@ class Sender:
         return None if row is None else str(row[0])
 
     async def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                await self._conn.close()
-            self._conn = None
+        for conn in (self._conn, self._reader):
+            if conn is not None:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.close()
+        self._conn = self._reader = None

@@ -568,8 +568,8 @@ CREATE TRIGGER graph_archive_forget AFTER DELETE ON memory_archive
 @migration
 def pg002_fleet(conn: psycopg.Connection[Any]) -> None:
     """What several instances over one database share besides the data: the record of
-    background job runs (`store.job_runs`), and events too large for a NOTIFY payload
-    (`store.notify`), kept a few minutes."""
+    background job runs (`store.job_runs`), events too large for a NOTIFY payload
+    (`store.notify`), kept a few minutes, and the numbers every NOTIFY carries."""
     conn.execute(
         """
         CREATE TABLE job_runs (
@@ -585,5 +585,6 @@ def pg002_fleet(conn: psycopg.Connection[Any]) -> None:
             created_at TIMESTAMPTZ NOT NULL DEFAULT now()
         );
         CREATE INDEX fleet_messages_created ON fleet_messages (created_at);
+        CREATE SEQUENCE fleet_seq;
         """
     )
