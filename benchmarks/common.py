@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -129,3 +130,28 @@ def percentile(values: Sequence[float], pct: float) -> float:
     rank = (len(ordered) - 1) * pct / 100
     low, high = math.floor(rank), math.ceil(rank)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass
+class Postgres:
+    url: str
+    handle: Any
+    folder: Path
+
+    def stop(self) -> None:
+        self.handle.cleanup()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def start_postgres() -> Postgres:
+    """A throwaway PostgreSQL 16 with pgvector (the `pgserver` wheel of the dev extra) on
+    a Unix socket, and a fresh database on it."""
+    import pgserver
+    import psycopg
+
+    folder = Path(tempfile.mkdtemp(prefix="persona-bench-pg-"))
+    handle = pgserver.get_server(folder / "pgdata", cleanup_mode="delete")
+    url = handle.get_uri()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE bench")
+    return Postgres(url.replace("/postgres?", "/bench?", 1), handle, folder)

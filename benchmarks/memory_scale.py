@@ -12,7 +12,8 @@ MiniLM embedder) and always stops it again:
     .venv/bin/python benchmarks/memory_scale.py --database-url postgresql://...
         # the same on SQLite and then on PostgreSQL (a scratch database created on that
         # server and dropped after), then persona.list requests/s with 1, 2 and 4
-        # instances over that one PostgreSQL database (and 1 on SQLite)
+        # instances over that one PostgreSQL database (and 1 on SQLite); --pgserver
+        # instead starts a throwaway PostgreSQL 16 with pgvector (from the wheel)
 
 Measurements, against the goals of SPEC section 10:
 
@@ -54,7 +55,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import percentile, rss_mib, start_server, stop_server, stop_servers
+from common import (
+    percentile,
+    rss_mib,
+    start_postgres,
+    start_server,
+    stop_server,
+    stop_servers,
+)
 from persona_mcp.client import PersonaClient
 from persona_mcp.personas.defaults import ARIA
 
@@ -704,9 +712,24 @@ def main() -> int:
         "--skip-sqlite", action="store_true", help="with --database-url: PostgreSQL only"
     )
     parser.add_argument(
+        "--pgserver", action="store_true", help="start a throwaway PostgreSQL and use it"
+    )
+    parser.add_argument(
         "--fleet-only", action="store_true", help="with --database-url: only the requests/s"
     )
     args = parser.parse_args()
+    postgres = None
+    if args.pgserver:
+        postgres = start_postgres()
+        args.database_url = postgres.url
+    try:
+        return measure(args)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+
+
+def measure(args: argparse.Namespace) -> int:
     if args.growth:
         server = start_server(env={"EMBEDDING_PROVIDER": "minilm"})
         try:

@@ -14,10 +14,11 @@ import shutil
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import uvicorn
 
@@ -26,6 +27,7 @@ from persona_mcp.client import PersonaClient
 from persona_mcp.clock import ManualClock
 from persona_mcp.config import Settings
 from persona_mcp.embeddings.minilm import MiniLMEmbedder
+from persona_mcp.store.api import Connection
 from persona_mcp.transports.asgi import create_asgi
 from persona_mcp.transports.server import uvicorn_config
 from tests import pgsupport
@@ -81,6 +83,38 @@ def store_env(data_dir: Path) -> dict[str, str]:
     if _databases is not None:
         env["DATABASE_URL"] = _databases(data_dir)
     return env
+
+
+@contextmanager
+def store_connection(settings: Settings) -> Iterator[Connection]:
+    """A store connection (SQLite's dialect, `store.api.Connection`) to the database the
+    settings name, for tests that look at rows directly; autocommit."""
+    if settings.database_url:
+        from persona_mcp.store.postgres import adapt
+        from persona_mcp.store.postgres.db import PgConnection
+
+        raw = psycopg.connect(
+            settings.database_url,
+            autocommit=True,
+            cursor_factory=psycopg.RawCursor,
+            row_factory=adapt.row_factory,
+        )
+        info = psycopg.types.TypeInfo.fetch(raw, "vector")
+        adapt.configure(raw, info.oid if info else None)
+        try:
+            yield PgConnection(raw)
+        finally:
+            raw.close()
+        return
+    from persona_mcp.store import db
+    from persona_mcp.store.migrations import apply_migrations
+
+    conn = db.connect(settings.db_path)
+    try:
+        apply_migrations(conn)
+        yield conn
+    finally:
+        conn.close()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -247,6 +247,7 @@ async def test_idle_sessions_are_closed_by_the_cleanup_job(app_factory: Any) -> 
     assert closed == clock.now()
 
 
+@pytest.mark.sqlite_only("reads the SQLite file the killed process left")
 async def test_a_server_killed_during_a_prune_loses_no_acknowledged_memory(
     tmp_path: Path,
 ) -> None:

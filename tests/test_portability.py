@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from persona_mcp.clock import ManualClock
 from persona_mcp.config import Settings
 from persona_mcp.embeddings.minilm import MiniLMEmbedder
 from persona_mcp.store import portable
-from tests.conftest import RunningServer, make_settings, serve
+from tests.conftest import RunningServer, make_settings, serve, store_connection
 
 EXE = Path(sys.executable).parent / "persona-mcp"
 
@@ -232,9 +231,8 @@ async def test_vectors_of_another_model_are_embedded_again_with_progress(
             found = await client.call("memory.search", {"query": "pet dog name"})
             assert found["semantic"] is True
             assert found["results"][0]["memory"]["content"] == "The user's dog is called Biscuit."
-    conn = sqlite3.connect(settings.db_path)
-    models = {r[0] for r in conn.execute("SELECT embedding_model FROM memories")}
-    conn.close()
+    with store_connection(settings) as conn:
+        models = {r[0] for r in conn.execute("SELECT embedding_model FROM memories")}
     assert models == {minilm.model}
 
 
@@ -370,16 +368,14 @@ async def test_loaded_personas_are_served_at_once_from_every_cache(
 def test_every_table_of_the_schema_is_in_the_state_file_or_excluded_with_a_reason(
     tmp_path: Path,
 ) -> None:
-    from persona_mcp.store.migrations import apply_migrations
-
-    conn = sqlite3.connect(tmp_path / "db.sqlite")
-    conn.row_factory = sqlite3.Row
-    apply_migrations(conn)
-    tables = set(portable.tables(conn))
-    covered = {s.table for s in portable.SECTIONS} | set(portable.EXCLUDED)
-    assert tables - covered == set(), "add these tables to store/portable.py SECTIONS"
-    assert tables >= {s.table for s in portable.SECTIONS}
-    conn.close()
+    with store_connection(make_settings(tmp_path / "data")) as conn:
+        tables = set(portable.tables(conn))
+        covered = {s.table for s in portable.SECTIONS} | set(portable.EXCLUDED)
+        assert tables - covered == set(), "add these tables to store/portable.py SECTIONS"
+        assert tables >= {s.table for s in portable.SECTIONS}
+        for section in portable.SECTIONS:  # the file's column types are SQLite's names
+            assert {c.type for c in portable.columns(conn, section)} <= {
+                "TEXT", "REAL", "INTEGER", "BLOB"}, section.table  # fmt: skip
 
 
 # -- the command line ------------------------------------------------------------------------
@@ -399,6 +395,7 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.sqlite_only("the command refuses a data directory whose SQLite file is locked")
 async def test_export_and_import_on_the_command_line_round_trip_with_progress(
     tmp_path: Path,
 ) -> None:

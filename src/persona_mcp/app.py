@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from persona_mcp.auth import LOCAL_USER, TokenService
@@ -33,6 +34,7 @@ from persona_mcp.portability.cards import CardService
 from persona_mcp.portability.state import StateService
 from persona_mcp.sessions import SessionService
 from persona_mcp.simulation.chatroom import ChatroomService
+from persona_mcp.store import metrics as metrics_store
 from persona_mcp.store import personas as persona_store
 from persona_mcp.store.backends import open_store, redacted_url, storage_name
 from persona_mcp.users import UserService
@@ -236,13 +238,22 @@ class App:
         its password."""
         return storage_name(self.settings)
 
-    def storage_status(self) -> dict[str, Any]:
+    async def storage_status(self) -> dict[str, Any]:
         if self.settings.database_url:
-            return {"backend": "postgresql", "url": redacted_url(self.settings.database_url)}
-        path = self.settings.db_path
-        sizes = {
-            suffix or "db": os.path.getsize(f"{path}{suffix}")
-            for suffix in ("", "-wal")
-            if os.path.exists(f"{path}{suffix}")
-        }
-        return {"path": str(path), "bytes": sum(sizes.values()), "files": sizes}
+            size = await self.db.read(metrics_store.database_bytes)
+            return {
+                "backend": "postgresql",
+                "url": redacted_url(self.settings.database_url),
+                "bytes": size,
+            }
+        return sqlite_files(self.settings.db_path)
+
+
+def sqlite_files(path: Path) -> dict[str, Any]:
+    """The SQLite store's files and their sizes (the database and its write-ahead log)."""
+    sizes = {
+        suffix or "db": os.path.getsize(f"{path}{suffix}")
+        for suffix in ("", "-wal")
+        if os.path.exists(f"{path}{suffix}")
+    }
+    return {"backend": "sqlite", "path": str(path), "bytes": sum(sizes.values()), "files": sizes}

@@ -68,7 +68,7 @@ async def system_status(ctx: CallContext, params: SystemStatusParams) -> SystemS
         ),
         embedder=app.embedder_status(),
         background=app.background_status() if admin else None,
-        storage=app.storage_status() if admin else None,
+        storage=await app.storage_status() if admin else None,
     )
 
 

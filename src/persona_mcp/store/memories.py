@@ -7,6 +7,7 @@ its embedding always change in the same transaction.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -364,17 +365,9 @@ def lexical(
     all, the query is asked again with the token. Either way the persona's rows come out
     in the same order with the same scores (the owner column weighs 0).
 
-    On PostgreSQL: ts_rank over the generated `fts` column (content weighted 1, the
-    context `context_weight`), for the persona's rows only."""
+    On PostgreSQL see `_pg_lexical`."""
     if conn.dialect == "postgresql":
-        where, args = filters.sql()
-        rows = conn.execute(
-            f"""SELECT m.rid, ts_rank(ARRAY[0, 0, ?, 1]::real[], m.fts, q) AS score
-                FROM memories m, to_tsquery('english', ?) AS q
-                WHERE m.fts @@ q AND {where} ORDER BY score DESC, m.rid LIMIT ?""",
-            (context_weight, tsquery(match), *args, limit),
-        ).fetchall()
-        return [(int(r[0]), float(r[1])) for r in rows]
+        return _pg_lexical(conn, match, filters, limit, context_weight)
     sql = """SELECT rowid, -bm25(memories_fts, 1.0, ?, 0.0) AS score FROM memories_fts
              WHERE memories_fts MATCH ? ORDER BY score DESC LIMIT ?"""
     fetch = limit * LEXICAL_OVERFETCH
@@ -398,6 +391,42 @@ def tsquery(match: str) -> str:
         if words:
             terms.append(" <-> ".join(words) + (":*" if star else ""))
     return " | ".join(terms) or "''"
+
+
+def _pg_lexical(
+    conn: Connection, match: str, filters: Filters, limit: int, context_weight: float
+) -> list[tuple[int, float]]:
+    """BM25's shape from PostgreSQL's full text, for the persona's rows: per term, ts_rank
+    over the generated `fts` column (content weighted 1, the context `context_weight`,
+    divided by 1 + log(length) as BM25 favours the shorter match), weighted by the term's
+    inverse document frequency over all memories (which ts_rank alone lacks), summed."""
+    terms = [tsquery(f'"{term}"{star}') for term, star in _PHRASE.findall(match)]
+    terms = [t for t in terms if t != "''"]
+    if not terms:
+        return []
+    counts = [
+        int(conn.execute(
+            "SELECT count(*) FROM memories WHERE fts @@ to_tsquery('english', ?)", (t,)
+        ).fetchone()[0])
+        for t in terms
+    ]  # fmt: skip
+    total = int(conn.execute(
+        "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'memories'::regclass"
+    ).fetchone()[0])  # fmt: skip
+    total = max(total, max(counts), 1)
+    weights = [math.log(1 + (total - n + 0.5) / (n + 0.5)) for n in counts]
+    ranks = " + ".join(
+        "? * ts_rank(ARRAY[0, 0, ?, 1]::real[], m.fts, to_tsquery('english', ?), 1)" for _ in terms
+    )
+    rank_args = [a for w, t in zip(weights, terms, strict=True) for a in (w, context_weight, t)]
+    where, args = filters.sql()
+    rows = conn.execute(
+        f"""SELECT m.rid, {ranks} AS score FROM memories m
+            WHERE m.fts @@ to_tsquery('english', ?) AND {where}
+            ORDER BY score DESC, m.rid LIMIT ?""",
+        (*rank_args, " | ".join(f"({t})" for t in terms), *args, limit),
+    ).fetchall()
+    return [(int(r[0]), float(r[1])) for r in rows]
 
 
 def _own(conn: Connection, filters: Filters, rows: Sequence[Row]) -> list[tuple[int, float]]:

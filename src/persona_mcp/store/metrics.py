@@ -25,3 +25,8 @@ def figures(conn: Connection) -> Figures:
         users=int(conn.execute("SELECT count(*) FROM user_state").fetchone()[0]),
         job_runs=runs,
     )
+
+
+def database_bytes(conn: Connection) -> int:
+    """The size of the database on the server (PostgreSQL)."""
+    return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])

@@ -120,6 +120,8 @@ def translate(sql: str) -> Statement:
             code = "SELECT 1 WHERE false"
         else:
             raise Untranslatable(f"PRAGMA {name} has no PostgreSQL form")
+    elif re.match(r"\s*PRAGMA\b", code, re.I):
+        raise Untranslatable("this PRAGMA has no PostgreSQL form")
     if bad := _UNSUPPORTED.search(code):
         raise Untranslatable(f"{bad.group(0)!r} needs a PostgreSQL branch in the store")
     if _OR_IGNORE.match(code):
@@ -127,7 +129,8 @@ def translate(sql: str) -> Statement:
         code = code.rstrip().rstrip(";")
         returning = _RETURNING.search(code)
         if returning:
-            code = f"{code[: returning.start()]} ON CONFLICT DO NOTHING {code[returning.start() :]}"
+            head, tail = code[: returning.start()].rstrip(), code[returning.start() :]
+            code = f"{head} ON CONFLICT DO NOTHING {tail}"
         else:
             code += " ON CONFLICT DO NOTHING"
     code = _scalars(code)
