@@ -137,8 +137,9 @@ class App:
         self.events.relay = peers.relay
         return peers, Advisory(url, self.clock, peers.instance_id)
 
-    def _follow_fleet(self) -> None:
-        """What a change announced by another instance reloads here."""
+    def _follow_fleet(self, background: bool) -> None:
+        """What a change announced by another instance reloads here (`background`: this
+        process runs background jobs, so it follows the decay job's start and stop)."""
 
         async def personas(user_id: str) -> None:
             await self.personas.reload_user(user_id)
@@ -153,19 +154,22 @@ class App:
             await self.social.load()
             for user_id in self.personas.users():
                 await config(user_id)
-            await self.decay.reload()
+            await self.decay.reload(follow=background)
+
+        async def decay(_scope: str) -> None:
+            await self.decay.reload(follow=background)
 
         self.fleet.on_change("personas", personas)
         self.fleet.on_change("social", self.social.reload_user)
         self.fleet.on_change("config", config)
-        self.fleet.on_change("decay", self.decay.reload)
+        self.fleet.on_change("decay", decay)
         self.fleet.on_resync(everything)
 
     async def start(self, background: bool = True) -> None:
         """Open the database and load state; with `background`, start background work
         (embedding backfill, and the jobs of the lifecycle)."""
         await self.db.open()
-        self._follow_fleet()
+        self._follow_fleet(background and self.settings.background_processing)
         await self.fleet.start()  # listening before loading: no change falls in between
         await self.personas.load()
         if self.settings.auth_mode == "off":

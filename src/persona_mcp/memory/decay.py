@@ -89,10 +89,13 @@ class DecayService:
             self._restart()
         return updated
 
-    async def reload(self, _scope: str = config_store.SERVER) -> None:
-        """Another instance changed the config: read it again and follow it."""
+    async def reload(self, follow: bool = True) -> None:
+        """Another instance changed the config: read it again, and with `follow` (a
+        server running its background jobs) start, stop or restart the job to match."""
         self._config = None
         config = await self.config()
+        if not follow:
+            return
         if config.enabled and self._settings.background_processing:
             if self.running:
                 self._restart()

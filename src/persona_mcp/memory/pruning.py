@@ -253,11 +253,19 @@ class PruningService:
             return
         self._auto.add(key)
         try:
+            if not await self._over_limit(user_id, persona_id):
+                return  # the common case: no lock to take
             async with self._election.exclusive(f"prune:{user_id}:{persona_id}") as alone:
                 if alone:  # else another instance is pruning it, and checks again after
                     await self._auto_prune(user_id, persona_id)
         finally:
             self._auto.discard(key)
+
+    async def _over_limit(self, user_id: str, persona_id: str) -> bool:
+        config = await self.config(user_id)
+        if not config.auto_prune:
+            return False
+        return await self._memory.count(user_id, persona_id) > config.max_memories_per_persona
 
     async def _auto_prune(self, user_id: str, persona_id: str) -> None:
         for _ in range(10):  # bounded: each round removes at least one batch

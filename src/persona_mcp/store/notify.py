@@ -87,6 +87,9 @@ class Listener:
                         self._on_payload(note.payload)
             except psycopg.OperationalError:
                 log.warning("fleet listener: connection lost; reconnecting", exc_info=True)
+            except Exception:  # a fault of ours must not leave the instance deaf
+                log.exception("fleet listener failed; listening again")
+                await asyncio.sleep(pause)
             finally:
                 self.connected.clear()
 
