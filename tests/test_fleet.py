@@ -252,10 +252,15 @@ async def test_an_event_published_on_one_instance_reaches_a_subscriber_on_the_ot
 
 
 @asynccontextmanager
-async def two_apps(tmp_path: Path, url: str) -> AsyncIterator[tuple[App, App]]:
-    apps = [App(make_settings(tmp_path / f"app{i}", database_url=url)) for i in range(2)]
+async def two_apps(
+    tmp_path: Path, url: str, background: bool = False
+) -> AsyncIterator[tuple[App, App]]:
+    apps = [
+        App(make_settings(tmp_path / f"app{i}", database_url=url, background_processing=background))
+        for i in range(2)
+    ]
     for app in apps:
-        await app.start(background=False)
+        await app.start(background=background)
     try:
         yield apps[0], apps[1]
     finally:
@@ -299,3 +304,26 @@ async def test_an_instance_whose_listener_was_cut_off_reloads_what_it_missed(
             await asyncio.sleep(0.1)
         await b.fleet.sync()
         assert "Echo" in {p.name for p in b.personas.visible("alice")}
+
+
+async def test_decay_stopped_and_started_on_one_instance_stops_and_starts_on_the_other(
+    tmp_path: Path, pg_url: str
+) -> None:
+    async def until(check: Any) -> None:
+        for _ in range(200):  # bounded: up to 10 s
+            if check():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the other instance did not follow")
+
+    async with two_apps(tmp_path, pg_url, background=True) as (a, b):
+        assert a.decay.running and b.decay.running
+        await a.decay.stop_job()
+        await a.decay.set_config(enabled=False)
+        await a.fleet.flush()
+        await until(lambda: not b.decay.running)
+        await a.decay.set_config(enabled=True, interval_seconds=7200.0)
+        await a.decay.start_job()
+        await a.fleet.flush()
+        await until(lambda: b.decay.running)
+        assert (await b.decay.config()).interval_seconds == 7200.0
