@@ -19,7 +19,8 @@ import pytest
 from persona_mcp.app import App
 from persona_mcp.client import PersonaClient
 from persona_mcp.client.ws import RpcError
-from persona_mcp.jobs.election import SLACK
+from persona_mcp.clock import ManualClock
+from persona_mcp.jobs.election import SLACK, Advisory
 from tests import pgsupport
 from tests.conftest import free_port, make_settings
 
@@ -327,3 +328,38 @@ async def test_decay_stopped_and_started_on_one_instance_stops_and_starts_on_the
         await a.fleet.flush()
         await until(lambda: b.decay.running)
         assert (await b.decay.config()).interval_seconds == 7200.0
+
+
+async def test_the_election_runs_a_job_once_per_interval_and_never_twice_at_once(
+    pg_url: str,
+) -> None:
+    clock = ManualClock()
+    a, b = Advisory(pg_url, clock, "a"), Advisory(pg_url, clock, "b")
+    ran: list[str] = []
+
+    async def job(who: str) -> str:
+        ran.append(who)
+        return who
+
+    assert await a.run("sweep", 60.0, lambda: job("a")) == (True, "a")
+    assert await b.run("sweep", 60.0, lambda: job("b")) == (False, None)  # same interval
+    clock.advance(60.0 * (1 - SLACK))  # a timer offset a little early still counts
+    assert await b.run("sweep", 60.0, lambda: job("b")) == (True, "b")
+    assert ran == ["a", "b"]
+
+    clock.advance(60.0)
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> str:
+        holding.set()
+        await release.wait()
+        return "a"
+
+    first = asyncio.create_task(a.run("sweep", 60.0, slow))
+    await asyncio.wait_for(holding.wait(), 10)
+    assert await b.run("sweep", 60.0, lambda: job("b")) == (False, None)  # a holds the lock
+    release.set()
+    assert await first == (True, "a")
+    assert [
+        r[1] for r in rows(pg_url, "SELECT ran_at, instance FROM job_runs ORDER BY ran_at")
+    ] == ["a", "b", "a"]
