@@ -140,6 +140,7 @@ class Peers:
         # How far this instance has heard: every number up to `_upto`, and these above.
         self._upto = 0
         self._above: set[int] = set()
+        self._gap_pending = False  # a `_gap` check is scheduled for numbers heard early
         self._joining: asyncio.Future[None] | None = None  # syncs whose read is not sent
         self._sync_wake = asyncio.Event()
         self._waiting: list[tuple[int, asyncio.Future[None]]] = []  # read, not yet heard
@@ -257,6 +258,10 @@ class Peers:
         if number > self._upto:
             self._above.add(number)
             self._advance_to(self._upto)
+            if self._above and not self._gap_pending:  # a hole below: filled, or given up
+                self._gap_pending = True
+                target = max(self._above)
+                asyncio.get_running_loop().call_later(GAP_SECONDS, self._gap, target)
             self._release()
 
     def _release(self) -> None:
@@ -286,6 +291,7 @@ class Peers:
     def _gap(self, target: int) -> None:
         """A number up to `target` has not come in GAP_SECONDS: its sender took it and
         never committed (or we missed it). Give it up, and reload everything."""
+        self._gap_pending = False
         if self._upto >= target:
             return
         self.counts["gaps"] += 1
