@@ -583,8 +583,9 @@ class MemoryService:
             "embedder_ready": self.embedder.ready,
             "embedded": embedded,
             "pending_embeddings": data["total"] - embedded if self.semantic else 0,
-            "vector_index_loaded": self.vectors.has(key),
-            "vector_index_size": self.vectors.size(key),
+            # PostgreSQL: the database's own index (pgvector) holds every embedded row.
+            "vector_index_loaded": self.in_database or self.vectors.has(key),
+            "vector_index_size": embedded if self.in_database else self.vectors.size(key),
         }
         return data
 
@@ -692,11 +693,15 @@ class MemoryService:
 
         def read_words(conn: Connection) -> tuple[dict[int, float], set[int] | None]:
             bm25: dict[int, float] = {}
-            match = retrieval.match_expression(query, params, self._frequencies(conn, terms))
+            frequencies = self._frequencies(conn, terms)
+            match = retrieval.match_expression(query, params, frequencies)
             if match:
                 bm25 = dict(
-                    repo.lexical(conn, match, everything, params.candidates, params.context_weight)
-                )
+                    repo.lexical(
+                        conn, match, everything, params.candidates, params.context_weight,
+                        frequencies,
+                    )
+                )  # fmt: skip
             allowed = repo.allowed_rids(conn, filters) if filters.narrowed else None
             return bm25, allowed
 

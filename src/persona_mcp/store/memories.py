@@ -175,6 +175,12 @@ def delete(conn: Connection, user_id: str, ids: Sequence[str]) -> list[MemoryRow
 
 
 def record_access(conn: Connection, rids: Sequence[int], now: float) -> None:
+    """Count an access of these rows. On PostgreSQL this bookkeeping commits without
+    waiting for its WAL flush (synchronous_commit off for this transaction only): a
+    crash of the database server may forget the last few access counts, never a
+    memory, and a search does not wait on a disk flush."""
+    if rids and conn.dialect == "postgresql":
+        conn.execute("SET LOCAL synchronous_commit = off")
     if rids:
         conn.execute(
             f"""UPDATE memories SET access_count = access_count + 1, last_accessed_at = ?
@@ -355,7 +361,12 @@ def matches(conn: Connection, phrase: str) -> int:
 
 
 def lexical(
-    conn: Connection, match: str, filters: Filters, limit: int, context_weight: float
+    conn: Connection,
+    match: str,
+    filters: Filters,
+    limit: int,
+    context_weight: float,
+    counts: dict[str, int] | None = None,
 ) -> list[tuple[int, float]]:
     """(rid, bm25) best first, for one persona; bm25 is negated so that larger is better.
 
@@ -367,7 +378,7 @@ def lexical(
 
     On PostgreSQL see `_pg_lexical`."""
     if conn.dialect == "postgresql":
-        return _pg_lexical(conn, match, filters, limit, context_weight)
+        return _pg_lexical(conn, match, filters, limit, context_weight, counts or {})
     sql = """SELECT rowid, -bm25(memories_fts, 1.0, ?, 0.0) AS score FROM memories_fts
              WHERE memories_fts MATCH ? ORDER BY score DESC LIMIT ?"""
     fetch = limit * LEXICAL_OVERFETCH
@@ -394,21 +405,28 @@ def tsquery(match: str) -> str:
 
 
 def _pg_lexical(
-    conn: Connection, match: str, filters: Filters, limit: int, context_weight: float
+    conn: Connection,
+    match: str,
+    filters: Filters,
+    limit: int,
+    context_weight: float,
+    known: dict[str, int],
 ) -> list[tuple[int, float]]:
     """BM25's shape from PostgreSQL's full text, for the persona's rows: per term, ts_rank
     over the generated `fts` column (content weighted 1, the context `context_weight`,
     divided by 1 + log(length) as BM25 favours the shorter match), weighted by the term's
-    inverse document frequency over all memories (which ts_rank alone lacks), summed."""
-    terms = [tsquery(f'"{term}"{star}') for term, star in _PHRASE.findall(match)]
-    terms = [t for t in terms if t != "''"]
-    if not terms:
+    inverse document frequency over all memories (which ts_rank alone lacks), summed.
+    `known`: rows each term matches, where the caller has counted them already."""
+    phrases = [(term, tsquery(f'"{term}"{star}')) for term, star in _PHRASE.findall(match)]
+    phrases = [(term, t) for term, t in phrases if t != "''"]
+    if not phrases:
         return []
+    terms = [t for _, t in phrases]
     counts = [
-        int(conn.execute(
+        known[term] if term in known else int(conn.execute(
             "SELECT count(*) FROM memories WHERE fts @@ to_tsquery('english', ?)", (t,)
         ).fetchone()[0])
-        for t in terms
+        for term, t in phrases
     ]  # fmt: skip
     total = int(conn.execute(
         "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'memories'::regclass"
@@ -641,34 +659,41 @@ def window(
     conn: Connection, user_id: str, persona_id: str, model: str, core: Sequence[int], reach: int
 ) -> tuple[list[int], list[int], list[float], list[bytes]]:
     """The persona's rows embedded by `model` within `reach` rows (rid order) of each
-    rid in `core`, in rid order: (rids, the rid of each one's predecessor or -1,
-    occurred_at, embeddings)."""
+    rid in `core`, in rid order: (rids, the rid of each one's predecessor or -1 when it
+    is not among them, occurred_at, embeddings). Each core row's run is contiguous, so
+    a row's predecessor is the row before it in any run that holds both."""
     if not core:
         return [], [], [], []
     embedded = "user_id = ? AND persona_id = ? AND embedding_model = ? AND embedding IS NOT NULL"
     owner = (user_id, persona_id, model)
-    rows = conn.execute(
-        f"""WITH around AS (
-                SELECT DISTINCT w.rid FROM unnest(?::bigint[]) AS c(rid), LATERAL (
-                    (SELECT rid FROM memories WHERE {embedded} AND rid < c.rid
-                     ORDER BY rid DESC LIMIT ?)
-                    UNION ALL
-                    (SELECT rid FROM memories WHERE {embedded} AND rid >= c.rid
-                     ORDER BY rid LIMIT ?)) AS w)
-            SELECT m.rid, coalesce((SELECT p.rid FROM memories p
-                       WHERE p.user_id = m.user_id AND p.persona_id = m.persona_id
-                         AND p.embedding_model = m.embedding_model
-                         AND p.embedding IS NOT NULL AND p.rid < m.rid
-                       ORDER BY p.rid DESC LIMIT 1), -1),
-                   m.occurred_at, m.embedding
-            FROM around JOIN memories m ON m.rid = around.rid ORDER BY m.rid""",
+    runs = conn.execute(
+        f"""SELECT c.rid, w.rid FROM unnest(?::bigint[]) AS c(rid), LATERAL (
+                (SELECT rid FROM memories WHERE {embedded} AND rid < c.rid
+                 ORDER BY rid DESC LIMIT ?)
+                UNION ALL
+                (SELECT rid FROM memories WHERE {embedded} AND rid >= c.rid
+                 ORDER BY rid LIMIT ?)) AS w
+            ORDER BY 1, 2""",
         (list(core), *owner, reach, *owner, reach + 1),
+    ).fetchall()
+    previous: dict[int, int] = {}
+    last_core, last_rid = None, -1
+    for run, rid in runs:
+        if run == last_core:
+            previous[int(rid)] = last_rid
+        else:
+            previous.setdefault(int(rid), -1)
+        last_core, last_rid = run, int(rid)
+    rows = conn.execute(
+        "SELECT rid, occurred_at, embedding FROM memories WHERE rid = ANY(?::bigint[]) "
+        "ORDER BY rid",
+        (sorted(previous),),
     ).fetchall()
     return (
         [int(r[0]) for r in rows],
-        [int(r[1]) for r in rows],
-        [float(r[2]) for r in rows],
-        [r[3] for r in rows],
+        [previous[int(r[0])] for r in rows],
+        [float(r[1]) for r in rows],
+        [r[2] for r in rows],
     )
 
 

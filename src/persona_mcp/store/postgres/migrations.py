@@ -182,7 +182,8 @@ def pg001_schema(conn: psycopg.Connection[Any]) -> None:
             ) STORED
         );
         CREATE INDEX memories_owner ON memories (user_id, persona_id, created_at);
-        CREATE INDEX memories_owner_rid ON memories (user_id, persona_id, rid);
+        CREATE INDEX memories_embedded ON memories (user_id, persona_id, embedding_model, rid)
+            WHERE embedding IS NOT NULL;
         CREATE INDEX memories_owner_time ON memories (user_id, persona_id, occurred_at);
         CREATE INDEX memories_pending ON memories (embedding_model) WHERE embedding IS NULL;
         CREATE INDEX memories_fts ON memories USING gin (fts);
