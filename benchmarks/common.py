@@ -93,6 +93,13 @@ def stop_server(server: Server) -> None:
     shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
+def stop_servers(servers: Sequence[Server]) -> None:
+    for server in servers:
+        server.process.terminate()
+    for server in servers:
+        stop_server(server)
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of a process, from /proc (Linux)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -9,9 +9,11 @@ MiniLM embedder) and always stops it again:
     .venv/bin/python benchmarks/memory_scale.py --json     # also the figures as JSON
     .venv/bin/python benchmarks/memory_scale.py --growth 1000,10000,100000 --searches 200
         # one persona grown to 1k, 10k, 100k: search p50 at each, its growth, RSS, ingest
-    .venv/bin/python benchmarks/memory_scale.py --quick --database-url postgresql://...
-        # the same against a PostgreSQL store (an empty database: it is migrated first);
-        # --pgserver starts a throwaway one (PostgreSQL 16 with pgvector, from the wheel)
+    .venv/bin/python benchmarks/memory_scale.py --database-url postgresql://...
+        # the same on SQLite and then on PostgreSQL (a scratch database created on that
+        # server and dropped after), then persona.list requests/s with 1, 2 and 4
+        # instances over that one PostgreSQL database (and 1 on SQLite); --pgserver
+        # instead starts a throwaway PostgreSQL 16 with pgvector (from the wheel)
 
 Measurements, against the goals of SPEC section 10:
 
@@ -30,7 +32,12 @@ Measurements, against the goals of SPEC section 10:
    through the WebSocket, query embedding included (goal p50 < 15 ms);
 3. importance scoring in this process (no server): `score_importance` alone, and VADER
    sentiment + `score_importance` as the store path does it (goal < 0.1 ms per memory);
-4. the server's resident memory after ingest and after the searches.
+4. the server's resident memory after ingest and after the searches;
+5. with --database-url, the fleet: --rps-seconds (10) of `persona.list` over WebSocket
+   from --rps-clients (8) clients spread evenly over 1, 2 and 4 `persona-mcp serve`
+   processes sharing the scratch database, each client one call at a time; the
+   requests/s of all together. Every instance, PostgreSQL and the clients share this
+   machine's cores, so more instances measure contention here as much as scaling.
 """
 
 from __future__ import annotations
@@ -48,7 +55,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import percentile, rss_mib, start_postgres, start_server, stop_server
+from common import (
+    percentile,
+    rss_mib,
+    start_postgres,
+    start_server,
+    stop_server,
+    stop_servers,
+)
 from persona_mcp.client import PersonaClient
 from persona_mcp.personas.defaults import ARIA
 
@@ -478,6 +492,7 @@ async def run(args: argparse.Namespace, pid: int, url: str) -> dict[str, Any]:
         )  # fmt: skip
         figures["rss_mib_after_ingest"] = round(rss_mib(pid), 1)
         status = await client.call("system.status")
+        storage = status["storage"]
         embedded = 0
         for persona_id in personas:
             stats = await client.call("memory.stats", {"persona_id": persona_id})
@@ -485,7 +500,7 @@ async def run(args: argparse.Namespace, pid: int, url: str) -> dict[str, Any]:
         figures["stored"] = {
             "memories": status["counts"]["memories"],
             "embedded": embedded,
-            "db_mib": round(status["storage"]["bytes"] / 2**20, 1),
+            "db_mib": round(storage["bytes"] / 2**20, 1) if "bytes" in storage else None,
         }
         figures["search_cold_ms"], figures["search_ms"] = await search(
             client, personas, args.searches, args.seed
@@ -494,6 +509,103 @@ async def run(args: argparse.Namespace, pid: int, url: str) -> dict[str, Any]:
     figures["importance"] = importance_in_process(args.score_texts, args.seed)
     figures["load_after"] = [round(x, 2) for x in os.getloadavg()]
     return figures
+
+
+# -- PostgreSQL and several instances ----------------------------------------------------
+
+
+def scratch_database(url: str) -> str:
+    """A new, empty database on the server `url` names; returns its URI."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"persona_bench_{os.getpid()}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def drop_database(url: str, scratch: str) -> None:
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {urlsplit(scratch).path.lstrip('/')} WITH (FORCE)")
+
+
+def database_mib(url: str) -> float:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    return round(int(row[0]) / 2**20, 1) if row else 0.0
+
+
+async def requests_per_second(urls: list[str], clients: int, seconds: float) -> dict[str, Any]:
+    """`persona.list` from `clients` WebSocket clients spread over `urls`, each one call at
+    a time, for `seconds`: calls per second of all, and the latency percentiles."""
+    conns = [PersonaClient(urls[i % len(urls)], timeout=60) for i in range(clients)]
+    for conn in conns:
+        await conn.connect()
+        await conn.call("persona.list")  # warm: the session and its user exist
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def worker(conn: PersonaClient) -> None:
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            await conn.call("persona.list")
+            latencies.append(time.perf_counter() - t)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in conns))
+    elapsed = time.perf_counter() - started
+    for conn in conns:
+        await conn.close()
+    ms = sorted(x * 1000 for x in latencies)
+    return {
+        "instances": len(urls),
+        "clients": clients,
+        "calls": len(ms),
+        "per_second": round(len(ms) / elapsed, 1),
+        "p50_ms": round(percentile(ms, 50), 2),
+        "p95_ms": round(percentile(ms, 95), 2),
+    }
+
+
+def fleet_rps(scratch: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    env = {"EMBEDDING_PROVIDER": "none", "BACKGROUND_PROCESSING": "false"}
+    results = []
+    server = start_server(env=env)  # SQLite, for comparison
+    try:
+        row = asyncio.run(requests_per_second([server.url], args.rps_clients, args.rps_seconds))
+    finally:
+        stop_server(server)
+    results.append({"backend": "sqlite", **row})
+    for count in (1, 2, 4):
+        servers = [start_server(env={**env, "DATABASE_URL": scratch}) for _ in range(count)]
+        try:
+            urls = [srv.url for srv in servers]
+            row = asyncio.run(requests_per_second(urls, args.rps_clients, args.rps_seconds))
+        finally:
+            stop_servers(servers)
+        results.append({"backend": "postgresql", **row})
+    return results
+
+
+def report_fleet(rows: list[dict[str, Any]]) -> None:
+    print(f"persona.list over WebSocket, {rows[0]['clients']} clients, one call in flight each:")
+    for row in rows:
+        print(
+            f"  {row['backend']:10} {row['instances']} instance(s): {row['per_second']} "
+            f"requests/s (p50 {row['p50_ms']} ms, p95 {row['p95_ms']} ms, {row['calls']} calls)"
+        )
+    print(
+        f"  (load average after: {[round(x, 2) for x in os.getloadavg()]}; cores: {os.cpu_count()})"
+    )
 
 
 def report(figures: dict[str, Any], args: argparse.Namespace) -> None:
@@ -590,29 +702,36 @@ def main() -> int:
         "and ingest at each)",
     )
     parser.add_argument(
-        "--database-url", help="run the server on this PostgreSQL database (DATABASE_URL)"
+        "--database-url",
+        help="also run on this PostgreSQL server (a scratch database on it), then the fleet "
+        "requests/s with 1, 2 and 4 instances",
+    )
+    parser.add_argument("--rps-seconds", type=float, default=10.0)
+    parser.add_argument("--rps-clients", type=int, default=8)
+    parser.add_argument(
+        "--skip-sqlite", action="store_true", help="with --database-url: PostgreSQL only"
     )
     parser.add_argument(
         "--pgserver", action="store_true", help="start a throwaway PostgreSQL and use it"
     )
+    parser.add_argument(
+        "--fleet-only", action="store_true", help="with --database-url: only the requests/s"
+    )
     args = parser.parse_args()
-    env = {"EMBEDDING_PROVIDER": "minilm"}
     postgres = None
     if args.pgserver:
         postgres = start_postgres()
         args.database_url = postgres.url
-    if args.database_url:
-        env["DATABASE_URL"] = args.database_url
     try:
-        return measure(args, env)
+        return measure(args)
     finally:
         if postgres is not None:
             postgres.stop()
 
 
-def measure(args: argparse.Namespace, env: dict[str, str]) -> int:
+def measure(args: argparse.Namespace) -> int:
     if args.growth:
-        server = start_server(env=env)
+        server = start_server(env={"EMBEDDING_PROVIDER": "minilm"})
         try:
             figures = asyncio.run(run_growth(args, server.pid, server.url))
         finally:
@@ -623,14 +742,41 @@ def measure(args: argparse.Namespace, env: dict[str, str]) -> int:
         return 0
     if args.memories is None:
         args.memories = 10_000 if args.quick else 100_000
-    server = start_server(env=env)
-    try:
-        figures = asyncio.run(run(args, server.pid, server.url))
-    finally:
-        stop_server(server)
-    report(figures, args)
+    everything: dict[str, Any] = {}
+    if args.database_url and args.fleet_only:
+        scratch = scratch_database(args.database_url)
+        try:
+            everything["fleet"] = fleet_rps(scratch, args)
+        finally:
+            drop_database(args.database_url, scratch)
+        report_fleet(everything["fleet"])
+    elif not (args.database_url and args.skip_sqlite):
+        server = start_server(env={"EMBEDDING_PROVIDER": "minilm"})
+        try:
+            everything["sqlite"] = figures = asyncio.run(run(args, server.pid, server.url))
+        finally:
+            stop_server(server)
+        print("== SQLite")
+        report(figures, args)
+    if args.database_url and not args.fleet_only:
+        scratch = scratch_database(args.database_url)
+        try:
+            server = start_server(env={"EMBEDDING_PROVIDER": "minilm", "DATABASE_URL": scratch})
+            try:
+                figures = asyncio.run(run(args, server.pid, server.url))
+            finally:
+                stop_server(server)
+            figures["stored"]["db_mib"] = database_mib(scratch)
+            everything["postgresql"] = figures
+            print("\n== PostgreSQL")
+            report(figures, args)
+            print()
+            everything["fleet"] = fleet_rps(scratch, args)
+            report_fleet(everything["fleet"])
+        finally:
+            drop_database(args.database_url, scratch)
     if args.json:
-        print(json.dumps(figures))
+        print(json.dumps(everything))
     return 0
 
 

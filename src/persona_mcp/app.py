@@ -14,9 +14,11 @@ from persona_mcp.config import Settings
 from persona_mcp.conversation.engine import ConversationEngine
 from persona_mcp.embeddings import Embedder, build_embedder
 from persona_mcp.events import EventBus
+from persona_mcp.fleet import Fleet, Peers, Solo
 from persona_mcp.graph.answers import AnswerService
 from persona_mcp.graph.ner import Recognizer, SpacyRecognizer
 from persona_mcp.graph.service import GraphService
+from persona_mcp.jobs.election import Advisory, Always, Election
 from persona_mcp.jobs.sessions import SessionCleanupJob
 from persona_mcp.llm import LLMProvider, build_provider
 from persona_mcp.memory.decay import DecayService
@@ -57,11 +59,12 @@ class App:
         self.clock = clock or SystemClock()
         self.db = open_store(settings)
         self.events = EventBus()
+        self.fleet, self.election = self._fleet(settings.database_url)
         self.metrics = Metrics()
         self.tokens = TokenService(self.db, self.clock)
         self.limiter = RateLimiter(settings.rate_limit_per_minute, self.clock.now)
         self.personas = PersonaService(
-            self.db, self.clock, settings.max_personas_per_user, self.events
+            self.db, self.clock, settings.max_personas_per_user, self.events, self.fleet
         )
         self.sessions = SessionService(self.db, self.clock, self.personas)
         self.llm = InstrumentedLLM(llm or build_provider(settings, self.clock), self.metrics)
@@ -71,12 +74,19 @@ class App:
             self.clock,
             settings,
             InstrumentedEmbedder(embedder or build_embedder(settings), self.metrics),
+            self.fleet,
         )
         self.tiers = TierService(self.db, self.clock, settings, self.memory.embedder, self.llm)
-        self.decay = DecayService(self.db, self.clock, settings, self.events)
-        self.pruning = PruningService(self.db, self.clock, settings, self.memory, self.events)
+        self.decay = DecayService(
+            self.db, self.clock, settings, self.events, self.fleet, self.election
+        )
+        self.pruning = PruningService(
+            self.db, self.clock, settings, self.memory, self.events, self.fleet, self.election
+        )
         self.memory.after_store.append(self.pruning.after_store)
-        self.session_cleanup = SessionCleanupJob(self.sessions, settings.session_timeout_hours)
+        self.session_cleanup = SessionCleanupJob(
+            self.sessions, settings.session_timeout_hours, self.election
+        )
         self.visual = VisualService(self.db, self.clock, self.memory)
         self.conversations = ConversationEngine(
             self.db,
@@ -88,7 +98,7 @@ class App:
             self.tiers,
             visual=self.visual,
         )
-        self.social = SocialService(self.db, self.clock, self.personas)
+        self.social = SocialService(self.db, self.clock, self.personas, self.fleet)
         self.personas.social = self.social
         self.simulations = ChatroomService(
             self.db, self.clock, self.personas, self.social, self.memory, self.llm, self.events
@@ -118,10 +128,49 @@ class App:
         self.metrics.track_connections("websocket", lambda: self.connections)
         self.metrics.track_connections("sessions", lambda: len(self.sessions.open_sessions))
 
+    def _fleet(self, url: str | None) -> tuple[Fleet, Election]:
+        """The other instances and the job election: none on SQLite; on PostgreSQL,
+        LISTEN/NOTIFY between the instances and advisory locks (see `fleet`)."""
+        if url is None:
+            return Solo(), Always()
+        peers = Peers(url, self.events.deliver)
+        self.events.relay = peers.relay
+        return peers, Advisory(url, self.clock, peers.instance_id)
+
+    def _follow_fleet(self, background: bool) -> None:
+        """What a change announced by another instance reloads here (`background`: this
+        process runs background jobs, so it follows the decay job's start and stop)."""
+
+        async def personas(user_id: str) -> None:
+            await self.personas.reload_user(user_id)
+            await self.social.reload_user(user_id)
+
+        async def config(user_id: str) -> None:
+            self.memory.forget_config(user_id)
+            self.pruning.forget_config(user_id)
+
+        async def everything() -> None:
+            await self.personas.load()
+            await self.social.load()
+            for user_id in self.personas.users():
+                await config(user_id)
+            await self.decay.reload(follow=background)
+
+        async def decay(_scope: str) -> None:
+            await self.decay.reload(follow=background)
+
+        self.fleet.on_change("personas", personas)
+        self.fleet.on_change("social", self.social.reload_user)
+        self.fleet.on_change("config", config)
+        self.fleet.on_change("decay", decay)
+        self.fleet.on_resync(everything)
+
     async def start(self, background: bool = True) -> None:
         """Open the database and load state; with `background`, start background work
         (embedding backfill, and the jobs of the lifecycle)."""
         await self.db.open()
+        self._follow_fleet(background and self.settings.background_processing)
+        await self.fleet.start()  # listening before loading: no change falls in between
         await self.personas.load()
         if self.settings.auth_mode == "off":
             await self.personas.ensure_user(LOCAL_USER)
@@ -152,6 +201,7 @@ class App:
         await self.memory.close(close_embedder=self._owns_embedder)
         await self.graph.aclose()
         await self.llm.aclose()
+        await self.fleet.close()
         await self.db.close()
 
     async def metrics_text(self) -> bytes:
@@ -179,6 +229,11 @@ class App:
             "decay_running": self.decay.running,
             "session_cleanup_interval_seconds": self.session_cleanup.interval_seconds,
             "sessions_closed": self.session_cleanup.closed_total,
+            # Passes this instance's timer ran; with other instances, the others' ticks
+            # found the interval taken (see jobs.election).
+            "decay_runs_here": self.decay.background_runs,
+            "job_ticks_skipped": self.election.skipped,
+            "fleet": self.fleet.status(),
         }
 
     @property

@@ -20,7 +20,12 @@ from persona_mcp.client.interactive import add_client_command, run_client_comman
 from persona_mcp.config import LLMProviderName, Settings, load_settings
 from persona_mcp.errors import PersonaMCPError
 from persona_mcp.native import cap_malloc_arenas
-from persona_mcp.portability.cli import add_state_commands, run_state_command
+from persona_mcp.portability.cli import (
+    add_migrate_command,
+    add_state_commands,
+    run_migrate_command,
+    run_state_command,
+)
 
 log = logging.getLogger("persona_mcp")
 
@@ -93,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(reindex)
     add_token_commands(commands, _common)
     add_state_commands(commands, _common)
+    add_migrate_command(commands)
     add_client_command(commands)
     add_bench_command(commands)
     return parser
@@ -276,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "client":  # a client of a server: no settings, no data directory
         return run_client_command(args)
+    if args.command == "migrate-store":  # names both stores itself
+        logging.basicConfig(level=logging.WARNING)
+        return run_migrate_command(args)
     try:
         settings = _settings(args)
     except ValidationError as exc:

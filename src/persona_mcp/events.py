@@ -12,6 +12,11 @@ publisher or the other subscribers.
     bus.publish("alice", "memory.changed", {"persona_id": p, "memory_ids": ids, ...})
     event = await sub.next()          # or: async for event in sub
     sub.close()
+
+With several instances over one database (see `fleet`), the bus has a `relay`: every
+event published here is also handed to it once, and the other instances deliver it to
+their own subscribers through `deliver`, which never relays again. An event for every
+user (`publish_all`, the decay pass's) travels with user `*`.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -29,6 +34,7 @@ Topic = Literal["persona.state", "memory.changed", "conversation.turn", "simulat
 TOPICS: frozenset[str] = frozenset(get_args(Topic))
 MemoryChange = Literal["stored", "updated", "deleted", "pruned", "restored", "decayed"]
 QUEUE_SIZE = 1024
+EVERY_USER = "*"  # the user of an event for everyone subscribed (only ever relayed)
 
 
 @dataclass
@@ -100,6 +106,9 @@ class EventBus:
         self._subs: dict[str, dict[int, Subscription]] = {}
         self._ids = itertools.count(1)
         self.published = 0
+        self.relayed = 0  # events that came from other instances
+        # Set by the fleet when other instances share the database: sends an event to them.
+        self.relay: Callable[[Event], None] | None = None
 
     def subscribe(
         self, user_id: str, topics: Iterable[str], persona_id: str | None = None
@@ -119,7 +128,8 @@ class EventBus:
                 del self._subs[sub.user_id]
 
     def has_subscribers(self, user_id: str) -> bool:
-        return bool(self._subs.get(user_id))
+        """Whether an event for this user may reach anyone (on another instance too)."""
+        return self.relay is not None or bool(self._subs.get(user_id))
 
     def subscribed_users(self) -> list[str]:
         return list(self._subs)
@@ -128,12 +138,34 @@ class EventBus:
         self, user_id: str, topic: Topic, params: dict[str, Any], persona_id: str | None = None
     ) -> None:
         """Offer an event to every interested subscription of `user_id` (never blocks)."""
-        subs = self._subs.get(user_id)
-        if not subs:
+        if self.relay is None and not self._subs.get(user_id):
             return
-        self.published += 1
         event = Event(topic, user_id, persona_id or params.get("persona_id"), params)
-        for sub in list(subs.values()):
+        self.published += 1
+        if self.relay is not None:
+            self.relay(event)
+        self._offer(event)
+
+    def publish_all(self, topic: Topic, params: dict[str, Any]) -> None:
+        """An event for every subscribed user, here and on the other instances."""
+        persona_id = params.get("persona_id")
+        for user in self.subscribed_users():
+            self.published += 1
+            self._offer(Event(topic, user, persona_id, params))
+        if self.relay is not None:
+            self.relay(Event(topic, EVERY_USER, persona_id, params))
+
+    def deliver(self, event: Event) -> None:
+        """An event another instance published: offered here only, never relayed."""
+        self.relayed += 1
+        if event.user_id == EVERY_USER:
+            for user in self.subscribed_users():
+                self._offer(Event(event.topic, user, event.persona_id, event.params))
+        else:
+            self._offer(event)
+
+    def _offer(self, event: Event) -> None:
+        for sub in list(self._subs.get(event.user_id, {}).values()):
             if sub.wants(event):
                 sub.offer(event)
 
@@ -152,5 +184,6 @@ class EventBus:
         return {
             "subscriptions": len(subs),
             "published": self.published,
+            "relayed": self.relayed,
             "lost": sum(s.lost for s in subs),
         }

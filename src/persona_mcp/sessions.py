@@ -37,6 +37,7 @@ class SessionService:
 
     async def open(self, user_id: str, transport: str) -> Session:
         await self._personas.ensure_user(user_id)
+        await self._personas.caught_up()  # the active persona as switched on any instance
         now = self._clock.now()
         session = Session(
             id=str(uuid.uuid4()),
@@ -80,6 +81,8 @@ class SessionService:
         await self._db.write(lambda conn: repo.touch(conn, session.id, now))
 
     def active_persona(self, session: Session) -> PersonaRow:
+        if not session.persisted:  # a stateless request's: the user's, as it is now
+            session.active_persona_id = self._personas.active_for_user(session.user_id)
         if session.active_persona_id:
             try:
                 return self._personas.resolve(session.user_id, session.active_persona_id)
@@ -105,12 +108,18 @@ class SessionService:
         session.active_persona_id = persona.id
         return persona, previous
 
-    async def close_idle(self, timeout_hours: float) -> int:
-        """Close sessions with no activity for `timeout_hours` (the cleanup job)."""
+    def forget_idle(self, timeout_hours: float) -> None:
+        """Drop this instance's sessions with no activity for `timeout_hours`."""
         cutoff = self._clock.now() - timeout_hours * 3600.0
-        now = self._clock.now()
         for session in list(self.open_sessions.values()):
             if session.last_touched < cutoff:
                 self.open_sessions.pop(session.id, None)
+
+    async def close_idle(self, timeout_hours: float) -> int:
+        """Close sessions with no activity for `timeout_hours` (the cleanup job): this
+        instance's, and every idle session row of the database."""
+        cutoff = self._clock.now() - timeout_hours * 3600.0
+        now = self._clock.now()
+        self.forget_idle(timeout_hours)
 
         return await self._db.write(lambda conn: repo.close_idle(conn, cutoff, now))

@@ -1,18 +1,23 @@
-"""Closes sessions idle for SESSION_TIMEOUT_HOURS."""
+"""Closes sessions idle for SESSION_TIMEOUT_HOURS (once per interval across instances on
+one database: see `election`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+from persona_mcp.jobs.election import Always, Election
 from persona_mcp.sessions import SessionService
 
 log = logging.getLogger(__name__)
 
 
 class SessionCleanupJob:
-    def __init__(self, sessions: SessionService, timeout_hours: float) -> None:
+    def __init__(
+        self, sessions: SessionService, timeout_hours: float, election: Election | None = None
+    ) -> None:
         self._sessions = sessions
+        self._election = election or Always()
         self._timeout_hours = timeout_hours
         # Check often enough that a session never outlives its timeout by more than a quarter.
         self.interval_seconds = min(3600.0, timeout_hours * 3600.0 / 4)
@@ -36,7 +41,11 @@ class SessionCleanupJob:
         while True:
             await asyncio.sleep(self.interval_seconds)
             try:
-                await self.run_once()
+                ran, _ = await self._election.run(
+                    "session_cleanup", self.interval_seconds, self.run_once
+                )
+                if not ran:  # another instance closed the rows; these are ours alone
+                    self._sessions.forget_idle(self._timeout_hours)
             except Exception:
                 log.exception("session cleanup failed; will retry")
 

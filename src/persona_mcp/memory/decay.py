@@ -4,7 +4,10 @@ Modes (rate is per hour, h the hours elapsed): linear `i - rate*h`, exponential
 `i*exp(-rate*h)`, logarithmic `i - rate*ln(1+h)`, step (`rate*24` once per full day),
 access_based (exponential, slowed by each access). A pass is one UPDATE; the background
 job runs one pass every `interval_seconds` while enabled. Time comes from the injected
-clock; only the job's wait between passes uses real time.
+clock; only the job's wait between passes uses real time. With several instances on one
+database each keeps a timer, and the election (`jobs.election`) lets one pass run per
+interval across them; a change of the config here is announced (`decay`), and the
+others follow it (start, stop, new interval).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any, Literal
 from persona_mcp.clock import Clock
 from persona_mcp.config import Settings
 from persona_mcp.events import EventBus
+from persona_mcp.fleet import Fleet, Solo
+from persona_mcp.jobs.election import Always, Election
 from persona_mcp.store import config as config_store
 from persona_mcp.store import lifecycle as repo
 from persona_mcp.store.api import Database
@@ -38,9 +43,18 @@ class DecayConfig:
 
 class DecayService:
     def __init__(
-        self, db: Database, clock: Clock, settings: Settings, events: EventBus | None = None
+        self,
+        db: Database,
+        clock: Clock,
+        settings: Settings,
+        events: EventBus | None = None,
+        fleet: Fleet | None = None,
+        election: Election | None = None,
     ) -> None:
         self._events = events or EventBus()
+        self._fleet = fleet or Solo()
+        self._election = election or Always()
+        self.background_runs = 0  # passes this instance's timer ran (the others skipped)
         self._db = db
         self._clock = clock
         self._settings = settings
@@ -70,9 +84,25 @@ class DecayService:
             lambda conn: config_store.put(conn, config_store.SERVER, "decay", asdict(updated), now)
         )
         self._config = updated
+        self._fleet.touch("decay", config_store.SERVER)
         if self.running:
             self._restart()
         return updated
+
+    async def reload(self, follow: bool = True) -> None:
+        """Another instance changed the config: read it again, and with `follow` (a
+        server running its background jobs) start, stop or restart the job to match."""
+        self._config = None
+        config = await self.config()
+        if not follow:
+            return
+        if config.enabled and self._settings.background_processing:
+            if self.running:
+                self._restart()
+            else:
+                await self.start_job()
+        elif self.running:
+            await self.stop_job()
 
     # -- passes ------------------------------------------------------------------------
 
@@ -120,12 +150,15 @@ class DecayService:
         async with self._lock:  # passes never overlap
             decayed = await self._db.write(write)
         if decayed:
-            for user in [user_id] if user_id else self._events.subscribed_users():
-                self._events.publish(
-                    user,
-                    "memory.changed",
-                    {"persona_id": persona_id, "memory_ids": [], "change": "decayed"},
-                )
+            params: dict[str, Any] = {
+                "persona_id": persona_id,
+                "memory_ids": [],
+                "change": "decayed",
+            }
+            if user_id:
+                self._events.publish(user_id, "memory.changed", params)
+            else:
+                self._events.publish_all("memory.changed", params)
         return {
             "decayed": decayed,
             "mode": mode,
@@ -163,8 +196,12 @@ class DecayService:
             self._next_run_at = self._clock.now() + interval
             await asyncio.sleep(interval)
             try:
-                result = await self.run_pass(trigger="background")
-                log.info("decay pass: %s memories aged", result["decayed"])
+                ran, result = await self._election.run(
+                    "decay", interval, lambda: self.run_pass(trigger="background")
+                )
+                if ran and result is not None:
+                    self.background_runs += 1
+                    log.info("decay pass: %s memories aged", result["decayed"])
             except Exception:
                 log.exception("decay pass failed; will try again next interval")
 

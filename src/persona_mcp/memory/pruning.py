@@ -4,7 +4,8 @@ Rules that no setting changes: a memory with importance >= 0.8 or accessed 8 tim
 more is never pruned, and no persona is taken below 10 memories. Pruned memories move
 to an archive in bounded batches (one transaction each), so `memory.restore` can bring
 them back exactly and a pass cut short loses nothing. When a persona passes
-MAX_MEMORIES_PER_PERSONA it is pruned back to PRUNING_THRESHOLD in the background.
+MAX_MEMORIES_PER_PERSONA it is pruned back to PRUNING_THRESHOLD in the background (by
+one instance at a time when several share the database: `election.exclusive`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from persona_mcp.clock import Clock
 from persona_mcp.config import Settings
 from persona_mcp.errors import InvalidParams, NotFound
 from persona_mcp.events import EventBus
+from persona_mcp.fleet import Fleet, Solo
+from persona_mcp.jobs.election import Always, Election
 from persona_mcp.memory.service import MemoryService
 from persona_mcp.store import config as config_store
 from persona_mcp.store import graph as graph_repo
@@ -54,8 +57,12 @@ class PruningService:
         settings: Settings,
         memory: MemoryService,
         events: EventBus | None = None,
+        fleet: Fleet | None = None,
+        election: Election | None = None,
     ) -> None:
         self._events = events or EventBus()
+        self._fleet = fleet or Solo()
+        self._election = election or Always()
         self._db = db
         self._clock = clock
         self._settings = settings
@@ -92,7 +99,12 @@ class PruningService:
             lambda conn: config_store.put(conn, user_id, "pruning", asdict(updated), now)
         )
         self._config[user_id] = updated
+        self._fleet.touch("config", user_id)
         return updated
+
+    def forget_config(self, user_id: str) -> None:
+        """Another instance changed this user's policy: read it again on next use."""
+        self._config.pop(user_id, None)
 
     async def recover(self) -> int:
         """Mark runs a killed process left unfinished; what they archived stays archived."""
@@ -244,23 +256,36 @@ class PruningService:
             return
         self._auto.add(key)
         try:
-            for _ in range(10):  # bounded: each round removes at least one batch
-                config = await self.config(user_id)
-                count = await self._memory.count(user_id, persona_id)
-                if not config.auto_prune or count <= config.max_memories_per_persona:
-                    return
-                result = await self.prune(
-                    user_id, persona_id, target_count=config.pruning_threshold,
-                    trigger="automatic",
-                )  # fmt: skip
-                log.info(
-                    "persona %s had %s memories; pruned %s automatically",
-                    persona_id, count, result["pruned_count"],
-                )  # fmt: skip
-                if result["pruned_count"] == 0:
-                    return  # everything left is protected
+            if not await self._over_limit(user_id, persona_id):
+                return  # the common case: no lock to take
+            async with self._election.exclusive(f"prune:{user_id}:{persona_id}") as alone:
+                if alone:  # else another instance is pruning it, and checks again after
+                    await self._auto_prune(user_id, persona_id)
         finally:
             self._auto.discard(key)
+
+    async def _over_limit(self, user_id: str, persona_id: str) -> bool:
+        config = await self.config(user_id)
+        if not config.auto_prune:
+            return False
+        return await self._memory.count(user_id, persona_id) > config.max_memories_per_persona
+
+    async def _auto_prune(self, user_id: str, persona_id: str) -> None:
+        for _ in range(10):  # bounded: each round removes at least one batch
+            config = await self.config(user_id)
+            count = await self._memory.count(user_id, persona_id)
+            if not config.auto_prune or count <= config.max_memories_per_persona:
+                return
+            result = await self.prune(
+                user_id, persona_id, target_count=config.pruning_threshold,
+                trigger="automatic",
+            )  # fmt: skip
+            log.info(
+                "persona %s had %s memories; pruned %s automatically",
+                persona_id, count, result["pruned_count"],
+            )  # fmt: skip
+            if result["pruned_count"] == 0:
+                return  # everything left is protected
 
     # -- restore and stats -----------------------------------------------------------------
 

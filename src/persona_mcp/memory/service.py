@@ -27,6 +27,7 @@ from persona_mcp.config import Settings
 from persona_mcp.conversation.engine import Exchange, RecalledMemory
 from persona_mcp.embeddings.base import Embedder, Vectors
 from persona_mcp.errors import NotFound, RateLimited, check_text
+from persona_mcp.fleet import Fleet, Solo
 from persona_mcp.memory import formation, retrieval
 from persona_mcp.memory.dates import Interval, proximity, query_dates
 from persona_mcp.memory.importance import ImportanceConfig, score_importance
@@ -109,8 +110,16 @@ AlsoWrite = Callable[[Connection, list["Stored"]], None]
 
 
 class MemoryService:
-    def __init__(self, db: Database, clock: Clock, settings: Settings, embedder: Embedder) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        settings: Settings,
+        embedder: Embedder,
+        fleet: Fleet | None = None,
+    ) -> None:
         self._db = db
+        self._fleet = fleet or Solo()
         self._clock = clock
         self._settings = settings
         self.embedder = embedder
@@ -182,6 +191,11 @@ class MemoryService:
             lambda conn: config_store.put(conn, user_id, "importance", config.as_dict(), now)
         )
         self._config[user_id] = config
+        self._fleet.touch("config", user_id)
+
+    def forget_config(self, user_id: str) -> None:
+        """Another instance changed this user's weights: read them again on next use."""
+        self._config.pop(user_id, None)
 
     # -- storing ----------------------------------------------------------------------
 

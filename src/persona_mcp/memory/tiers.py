@@ -276,15 +276,33 @@ class TierService:
         hot = [s for s in warmed if s.heat > threshold and s.pages > s.analyzed_pages]
         analyses = {s.id: await self._analyse(user_id, persona, s) for s in hot}
 
-        def write(conn: Any) -> None:
+        def write(conn: Any) -> list[str]:
+            # Against the rows as they are now: a visit or a promotion by a concurrent
+            # request (here, or on another instance over the same database) is kept, and
+            # a segment is promoted once.
+            promoted = []
             for seg in warmed:
-                if seg.id in analyses:
-                    self._promote(conn, user_id, persona.id, seg, analyses[seg.id], now)
+                current = repo.get_segment(conn, seg.id)
+                if current is None:
+                    continue  # evicted meanwhile
+                fresh = replace(
+                    current,
+                    visits=current.visits + 1,
+                    last_visit_at=now,
+                    heat=rules.heat(current.visits + 1, current.pages, now, now),
+                )
+                unchanged = (current.pages, current.analyzed_pages) == (
+                    seg.pages,
+                    seg.analyzed_pages,
+                )
+                if seg.id in analyses and unchanged:
+                    self._promote(conn, user_id, persona.id, fresh, analyses[seg.id], now)
+                    promoted.append(seg.id)
                 else:
-                    repo.save_segment(conn, seg)
+                    repo.save_segment(conn, fresh)
+            return promoted
 
-        await self._db.write(write)
-        return list(analyses)
+        return await self._db.write(write)
 
     # -- promotion --------------------------------------------------------------------
 

@@ -255,7 +255,12 @@ class Registry:
         try:
             _admit(op, ctx)
             parsed = self.parse(op, params)
+            fleet = ctx.app.fleet
+            if fleet.shared:  # see what other instances committed before this call came
+                await fleet.sync()
             result = await op.handler(ctx, parsed)
+            if fleet.shared:  # and tell them of this call's changes before it is answered
+                await fleet.flush()
             encoded = self._encode(op, result)
         except PersonaMCPError as exc:
             outcome = OUTCOMES.get(exc.code, "error")

@@ -2,7 +2,10 @@
 
 SQLite is the record. The service keeps a write-through copy of the (small) persona and
 state tables so that reads such as `persona.list` need no database round trip; the copy
-is loaded at start and changed only after the database has committed.
+is loaded at start and changed only after the database has committed. With other
+instances on the same database (PostgreSQL, see `fleet`) each change is announced as
+`personas` of its user, and a change announced by another instance reloads that user's
+rows here (`reload_user`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, Protocol
 from persona_mcp.clock import Clock, to_datetime
 from persona_mcp.errors import Conflict, InvalidParams, NotFound, RateLimited
 from persona_mcp.events import EventBus
+from persona_mcp.fleet import Fleet, Solo
 from persona_mcp.models.persona import InteractionState, Persona
 from persona_mcp.personas import state as rules
 from persona_mcp.personas.defaults import DEFAULT_PERSONAS
@@ -75,9 +79,12 @@ class PersonaService:
         clock: Clock,
         max_per_user: int = 100,
         events: EventBus | None = None,
+        fleet: Fleet | None = None,
     ) -> None:
         self.social: SocialView | None = None  # set by the App once the social service exists
         self._db = db
+        self._fleet = fleet or Solo()
+        self._gen = 0  # moves with every change made here (see `reload_user`)
         self._clock = clock
         self._max_per_user = max_per_user
         self._events = events or EventBus()
@@ -100,7 +107,47 @@ class PersonaService:
         self._seeded = {u["user_id"] for u in users if u["seeded_at"] is not None}
         self._active = {u["user_id"]: u["active_persona_id"] for u in users}
 
+    async def reload_user(self, user_id: str) -> None:
+        """Read one user's personas, states and user state again (another instance
+        changed them). A change made here while reading means the rows read may be
+        older than the copy: read again."""
+
+        def read(
+            conn: Connection,
+        ) -> tuple[list[PersonaRow], list[StateRow], dict[str, Any] | None]:
+            return (
+                repo.load_personas(conn, user_id),
+                repo.load_states(conn, user_id),
+                repo.user_state(conn, user_id),
+            )
+
+        while True:
+            gen = self._gen
+            personas, states, user = await self._db.read(read)
+            if gen == self._gen:
+                break
+        for pid in [p.id for p in self._by_id.values() if p.user_id == user_id]:
+            del self._by_id[pid]
+        self._by_id.update({p.id: p for p in personas})
+        self._states = {k: v for k, v in self._states.items() if k[1] != user_id}
+        self._states.update({(st.persona_id, st.user_id): st for st in states})
+        if user is not None and user["seeded_at"] is not None:
+            self._seeded.add(user_id)
+        else:
+            self._seeded.discard(user_id)
+        self._active[user_id] = user["active_persona_id"] if user is not None else None
+
+    def _changed(self, user_id: str) -> None:
+        self._gen += 1
+        self._fleet.touch("personas", user_id)
+
     # -- users ---------------------------------------------------------------------
+
+    async def caught_up(self) -> None:
+        """Return once what other instances committed until now is in the copy (before
+        reading it outside a request: a session's opening)."""
+        if self._fleet.shared:
+            await self._fleet.sync()
 
     async def ensure_user(self, user_id: str) -> None:
         """Give a user their own Aria and Kira the first time they are seen."""
@@ -138,10 +185,14 @@ class PersonaService:
             return rows
 
         created = await self._db.write(write)
+        if not created:  # seeded meanwhile, by another task or another instance
+            await self.reload_user(user_id)
+            return
         for row in created:
             self._by_id[row.id] = row
         self._seeded.add(user_id)
         self._active.setdefault(user_id, None)
+        self._changed(user_id)
 
     def forget_user(self, user_id: str) -> list[str]:
         """Drop a deleted user from the copy (the database rows are gone); returns the ids
@@ -152,6 +203,7 @@ class PersonaService:
         self._states = {k: v for k, v in self._states.items() if k[1] != user_id}
         self._seeded.discard(user_id)
         self._active.pop(user_id, None)
+        self._changed(user_id)
         return ids
 
     def seeded(self, user_id: str) -> bool:
@@ -169,6 +221,7 @@ class PersonaService:
 
     def active_committed(self, user_id: str, persona_id: str) -> None:
         self._active[user_id] = persona_id
+        self._changed(user_id)
 
     # -- reading -------------------------------------------------------------------
 
@@ -357,6 +410,7 @@ class PersonaService:
         except StoreConflict as exc:
             raise Conflict(f"A persona named {row.name!r} already exists") from exc
         self._by_id[row.id] = row
+        self._changed(user_id)
         return row
 
     async def update(self, user_id: str, ref: str, **changes: object) -> PersonaRow:
@@ -369,6 +423,7 @@ class PersonaService:
         except StoreConflict as exc:
             raise Conflict(f"A persona named {updated.name!r} already exists") from exc
         self._by_id[updated.id] = updated
+        self._changed(user_id)
         return updated
 
     async def delete(self, user_id: str, ref: str) -> PersonaRow:
@@ -381,6 +436,7 @@ class PersonaService:
         for uid, pid in list(self._active.items()):
             if pid == row.id:
                 self._active[uid] = None
+        self._changed(user_id)
         return row
 
     def exchange_state(
@@ -408,6 +464,7 @@ class PersonaService:
         persona = self._by_id.get(row.persona_id)
         if persona is not None:
             self._states[(row.persona_id, row.user_id)] = row
+            self._changed(row.user_id)
             if self._events.has_subscribers(row.user_id):
                 model = self.to_model(persona, row.user_id)
                 self._events.publish(

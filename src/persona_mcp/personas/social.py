@@ -3,6 +3,8 @@
 Both tables are small (a row per pair, a row per persona), so reads such as
 `persona.status` and the continue score need no database round trip; the copy changes
 only after the database has committed. The rules live in `relationships` and `mood`.
+Changes are announced to the other instances on the same database as `social` of their
+user (see `fleet`); theirs reload that user's rows here (`reload_user`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from persona_mcp import nlp
 from persona_mcp.clock import Clock
 from persona_mcp.errors import InvalidParams, NotFound
+from persona_mcp.fleet import Fleet, Solo
 from persona_mcp.personas import mood as mood_rules
 from persona_mcp.personas import relationships as rel_rules
 from persona_mcp.personas.interest import topic_interest
@@ -42,8 +45,12 @@ class SocialWrites:
 
 
 class SocialService:
-    def __init__(self, db: Database, clock: Clock, personas: PersonaService) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, personas: PersonaService, fleet: Fleet | None = None
+    ) -> None:
         self._db = db
+        self._fleet = fleet or Solo()
+        self._gen = 0  # moves with every change made here (see `reload_user`)
         self._clock = clock
         self._personas = personas
         self._rels: dict[Pair, RelationshipValues] = {}
@@ -53,7 +60,30 @@ class SocialService:
         rels, moods = await self._db.read(
             lambda conn: (repo.load_relationships(conn), repo.load_moods(conn))
         )
-        self._rels = {
+        self._rels, self._moods = self._copies(rels, moods)
+
+    async def reload_user(self, user_id: str) -> None:
+        """Read one user's relationships and moods again (another instance changed them);
+        again while a change made here lands meanwhile."""
+        while True:
+            gen = self._gen
+            rels, moods = await self._db.read(
+                lambda conn: (
+                    repo.load_relationships(conn, user_id),
+                    repo.load_moods(conn, user_id),
+                )
+            )
+            if gen == self._gen:
+                break
+        new_rels, new_moods = self._copies(rels, moods)
+        self._rels = {k: v for k, v in self._rels.items() if k[0] != user_id} | new_rels
+        self._moods = {k: v for k, v in self._moods.items() if k[0] != user_id} | new_moods
+
+    @staticmethod
+    def _copies(
+        rels: list[RelationshipRow], moods: list[MoodRow]
+    ) -> tuple[dict[Pair, RelationshipValues], dict[tuple[str, str], MoodValues]]:
+        return {
             (r.user_id, r.persona_id, r.other_id): RelationshipValues(
                 affinity=r.affinity,
                 trust=r.trust,
@@ -63,8 +93,7 @@ class SocialService:
                 last_interaction=r.last_interaction,
             )
             for r in rels
-        }
-        self._moods = {
+        }, {
             (m.user_id, m.persona_id): MoodValues(m.valence, m.arousal, m.updated_at) for m in moods
         }
 
@@ -240,11 +269,17 @@ class SocialService:
             )
         for m, _ in writes.moods:
             self._moods[(m.user_id, m.persona_id)] = MoodValues(m.valence, m.arousal, m.updated_at)
+        users = {r.user_id for r, _ in writes.relationships} | {m.user_id for m, _ in writes.moods}
+        if users:
+            self._gen += 1
+        for user_id in users:
+            self._fleet.touch("social", user_id)
 
     def forget(self, persona_id: str) -> None:
         """Drop a deleted persona from the copy (the database cascade removed its rows)."""
         self._rels = {k: v for k, v in self._rels.items() if persona_id not in (k[1], k[2])}
         self._moods = {k: v for k, v in self._moods.items() if k[1] != persona_id}
+        self._gen += 1
 
     async def after_exchange(self, user_id: str, persona: PersonaRow, message: str) -> None:
         """A user↔persona exchange: the persona's view of the user and its mood move by

@@ -1,4 +1,5 @@
-"""`persona-mcp export FILE` and `persona-mcp import FILE [--replace]`.
+"""`persona-mcp export FILE`, `persona-mcp import FILE [--replace]`, and
+`persona-mcp migrate-store --from STORE --to STORE [--force]`.
 
 They work on the data directory itself, through the same StateService as state.save and
 state.load, so they need the database to themselves: like `reindex`, they take the
@@ -49,6 +50,52 @@ def add_state_commands(commands: argparse._SubParsersAction, common: Common) -> 
     )
 
 
+def add_migrate_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    migrate = commands.add_parser(
+        "migrate-store",
+        help="copy a whole store to another backend (SQLite to PostgreSQL, or back)",
+    )
+    migrate.add_argument(
+        "--from", dest="source", required=True, metavar="STORE",
+        help="sqlite:PATH or postgresql://… (only read)",
+    )  # fmt: skip
+    migrate.add_argument(
+        "--to", dest="target", required=True, metavar="STORE",
+        help="sqlite:PATH or postgresql://… (must be empty, unless --force)",
+    )  # fmt: skip
+    migrate.add_argument(
+        "--force", action="store_true", help="empty a target that already holds data"
+    )
+
+
+def run_migrate_command(args: argparse.Namespace) -> int:
+    """Copy the store; progress per table on stderr, the summary on stdout."""
+    from persona_mcp.portability.migrate import copy_store, open_named
+
+    async def run() -> int:
+        source, target = open_named(args.source), open_named(args.target)
+        await source.open()
+        try:
+            await target.open()
+            try:
+                progress = _Progress()
+                copied = await copy_store(source, target, force=args.force, progress=progress)
+            finally:
+                await target.close()
+        finally:
+            await source.close()
+        print(file=sys.stderr)
+        print(f"copied {sum(copied.counts.values())} rows in {copied.seconds:.1f} s")
+        _counts(copied.counts)
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except PersonaMCPError as exc:
+        print(f"\npersona-mcp migrate-store: {exc.message}", file=sys.stderr)
+        return 2
+
+
 class _Progress:
     """One self-overwriting line on stderr: stage, done/total, rate."""
 
@@ -59,7 +106,7 @@ class _Progress:
     def __call__(self, stage: str, done: int, total: int | None) -> None:
         now = time.perf_counter()
         final = total is not None and done >= total
-        if not final and now - self._last < 0.2:
+        if not final and now - self._last < 0.2 and done:
             return
         self._last = now
         rate = done / max(now - self.started, 1e-9)

@@ -61,13 +61,20 @@ def _persona(row: Row) -> PersonaRow:
     )
 
 
-def load_personas(conn: Connection) -> list[PersonaRow]:
-    rows = conn.execute("SELECT * FROM personas ORDER BY created_at, rowid").fetchall()
-    return [_persona(r) for r in rows]
+def _of_user(user_id: str | None) -> tuple[str, tuple[str, ...]]:
+    return ("", ()) if user_id is None else (" WHERE user_id = ?", (user_id,))
 
 
-def load_states(conn: Connection) -> list[StateRow]:
-    rows = conn.execute("SELECT * FROM persona_states").fetchall()
+def load_personas(conn: Connection, user_id: str | None = None) -> list[PersonaRow]:
+    """Every persona, or one user's."""
+    where, args = _of_user(user_id)
+    rows = conn.execute(f"SELECT * FROM personas{where} ORDER BY created_at, rowid", args)
+    return [_persona(r) for r in rows.fetchall()]
+
+
+def load_states(conn: Connection, user_id: str | None = None) -> list[StateRow]:
+    where, args = _of_user(user_id)
+    rows = conn.execute(f"SELECT * FROM persona_states{where}", args).fetchall()
     return [
         StateRow(
             persona_id=r["persona_id"],

@@ -129,6 +129,8 @@ EXCLUDED = {
     "sessions": "connections, which end with the server that held them",
     "tokens": "credentials of this server: a file that carried them could grant access "
     "elsewhere, and the secrets themselves are never stored",
+    "job_runs": "PostgreSQL only: when background jobs ran, across the server's instances",
+    "fleet_messages": "PostgreSQL only: events between instances, kept a few minutes",
     "memories_fts": "the full-text index, rebuilt from the memories as they are written",
 }
 

@@ -89,8 +89,10 @@ def _relationship(row: Row) -> RelationshipRow:
     return RelationshipRow(**{k: row[k] for k in row.keys()})  # noqa: SIM118 (Row iterates values)
 
 
-def load_relationships(conn: Connection) -> list[RelationshipRow]:
-    return [_relationship(r) for r in conn.execute("SELECT * FROM relationships")]
+def load_relationships(conn: Connection, user_id: str | None = None) -> list[RelationshipRow]:
+    """Every relationship, or one user's."""
+    where, args = ("", ()) if user_id is None else (" WHERE user_id = ?", (user_id,))
+    return [_relationship(r) for r in conn.execute(f"SELECT * FROM relationships{where}", args)]
 
 
 def upsert_relationship(
@@ -154,11 +156,10 @@ def relationship_history(
 # -- moods ---------------------------------------------------------------------------------
 
 
-def load_moods(conn: Connection) -> list[MoodRow]:
-    return [
-        MoodRow(*r)
-        for r in conn.execute("SELECT user_id, persona_id, valence, arousal, updated_at FROM moods")
-    ]
+def load_moods(conn: Connection, user_id: str | None = None) -> list[MoodRow]:
+    where, args = ("", ()) if user_id is None else (" WHERE user_id = ?", (user_id,))
+    sql = f"SELECT user_id, persona_id, valence, arousal, updated_at FROM moods{where}"
+    return [MoodRow(*r) for r in conn.execute(sql, args)]
 
 
 def upsert_mood(conn: Connection, mood: MoodRow, change: MoodChangeRow) -> None:

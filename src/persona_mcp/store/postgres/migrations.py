@@ -567,3 +567,28 @@ END $$;
 CREATE TRIGGER memory_archive_forget AFTER DELETE ON memory_archive
     FOR EACH ROW EXECUTE FUNCTION memory_archive_forget();
 """
+
+
+@migration
+def pg002_fleet(conn: psycopg.Connection[Any]) -> None:
+    """What several instances over one database share besides the data: the record of
+    background job runs (`store.job_runs`), events too large for a NOTIFY payload
+    (`store.notify`), kept a few minutes, and the numbers every NOTIFY carries."""
+    conn.execute(
+        """
+        CREATE TABLE job_runs (
+            name TEXT NOT NULL,
+            ran_at DOUBLE PRECISION NOT NULL,
+            instance TEXT NOT NULL,
+            seconds DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (name, ran_at)
+        );
+        CREATE TABLE fleet_messages (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            payload TEXT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+        );
+        CREATE INDEX fleet_messages_created ON fleet_messages (created_at);
+        CREATE SEQUENCE fleet_seq;
+        """
+    )
