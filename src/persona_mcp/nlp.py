@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from functools import lru_cache
-from typing import Any, Literal
+from typing import Literal
+
+from persona_mcp.sentiment import compound
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\-]+")
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
@@ -54,19 +55,9 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text.strip()) if s.strip()]
 
 
-@lru_cache(maxsize=1)
-def _vader() -> Any:
-    # Imported lazily: the lexicon takes a moment to load and is not needed at import time.
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    return SentimentIntensityAnalyzer()
-
-
 def sentiment(text: str) -> float:
-    """Emotional valence in [-1, 1] from VADER's lexicon (compound score)."""
-    if not text.strip():
-        return 0.0
-    return float(_vader().polarity_scores(text)["compound"])
+    """Emotional valence in [-1, 1]: VADER's compound score (see `sentiment`)."""
+    return compound(text)
 
 
 # -- what kind of sentence: statement, question or filler ---------------------------

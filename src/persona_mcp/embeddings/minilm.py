@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MODEL_NAME = "all-MiniLM-L6-v2"
-MAX_BATCH = 64
+MAX_BATCH = 64  # texts of queued requests encoded together
+RUN_BATCH = 12  # texts per model run: with lengths sorted, small runs waste least on padding
 MAX_TOKENS = 256
 TRIM_SECONDS = 1.0
 
@@ -79,10 +80,15 @@ class TorchModel:
 
 class OnnxModel:
     """The same model exported to ONNX (`onnx_export`), run by ONNX Runtime with the
-    Rust tokenizer: no torch in the process. Texts are encoded shortest first in
-    batches, so padding stays small; mean pooling and normalisation as the
+    Rust tokenizer: no torch in the process. Texts are encoded shortest first in runs of
+    RUN_BATCH, so padding stays small; mean pooling and normalisation as the
     sentence-transformers model does them (its modules.json: Transformer, mean Pooling,
-    Normalize; max_seq_length 256)."""
+    Normalize; max_seq_length 256).
+
+    Each run uses one thread, and a request of several runs spreads them over `threads`
+    threads calling the same session at once. On this model's small matrices that beats
+    ONNX Runtime's own parallelism inside a run: one query embeds in 1.4 ms on one
+    thread against 1.9 ms on two, and bulk encoding is about 15 % faster."""
 
     runtime = "onnx"
 
@@ -92,7 +98,7 @@ class OnnxModel:
         from tokenizers import Tokenizer
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         # No busy-waiting between batches: under contention spinning threads starve
         # everything else on the machine (the server's event loop included).
@@ -105,12 +111,20 @@ class OnnxModel:
         tokenizer.enable_truncation(MAX_TOKENS)
         tokenizer.enable_padding()  # to the longest of each batch
         self._tokenizer = tokenizer
+        # The calling thread runs its share too, so `threads` threads in all.
+        self._lanes = max(1, threads)
+        self._helpers = (
+            ThreadPoolExecutor(threads - 1, thread_name_prefix="embedder-run")
+            if threads > 1
+            else None
+        )
 
     def encode(self, texts: list[str]) -> Vectors:
         out = np.zeros((len(texts), 384), dtype=np.float32)
         order = np.argsort([len(t) for t in texts], kind="stable")
-        for start in range(0, len(texts), MAX_BATCH):
-            picked = order[start : start + MAX_BATCH]
+        runs = [order[start : start + RUN_BATCH] for start in range(0, len(texts), RUN_BATCH)]
+
+        def run(picked: np.ndarray) -> None:
             encoded = self._tokenizer.encode_batch([texts[i] for i in picked])
             ids = np.array([e.ids for e in encoded], dtype=np.int64)
             mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
@@ -118,6 +132,21 @@ class OnnxModel:
             weights = mask[:, :, None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
             out[picked] = pooled
+
+        if self._helpers is None or len(runs) == 1:
+            for picked in runs:
+                run(picked)
+        else:
+            # Interleaved, so every thread gets short and long texts alike.
+            def run_all(share: list[np.ndarray]) -> None:
+                for picked in share:
+                    run(picked)
+
+            shares = [runs[lane :: self._lanes] for lane in range(self._lanes)]
+            futures = [self._helpers.submit(run_all, share) for share in shares[1:]]
+            run_all(shares[0])
+            for future in futures:
+                future.result()
         return normalize(out)
 
 

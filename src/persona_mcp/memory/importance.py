@@ -35,6 +35,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "recency": 0.05,
 }
 
+# The word patterns run on the lowercased text: matching case-blind costs twice as much.
 # Events that change a life: alone they put a memory near the top of the range.
 _LIFE_EVENTS = re.compile(
     r"\b(born|gave birth|died|dead|death|passed away|funeral|grief|grieving|widow\w*|"
@@ -42,31 +43,26 @@ _LIFE_EVENTS = re.compile(
     r"diagnos\w*|cancer|tumou?r|disease|illness|chronic|allerg\w*|anaphyla\w*|surgery|"
     r"hospitali[sz]ed|in (?:the )?hospital|accident|overdose|lost my (?:job|mother|father|mom|"
     r"dad|wife|husband|son|daughter|baby|child|brother|sister|friend))\b",
-    re.I,
 )
 # Milestones: significant, though less so.
 _MILESTONES = re.compile(
     r"\b(graduat\w*|promot\w*|new job|hired|fired|laid off|quit|retir\w*|moved|moving|"
     r"relocat\w*|anniversary|birthday|adopt\w*|broke up|break-?up|first (?:day|time)|"
     r"bought a (?:house|home|flat|car)|exam|interview)\b",
-    re.I,
 )
 _SIGNIFICANCE = re.compile(
     r"\b(remember|important|never forget|always|promise|secret|dream|goal|plan\w*|"
     r"decid\w*|first time|last time|favou?rite|allergic|afraid of)\b",
-    re.I,
 )
 _SELF_FACT = re.compile(
     r"(\b(my name is|i am|i'm|i was|i have|i've|i live|i work|i study|i love|i like|i hate|"
     r"i prefer|i need|i want|i plan|i will|i'll|my (?:\w+ ){0,2}(?:is|are|was|lives|works|"
     r"has|had|died|moved)|my \w+)\b)",
-    re.I,
 )
 _HAS_CONTENT = re.compile(r"[A-Za-z]{3,}")
 _SPECIFIC = re.compile(r"\b(\d{1,4}|[A-Z][a-z]{2,})\b")
 _SOCIAL = re.compile(
     r"\b(you|your|we|us|our|together|friend\w*|thank\w*|miss(?:ed)? you|love you|trust)\b",
-    re.I,
 )
 
 
@@ -109,33 +105,34 @@ def score_importance(
     age_seconds: float = 0.0,
 ) -> ImportanceScore:
     """Score one memory. `valence` is its sentiment in [-1, 1], computed once by the caller."""
+    lowered = content.lower()
     words = content.split()
     n_words = len(words)
     exclaims = content.count("!")
     emotional = min(1.0, abs(valence) * 0.85 + min(exclaims, 3) * 0.05)
 
     context = 0.0
-    if _LIFE_EVENTS.search(content):
+    if _LIFE_EVENTS.search(lowered):
         context += 0.85
-    elif _MILESTONES.search(content):
+    elif _MILESTONES.search(lowered):
         context += 0.5
-    if _SIGNIFICANCE.search(content):
+    if _SIGNIFICANCE.search(lowered):
         context += 0.2
-    if _SELF_FACT.search(content):
+    if _SELF_FACT.search(lowered):
         context += 0.3
     specifics = len(_SPECIFIC.findall(content))
     context += min(0.2, specifics * 0.05)
     context = min(1.0, context)
 
-    interests = topic_interest(content, topic_preferences or {})[0]
+    interests = topic_interest(lowered, topic_preferences or {})[0]
 
     # Engagement: substance of the message (length saturating near 40 words) and questions.
     engagement = min(1.0, math.log1p(n_words) / math.log1p(40)) * 0.85
     engagement = min(1.0, engagement + (0.15 if "?" in content else 0.0))
 
-    social = len(_SOCIAL.findall(content))
+    social = len(_SOCIAL.findall(lowered))
     relationship = min(1.0, social * 0.2)
-    if persona_name and persona_name.lower() in content.lower():
+    if persona_name and persona_name.lower() in lowered:
         relationship = min(1.0, relationship + 0.3)
 
     # Recency: new memories score 1; a memory about the past scores less (30-day half-life).

@@ -185,8 +185,11 @@ DATE_CANDIDATES = 100  # rows nearest a date the query names
 
 def _around(core: npt.NDArray[np.int64], reach: int, size: int) -> npt.NDArray[np.int64]:
     """Sorted positions within `reach` of any position in `core`."""
-    spread = (core[:, None] + np.arange(-reach, reach + 1)[None, :]).ravel()
-    return np.unique(spread[(spread >= 0) & (spread < size)])
+    marked = np.zeros(size, dtype=bool)  # a mask, not a sort: linear in the shelf's size
+    for offset in range(-reach, reach + 1):
+        at = core + offset
+        marked[at[(at >= 0) & (at < size)]] = True
+    return np.flatnonzero(marked).astype(np.int64)
 
 
 def rank_shelf(

@@ -207,18 +207,30 @@ class MemoryService:
     ) -> PreparedExchange:
         config = await self.importance_config(user_id)
         now = self._clock.now()
-        previous = await self._db.read(lambda conn: repo.latest_content(conn, user_id, persona.id))
-        if len(items) > 8:  # scoring is ~0.1 ms a memory: keep big batches off the loop
-            memories = await asyncio.to_thread(
-                self._score, user_id, persona, items, config, previous, now
-            )
-        else:
-            memories = self._score(user_id, persona, items, config, previous, now)
+        # The embedding needs only the texts: it runs on the model's threads while the
+        # scoring runs here (a bulk store would otherwise leave a core idle meanwhile).
         vectors = None
-        if self.semantic and self.embedder.ready and memories:
-            vectors = await self.embed(
-                [retrieval.embedding_text(m.content, m.context) for m in memories]
+        embedding: asyncio.Task[Vectors] | None = None
+        if self.semantic and self.embedder.ready and items:
+            embedding = asyncio.create_task(
+                self.embed([retrieval.embedding_text(i.content, "") for i in items])
             )
+        try:
+            previous = await self._db.read(
+                lambda conn: repo.latest_content(conn, user_id, persona.id)
+            )
+            if len(items) > 8:  # scoring is ~0.1 ms a memory: keep big batches off the loop
+                memories = await asyncio.to_thread(
+                    self._score, user_id, persona, items, config, previous, now
+                )
+            else:
+                memories = self._score(user_id, persona, items, config, previous, now)
+        except BaseException:
+            if embedding is not None:
+                embedding.cancel()
+            raise
+        if embedding is not None:
+            vectors = await embedding
             memories = [
                 replace(m, embedding=repo.to_blob(v), embedding_model=self.embedder.model)
                 for m, v in zip(memories, vectors, strict=True)

@@ -39,12 +39,20 @@ def stem(word: str) -> str:
 _RELATED_BY_STEM = {stem(topic): words for topic, words in _RELATED.items()}
 
 
-@lru_cache(maxsize=4096)
-def _pattern(topic: str) -> re.Pattern[str]:
-    """Words starting with the topic's stem or one of its related signals."""
+def _signals(topic: str) -> tuple[str, ...]:
+    """The topic's stem and its related signals, longest first."""
     key = stem(topic.lower())
-    signals = sorted({key, *_RELATED_BY_STEM.get(key, ())}, key=len, reverse=True)
-    return re.compile(r"\b(?:" + "|".join(re.escape(sig) for sig in signals) + ")")
+    return tuple(sorted({key, *_RELATED_BY_STEM.get(key, ())}, key=len, reverse=True))
+
+
+@lru_cache(maxsize=1024)
+def _matcher(topics: tuple[str, ...]) -> tuple[re.Pattern[str], tuple[tuple[str, ...], ...]]:
+    """One scan for every topic of a preference set: the pattern finds each word start
+    where some signal begins, and each topic then checks its own signals there (a topic
+    matches where one of its signals starts a word)."""
+    signals = tuple(_signals(topic) for topic in topics)
+    every = sorted({s for group in signals for s in group}, key=len, reverse=True)
+    return re.compile(r"\b(?=" + "|".join(re.escape(s) for s in every) + ")"), signals
 
 
 def topic_interest(text: str, preferences: Mapping[str, float]) -> tuple[float, list[str]]:
@@ -52,11 +60,18 @@ def topic_interest(text: str, preferences: Mapping[str, float]) -> tuple[float, 
     if not preferences:
         return NEUTRAL_INTEREST, []
     lowered = text.lower()
+    pattern, signals = _matcher(tuple(preferences))
+    starts = [m.start() for m in pattern.finditer(lowered)]
+    if not starts:
+        return NEUTRAL_INTEREST, []
     matched = sorted(
-        ((float(weight), topic) for topic, weight in preferences.items()
-         if _pattern(topic).search(lowered)),
+        (
+            (float(weight), topic)
+            for (topic, weight), own in zip(preferences.items(), signals, strict=True)
+            if any(lowered.startswith(own, start) for start in starts)
+        ),
         reverse=True,
-    )  # fmt: skip
+    )
     if not matched:
         return NEUTRAL_INTEREST, []
     return max(0.0, min(1.0, matched[0][0])), [topic for _, topic in matched]

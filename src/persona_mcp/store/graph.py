@@ -435,41 +435,52 @@ def archive_edges(conn: Connection, memory_ids: Sequence[str]) -> None:
 def restore_edges(conn: Connection, memory_ids: Sequence[str], now: float) -> None:
     """Bring back the archived edges of restored memories whose other ends are present,
     and put restored episodes back into the `next` chain."""
-    for memory_id in memory_ids:
-        rows = conn.execute(
-            """SELECT a.* FROM graph_edge_archive a
-               WHERE (a.src_memory = :m OR a.dst_memory = :m OR a.via_memory = :m)
-                 AND (a.src_memory IS NULL
-                      OR EXISTS (SELECT 1 FROM memories WHERE id = a.src_memory))
-                 AND (a.dst_memory IS NULL
-                      OR EXISTS (SELECT 1 FROM memories WHERE id = a.dst_memory))
-                 AND (a.via_memory IS NULL
-                      OR EXISTS (SELECT 1 FROM memories WHERE id = a.via_memory))
-                 AND (a.src_entity IS NULL OR EXISTS
-                      (SELECT 1 FROM graph_entities WHERE id = a.src_entity))
-                 AND (a.dst_entity IS NULL OR EXISTS
-                      (SELECT 1 FROM graph_entities WHERE id = a.dst_entity))""",
-            {"m": memory_id},
-        ).fetchall()
-        conn.executemany(
-            """INSERT OR IGNORE INTO graph_edges (user_id, persona_id, edge_type, src_memory,
-                   src_entity, dst_memory, dst_entity, via_memory, label, weight, created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            [
-                (r["user_id"], r["persona_id"], r["edge_type"], r["src_memory"], r["src_entity"],
-                 r["dst_memory"], r["dst_entity"], r["via_memory"], r["label"], r["weight"],
-                 r["created_at"])
-                for r in rows
-            ],
-        )  # fmt: skip
-        conn.executemany("DELETE FROM graph_edge_archive WHERE id = ?", [(r["id"],) for r in rows])
-        episode = conn.execute(
-            """SELECT user_id, persona_id, occurred_at, rid FROM memories
-               WHERE id = ? AND memory_type = 'episode'""",
-            (memory_id,),
-        ).fetchone()
-        if episode is not None:
-            link_episode(conn, episode[0], episode[1], memory_id, episode[2], episode[3], now)
+    ids = json.dumps(list(memory_ids))
+    pg = conn.dialect == "postgresql"
+    each = "jsonb_array_elements_text(:ids::jsonb) AS j(value)" if pg else "json_each(:ids) j"
+    rows = conn.execute(
+        f"""SELECT a.* FROM graph_edge_archive a
+           WHERE a.id IN (
+                 SELECT e.id FROM {each}
+                     JOIN graph_edge_archive e ON e.src_memory = j.value
+                 UNION SELECT e.id FROM {each}
+                     JOIN graph_edge_archive e ON e.dst_memory = j.value
+                 UNION SELECT e.id FROM {each}
+                     JOIN graph_edge_archive e ON e.via_memory = j.value)
+             AND (a.src_memory IS NULL
+                  OR EXISTS (SELECT 1 FROM memories WHERE id = a.src_memory))
+             AND (a.dst_memory IS NULL
+                  OR EXISTS (SELECT 1 FROM memories WHERE id = a.dst_memory))
+             AND (a.via_memory IS NULL
+                  OR EXISTS (SELECT 1 FROM memories WHERE id = a.via_memory))
+             AND (a.src_entity IS NULL OR EXISTS
+                  (SELECT 1 FROM graph_entities WHERE id = a.src_entity))
+             AND (a.dst_entity IS NULL OR EXISTS
+                  (SELECT 1 FROM graph_entities WHERE id = a.dst_entity))
+           ORDER BY a.id""",
+        {"ids": ids},
+    ).fetchall()
+    conn.executemany(
+        """INSERT OR IGNORE INTO graph_edges (user_id, persona_id, edge_type, src_memory,
+               src_entity, dst_memory, dst_entity, via_memory, label, weight, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [
+            (r["user_id"], r["persona_id"], r["edge_type"], r["src_memory"], r["src_entity"],
+             r["dst_memory"], r["dst_entity"], r["via_memory"], r["label"], r["weight"],
+             r["created_at"])
+            for r in rows
+        ],
+    )  # fmt: skip
+    conn.executemany("DELETE FROM graph_edge_archive WHERE id = ?", [(r["id"],) for r in rows])
+    listed = "jsonb_array_elements_text(?::jsonb) AS j(value)" if pg else "json_each(?)"
+    episodes = conn.execute(
+        f"""SELECT user_id, persona_id, id, occurred_at, rid FROM memories
+           WHERE id IN (SELECT value FROM {listed}) AND memory_type = 'episode'
+           ORDER BY rid""",
+        (ids,),
+    ).fetchall()
+    for user_id, persona_id, memory_id, occurred_at, rid in episodes:
+        link_episode(conn, user_id, persona_id, memory_id, occurred_at, rid, now)
 
 
 def counts(conn: Connection, user_id: str, persona_id: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from persona_mcp.store import graph
+from persona_mcp.store import graph, memories
 from persona_mcp.store.api import Connection
 
 STEP_HOURS = 24.0  # the `step` mode drops importance once per full day
@@ -33,15 +33,15 @@ _SCORES = "importance, access_count, last_accessed_at, decayed_at, pinned"
 # -- decay ----------------------------------------------------------------------------
 
 
-def _decay_expression(mode: str) -> str:
-    """New importance from :rate (per hour), h (hours) and the row's access count."""
+def _decay_expression(mode: str, h: str) -> str:
+    """New importance from :rate (per hour), `h` (hours) and the row's access count."""
     return {
-        "linear": "importance - :rate * h",
-        "exponential": "importance * exp(-:rate * h)",
-        "logarithmic": "importance - :rate * ln(1 + h)",
-        "step": f"importance - :rate * {STEP_HOURS} * floor(h / {STEP_HOURS})",
+        "linear": f"importance - :rate * {h}",
+        "exponential": f"importance * exp(-:rate * {h})",
+        "logarithmic": f"importance - :rate * ln(1 + {h})",
+        "step": f"importance - :rate * {STEP_HOURS} * floor({h} / {STEP_HOURS})",
         # Each access slows ageing: 8 accesses make a memory age 5 times slower.
-        "access_based": "importance * exp(-:rate * h / (1 + 0.5 * access_count))",
+        "access_based": f"importance * exp(-:rate * {h} / (1 + 0.5 * access_count))",
     }[mode]
 
 
@@ -58,12 +58,12 @@ def decay(
 ) -> int:
     """Apply decay; `hours` forces that much elapsed time, else each memory's own time since
     it was last decayed. Importance never falls below `floor`. Returns rows changed."""
-    elapsed = (
-        ":hours" if hours is not None else ("(:now - coalesce(decayed_at, created_at)) / 3600.0")
-    )
+    h = ":hours" if hours is not None else "((:now - coalesce(decayed_at, created_at)) / 3600.0)"
     # `step` only moves decayed_at by whole steps, so partial days keep accumulating.
     if mode == "step" and hours is None:
-        stamp = f"coalesce(decayed_at, created_at) + floor(h / {STEP_HOURS}) * {STEP_HOURS * 3600}"
+        stamp = (
+            f"coalesce(decayed_at, created_at) + floor({h} / {STEP_HOURS}) * {STEP_HOURS * 3600}"
+        )
     else:
         stamp = ":now"
     scope = ""
@@ -71,13 +71,11 @@ def decay(
         scope += " AND user_id = :user_id"
     if persona_id is not None:
         scope += " AND persona_id = :persona_id"
-    expr = _decay_expression(mode)
-    # Unqualified columns are the updated row's; `aged.h` is its elapsed time in hours.
+    expr = _decay_expression(mode, h)
+    # Every expression reads the row as it was before this UPDATE.
     sql = f"""
         UPDATE memory_scores SET importance = max(:floor, {expr}), decayed_at = {stamp}
-        FROM (SELECT memory_id AS k, {elapsed} AS h FROM memory_scores
-              WHERE importance > :floor AND pinned = 0 {scope}) AS aged
-        WHERE memory_scores.memory_id = aged.k AND {expr} < importance
+        WHERE importance > :floor AND pinned = 0 {scope} AND {expr} < importance
     """
     cur = conn.execute(
         sql,
@@ -173,21 +171,21 @@ def select(
         wanted = min(wanted, limit)
     if wanted == 0:
         return Selection(total, protected, [])
-    # Scored on the narrow rows; only the chosen ones read their text.
+    # Scored on the persona's range of narrow rows (ties: the oldest first); only the
+    # chosen ones read their memory row.
     rows = conn.execute(
-        f"""SELECT c.rid, c.id, m.content, c.importance, c.access_count, c.created_at, c.score
+        f"""SELECT m.rid, c.id, m.content, c.importance, c.access_count, c.created_at, c.score
             FROM (SELECT * FROM (
-                    SELECT (SELECT rid FROM memories WHERE id = memory_id) AS rid,
-                           memory_id AS id, importance, access_count, created_at,
+                    SELECT memory_id AS id, importance, access_count, created_at,
                            {_score_expression(strategy)} AS score
                     FROM memory_scores
                     WHERE user_id = :user AND persona_id = :persona
                       AND importance < {PROTECT_IMPORTANCE}
                       AND access_count < {PROTECT_ACCESS} AND pinned = 0
                 ) AS scored WHERE 1 = 1 {threshold}
-                ORDER BY score, rid LIMIT :wanted) AS c
-            JOIN memories m ON m.rid = c.rid
-            ORDER BY c.score, c.rid""",
+                ORDER BY score, created_at, id LIMIT :wanted) AS c
+            JOIN memories m ON m.id = c.id
+            ORDER BY c.score, c.created_at, c.id""",
         {"user": user_id, "persona": persona_id, "now": now, "below": prune_below,
          "wanted": wanted},
     ).fetchall()  # fmt: skip
@@ -204,7 +202,7 @@ def still_prunable(conn: Connection, rids: Sequence[int]) -> set[int]:
     return {
         r[0]
         for r in conn.execute(
-            f"""SELECT m.rid FROM memories m JOIN memory_scores s ON s.memory_id = m.id
+            f"""SELECT m.rid FROM {memories.ROWS}
                 WHERE m.rid IN ({marks}) AND s.importance < {PROTECT_IMPORTANCE}
                 AND s.access_count < {PROTECT_ACCESS} AND s.pinned = 0""",
             list(rids),
@@ -244,8 +242,7 @@ def archive_batch(
                 {_ROW}, {_SCORES})
             SELECT m.id, ?, ?, {score}, {why}, {_prefixed("m.", _ROW)},
                 {_prefixed("s.", _SCORES)}
-            FROM {batch_rows} JOIN memories m ON m.rid = {rid}
-            JOIN memory_scores s ON s.memory_id = m.id""",
+            FROM {memories.ROWS} JOIN {batch_rows} ON m.rid = {rid}""",
         (run_id, now, rows),
     )
     graph.archive_edges(conn, [c.id for c in batch])
@@ -292,30 +289,40 @@ def archived_ids(
 
 
 def restore(conn: Connection, ids: Sequence[str]) -> list[tuple[int, str, str]]:
-    """Move archived memories back (new rowids, same ids); returns (rid, id, persona id)."""
-    restored = []
-    for memory_id in ids:
-        run_id, persona_id = conn.execute(
-            "SELECT prune_run_id, persona_id FROM memory_archive WHERE id = ?", (memory_id,)
-        ).fetchone()
-        cur = conn.execute(
-            f"""INSERT INTO memories (id, {_ROW}) SELECT id, {_ROW} FROM memory_archive
-                WHERE id = ? RETURNING rid""",
-            (memory_id,),
-        )
-        rid = int(cur.fetchone()[0])
-        conn.execute(
-            f"""INSERT INTO memory_scores (memory_id, user_id, persona_id, created_at, {_SCORES})
-                SELECT id, user_id, persona_id, created_at, {_SCORES} FROM memory_archive
-                WHERE id = ?""",
-            (memory_id,),
-        )
-        conn.execute("DELETE FROM memory_archive WHERE id = ?", (memory_id,))
-        conn.execute(
-            "UPDATE prune_runs SET restored_count = restored_count + 1 WHERE id = ?", (run_id,)
-        )
-        restored.append((rid, memory_id, str(persona_id)))
-    return restored
+    """Move archived memories back (same ids, new rowids in the order they were created)
+    with their scores; their vectors never left. Returns (rid, id, persona id) by rid."""
+    if not ids:
+        return []
+    keys = json.dumps(list(ids))
+    chosen = (
+        "SELECT jsonb_array_elements_text(:ids::jsonb)"
+        if conn.dialect == "postgresql"
+        else "SELECT value FROM json_each(:ids)"
+    )
+    conn.execute(
+        f"""INSERT INTO memories (id, {_ROW}) SELECT id, {_ROW} FROM memory_archive
+            WHERE id IN ({chosen}) ORDER BY created_at, id""",
+        {"ids": keys},
+    )
+    conn.execute(
+        f"""INSERT INTO memory_scores (memory_id, user_id, persona_id, created_at, {_SCORES})
+            SELECT id, user_id, persona_id, created_at, {_SCORES} FROM memory_archive
+            WHERE id IN ({chosen})""",
+        {"ids": keys},
+    )
+    conn.execute(
+        f"""UPDATE prune_runs SET restored_count = restored_count + back.n
+            FROM (SELECT prune_run_id AS run, count(*) AS n FROM memory_archive
+                  WHERE id IN ({chosen}) GROUP BY prune_run_id) AS back
+            WHERE prune_runs.id = back.run""",
+        {"ids": keys},
+    )
+    conn.execute(f"DELETE FROM memory_archive WHERE id IN ({chosen})", {"ids": keys})
+    rows = conn.execute(
+        f"SELECT rid, id, persona_id FROM memories WHERE id IN ({chosen}) ORDER BY rid",
+        {"ids": keys},
+    ).fetchall()
+    return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
 
 def prune_totals(conn: Connection, user_id: str) -> dict[str, Any]:

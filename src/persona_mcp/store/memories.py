@@ -28,7 +28,18 @@ COLUMNS = (
     "m.superseded_by"
 )
 # A memory with its scores; COLUMNS are read from here.
-ROWS = "memories m JOIN memory_scores s ON s.memory_id = m.id"
+ROWS = (
+    "memories m JOIN memory_scores s "
+    "ON s.user_id = m.user_id AND s.persona_id = m.persona_id AND s.memory_id = m.id"
+)
+
+
+def _scores_of(where: str) -> str:
+    """The condition on `memory_scores` for the memories that `where` picks, by the key."""
+    return (
+        "(user_id, persona_id, memory_id) IN "
+        f"(SELECT user_id, persona_id, id FROM memories WHERE {where})"
+    )
 
 
 @dataclass(frozen=True)
@@ -204,8 +215,7 @@ def record_access(conn: Connection, rids: Sequence[int], now: float) -> None:
     if rids:
         conn.execute(
             f"""UPDATE memory_scores SET access_count = access_count + 1, last_accessed_at = ?
-                WHERE memory_id IN (SELECT id FROM memories
-                                    WHERE rid IN ({",".join("?" * len(rids))}))""",
+                WHERE {_scores_of(f"rid IN ({','.join('?' * len(rids))})")}""",
             (now, *rids),
         )
 
@@ -214,9 +224,9 @@ def reinforce(conn: Connection, rid: int, importance: float, now: float, cap: fl
     """A duplicate was stated again: one more access, and importance raised a little
     (at least to the new statement's, never into the protected range by itself)."""
     conn.execute(
-        """UPDATE memory_scores SET access_count = access_count + 1, last_accessed_at = ?,
+        f"""UPDATE memory_scores SET access_count = access_count + 1, last_accessed_at = ?,
                importance = max(importance, min(?, max(importance, ?) + 0.05))
-           WHERE memory_id = (SELECT id FROM memories WHERE rid = ?)""",
+           WHERE {_scores_of("rid = ?")}""",
         (now, cap, importance, rid),
     )
 
@@ -229,7 +239,7 @@ def supersede(conn: Connection, old_ids: Sequence[str], new_id: str) -> None:
 
 def set_pinned(conn: Connection, user_id: str, memory_id: str, pinned: bool) -> bool:
     cur = conn.execute(
-        "UPDATE memory_scores SET pinned = ? WHERE user_id = ? AND memory_id = ?",
+        f"UPDATE memory_scores SET pinned = ? WHERE {_scores_of('user_id = ? AND id = ?')}",
         (int(pinned), user_id, memory_id),
     )
     return cur.rowcount > 0
@@ -291,7 +301,8 @@ def update(
         (content, json.dumps(metadata, ensure_ascii=False), rid),
     )
     conn.execute(
-        "UPDATE memory_scores SET importance = ? WHERE memory_id = ?", (importance, memory_id)
+        f"UPDATE memory_scores SET importance = ? WHERE {_scores_of('rid = ?')}",
+        (importance, rid),
     )
 
 
@@ -355,7 +366,8 @@ class Filters:
             args.append(self.memory_type)
         if self.min_importance is not None:
             clauses.append(
-                f"(SELECT importance FROM memory_scores WHERE memory_id = {alias}.id) >= ?"
+                f"(SELECT importance FROM memory_scores WHERE user_id = {alias}.user_id "
+                f"AND persona_id = {alias}.persona_id AND memory_id = {alias}.id) >= ?"
             )
             args.append(self.min_importance)
         if self.since is not None:

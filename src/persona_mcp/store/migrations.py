@@ -687,8 +687,10 @@ def m011_memory_split(conn: sqlite3.Connection) -> None:
             SELECT id, coalesce(embedding_model, ''), embedding FROM memory_archive
             WHERE embedding IS NOT NULL
             ON CONFLICT (memory_id) DO NOTHING;
+        -- Clustered by owner: a persona's scores are one range of the table, which its
+        -- decay and prune selection read without a second index.
         CREATE TABLE memory_scores (
-            memory_id TEXT PRIMARY KEY REFERENCES memories(id) ON DELETE CASCADE,
+            memory_id TEXT NOT NULL,          -- memories.id
             user_id TEXT NOT NULL,
             persona_id TEXT NOT NULL,
             created_at REAL NOT NULL,         -- the memory's, which the age of a score needs
@@ -696,14 +698,20 @@ def m011_memory_split(conn: sqlite3.Connection) -> None:
             access_count INTEGER NOT NULL DEFAULT 0,
             last_accessed_at REAL,
             decayed_at REAL,                  -- last time decay was applied
-            pinned INTEGER NOT NULL DEFAULT 0
+            pinned INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (user_id, persona_id, memory_id)
         ) WITHOUT ROWID;
         INSERT INTO memory_scores (memory_id, user_id, persona_id, created_at, importance,
                 access_count, last_accessed_at, decayed_at, pinned)
             SELECT id, user_id, persona_id, created_at, importance, access_count,
                 last_accessed_at, decayed_at, pinned
-            FROM memories ORDER BY id;
-        CREATE INDEX memory_scores_owner ON memory_scores (user_id, persona_id);
+            FROM memories ORDER BY user_id, persona_id, id;
+        -- The scores go with their memory, however it goes (deleted, pruned, its persona
+        -- deleted).
+        CREATE TRIGGER memory_scores_forget AFTER DELETE ON memories BEGIN
+            DELETE FROM memory_scores WHERE user_id = old.user_id
+                AND persona_id = old.persona_id AND memory_id = old.id;
+        END;
         DROP INDEX memories_pending;
         ALTER TABLE memories DROP COLUMN embedding;
         ALTER TABLE memories DROP COLUMN embedding_model;

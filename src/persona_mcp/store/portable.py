@@ -66,7 +66,7 @@ SECTIONS: tuple[Section, ...] = (
     ),
     Section("memories", _USER, "rid", key=("id",), omit=("rid",), parents=_PERSONA,
             json_columns=("metadata", "importance_breakdown"), global_key=True),
-    Section("memory_scores", _USER, "memory_id", key=("memory_id",),
+    Section("memory_scores", _USER, "persona_id, memory_id", key=("memory_id",),
             parents=(*_PERSONA, ("memory_id", "memories"))),
     Section("prune_runs", _USER, "started_at, id", key=("id",), global_key=True),
     Section(
