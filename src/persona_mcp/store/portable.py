@@ -305,9 +305,13 @@ def insert(
 
 
 def _unique_key(conn: Connection, section: Section) -> list[str]:
-    """The columns of the section table's unique key that its `key` (with the user
-    column) makes up (PostgreSQL)."""
-    wanted = {*section.key, *([section.user_column] if section.user_column else [])}
+    """The columns of the section table's unique key that its `key` (with the user and
+    persona columns) makes up (PostgreSQL)."""
+    wanted = {
+        *section.key,
+        *([section.user_column] if section.user_column else []),
+        *([section.persona_column] if section.persona_column else []),
+    }
     rows = conn.execute(
         """SELECT i.indexrelid, a.attname FROM pg_index i
            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)

@@ -182,7 +182,7 @@ def pg001_schema(conn: psycopg.Connection[Any]) -> None:
             WHERE memory_type = 'episode';
         -- The scores decay and pruning rewrite, one narrow row per live memory (m011).
         CREATE TABLE memory_scores (
-            memory_id TEXT PRIMARY KEY REFERENCES memories(id) ON DELETE CASCADE {FK},
+            memory_id TEXT NOT NULL,
             user_id TEXT NOT NULL,
             persona_id TEXT NOT NULL,
             created_at DOUBLE PRECISION NOT NULL,
@@ -190,9 +190,9 @@ def pg001_schema(conn: psycopg.Connection[Any]) -> None:
             access_count BIGINT NOT NULL DEFAULT 0,
             last_accessed_at DOUBLE PRECISION,
             decayed_at DOUBLE PRECISION,
-            pinned BIGINT NOT NULL DEFAULT 0
+            pinned BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (user_id, persona_id, memory_id)
         );
-        CREATE INDEX memory_scores_owner ON memory_scores (user_id, persona_id);
         -- One vector per embedded memory, live or archived, by the memory's id (m011).
         CREATE TABLE memory_vectors (
             memory_id TEXT PRIMARY KEY,
@@ -511,6 +511,16 @@ BEGIN
 END $$;
 CREATE TRIGGER memory_forget AFTER DELETE ON memories
     FOR EACH ROW EXECUTE FUNCTION memory_forget();
+
+-- The scores go with their memory, however it goes (deleted, pruned, its persona deleted).
+CREATE FUNCTION memory_scores_forget() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM memory_scores WHERE user_id = OLD.user_id
+        AND persona_id = OLD.persona_id AND memory_id = OLD.id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER memory_scores_forget AFTER DELETE ON memories
+    FOR EACH ROW EXECUTE FUNCTION memory_scores_forget();
 
 CREATE FUNCTION relationships_other_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
