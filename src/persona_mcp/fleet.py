@@ -362,8 +362,11 @@ class Peers:
     async def _resync(self) -> None:
         """Listening again after a lost connection: what was sent meanwhile is gone."""
         log.warning("fleet: listening again after a lost connection; reloading everything")
-        self._advance_to(await self._sender.high_water())
+        target = await self._sender.high_water()
+        # Counted as heard only once reloaded: a request waiting in `sync` meanwhile must
+        # not go ahead on what this instance held before.
         await self._reload_all()
+        self._advance_to(target)
         self._release()
 
     def status(self) -> dict[str, Any]:
