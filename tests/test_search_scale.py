@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from persona_mcp.client import PersonaClient
 from persona_mcp.memory import retrieval
 from persona_mcp.memory.vectors import EXACT_ROWS, Shelf
+from tests.conftest import make_settings, serve
 
 DIM = 384
 
@@ -106,3 +109,32 @@ async def test_a_persona_outnumbered_in_the_index_still_finds_its_own_words(
     )
     assert len(crowded["results"]) == 50
     assert all(r["memory"]["persona_id"] == crowd for r in crowded["results"])
+
+
+async def test_a_terms_count_is_taken_again_once_many_memories_were_stored_since(
+    tmp_path: Path,
+) -> None:
+    """A count taken while a persona was small must not stand for it grown tenfold: the
+    lexical budget would let a now common term through and score all of its matches."""
+    from persona_mcp.memory import service as memory_service
+
+    settings = make_settings(tmp_path / "data", embedding_provider="none")
+    async with serve(settings) as server, server.client() as client:
+        memory = server.app.memory
+
+        async def count() -> int:
+            return (await memory._db.read(lambda conn: memory._frequencies(conn, ["lantern"])))[
+                "lantern"
+            ]
+
+        await client.call("memory.set_pruning_config", {"auto_prune": False})
+        await client.call(
+            "memory.store_batch",
+            {"persona_id": "Aria", "memories": [{"content": "the lantern glowed"}] * 10},
+        )
+        assert await count() == 10
+        more = memory_service.TERM_COUNT_STORES + 1
+        for start in range(0, more, 1000):
+            batch = [{"content": f"a lantern walk number {i}"} for i in range(start, more)][:1000]
+            await client.call("memory.store_batch", {"persona_id": "Aria", "memories": batch})
+        assert await count() == 10 + more

@@ -55,6 +55,7 @@ TRUST_MIN_COSINE = 0.3
 TRUST_POOL = 256  # rows the sign bits pass on to the trust check on a large shelf
 EMBED_CACHE = 256
 TERM_COUNT_SECONDS = 600.0
+TERM_COUNT_STORES = 2000  # or once this many memories were stored since it was counted
 TERM_COUNT_CACHE = 4096
 SEMANTIC = retrieval.SEMANTIC_CANDIDATES  # rows nearest in meaning the database passes on
 
@@ -135,7 +136,8 @@ class MemoryService:
         self._embedded: dict[str, Vectors] = {}
         # How many memories each query term matches, counted once in a while (an
         # estimate is enough to leave out the commonest terms; see retrieval.within_budget).
-        self._term_counts: dict[str, tuple[int, float]] = {}
+        self._term_counts: dict[str, tuple[int, float, int]] = {}
+        self._stored = 0  # memories stored through this service: ages the term counts
         self._term_lock = threading.Lock()
         self._indexed_dims: set[int] = set()
 
@@ -309,6 +311,7 @@ class MemoryService:
         return [m.id for m in prepared.memories]
 
     def _committed(self, prepared: PreparedExchange) -> None:
+        self._stored += len(prepared.memories)
         if prepared.vectors is not None:
             occurred = [m.occurred_at for m in prepared.memories]
             self.vectors.add(prepared.key, prepared.rids, prepared.vectors, occurred)
@@ -603,14 +606,21 @@ class MemoryService:
 
     def _frequencies(self, conn: Connection, terms: list[str]) -> dict[str, int]:
         """Rows matched by each term in every persona, from a cache refreshed every
-        TERM_COUNT_SECONDS (runs on a reader thread)."""
+        TERM_COUNT_SECONDS or TERM_COUNT_STORES new memories, whichever comes first (a
+        count taken at 10k memories would let a common term through at 100k and make the
+        full-text stage score every match; runs on a reader thread)."""
         now = self._clock.now()
         counts: dict[str, int] = {}
         for term in terms:
             with self._term_lock:
                 cached = self._term_counts.get(term)
-            if cached is None or now - cached[1] > TERM_COUNT_SECONDS:
-                cached = (repo.matches(conn, retrieval.phrase(term, self.ranking)), now)
+            stored = self._stored
+            if (
+                cached is None
+                or now - cached[1] > TERM_COUNT_SECONDS
+                or stored - cached[2] > TERM_COUNT_STORES
+            ):
+                cached = (repo.matches(conn, retrieval.phrase(term, self.ranking)), now, stored)
                 with self._term_lock:
                     if len(self._term_counts) >= TERM_COUNT_CACHE:
                         self._term_counts.pop(next(iter(self._term_counts)))
