@@ -45,6 +45,11 @@ def test_corrections_are_told_from_additions() -> None:
     assert formation.contradicts("Mara moved to Porto", "My sister Mara lives in Lisbon")
     assert formation.contradicts("My car is blue", "My car is red", cosine=0.8)
     assert formation.contradicts("I now work at Meta", "I work at Google")
+    assert formation.contradicts(
+        "Sorry, I got that wrong: Tom studies geology in Boulder, not Denver.",
+        "My brother Tom studies geology in Denver.",
+    )
+    assert not formation.contradicts("Tom studies geology", "Tom works at the museum")
     assert not formation.contradicts("I love jazz", "I love hiking")
     assert not formation.contradicts("My sister works at a bank", "My sister lives in Lisbon")
     assert not formation.contradicts("I am a nurse", "I am allergic to peanuts", cosine=0.2)

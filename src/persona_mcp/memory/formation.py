@@ -28,6 +28,7 @@ _ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "location": ("live", "lives", "living", "lived", "moved", "move", "moving", "relocated",
                  "based", "resides", "reside", "stays", "staying"),
     "work": ("work", "works", "working", "worked", "job", "employed", "joined"),
+    "study": ("study", "studies", "studying", "studied", "student", "major", "majors"),
     "name": ("called", "named", "name"),
     "age": ("old", "aged", "age"),
     "likes": ("love", "loves", "like", "likes", "prefer", "prefers", "favourite", "favorite"),
