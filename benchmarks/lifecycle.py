@@ -202,7 +202,8 @@ async def run(
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         integrity = [r[0] for r in conn.execute("PRAGMA integrity_check")]
-        live = conn.execute("SELECT count(*) FROM memories").fetchone()[0]
+        live = conn.execute("SELECT count(*) FROM memory_scores").fetchone()[0]
+        rows = conn.execute("SELECT count(*) FROM memories").fetchone()[0]
         archived = conn.execute("SELECT count(*) FROM memory_archive").fetchone()[0]
         fts = conn.execute("SELECT count(*) FROM memories_fts_docsize").fetchone()[0]
     finally:
@@ -213,7 +214,7 @@ async def run(
         "memories": live,
         "archived": archived,
         "fts_rows": fts,
-        "consistent": archived == 0 and fts == live == figures["memories"] + 14,
+        "consistent": archived == 0 and fts == rows == live == figures["memories"] + 14,
     }
     figures["load_after"] = [round(x, 2) for x in os.getloadavg()]
     return figures

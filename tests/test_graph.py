@@ -230,6 +230,52 @@ async def test_pruned_memories_leave_the_graph_and_come_back_with_restore(
     ]
 
 
+async def test_a_pruned_run_of_episodes_is_bridged_in_the_chain_and_restored_into_it(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path / "data")
+
+    async def following(client: PersonaClient, node: str) -> list[str]:
+        out = await client.call("graph.neighbors", {"node_id": node, "edge_types": ["next"]})
+        return [n["node"]["id"] for n in out["neighbors"] if n["direction"] == "out"]
+
+    async with serve(settings) as server, server.client() as client:
+        await client.call(
+            "memory.store_batch",
+            {"memories": [{"content": f"Kept note {i}", "importance": 0.9} for i in range(12)]},
+        )
+        days = {"lighthouse": 0.7, "ferry": 0.1, "market": 0.1, "harbour": 0.1, "cliffs": 0.7}
+        stored = await client.call(
+            "memory.store_batch",
+            {
+                "memories": [
+                    {"content": f"We walked to the {place} today.", "memory_type": "episode",
+                     "importance": importance, "occurred_at": f"2026-05-0{i + 1}T10:00:00Z"}
+                    for i, (place, importance) in enumerate(days.items())
+                ]
+            },
+        )  # fmt: skip
+        chain = [m["id"] for m in stored["memories"]]
+        for here, there in zip(chain, chain[1:], strict=False):
+            assert await following(client, here) == [there]
+        pruned = await client.call(
+            "memory.prune", {"strategy": "importance_only", "target_count": 14}
+        )
+        assert set(pruned["pruned_ids"]) == set(chain[1:4])
+        assert await following(client, chain[0]) == [chain[4]]  # one edge over the run
+        found = await client.call("memory.search", {"query": "walked to the market"})
+        assert chain[2] not in [r["memory"]["id"] for r in found["results"]]
+        with pytest.raises(RpcError):
+            await client.call("graph.neighbors", {"node_id": chain[2]})
+    async with serve(settings) as server, server.client() as client:
+        assert await following(client, chain[0]) == [chain[4]]
+        await client.call("memory.restore", {"prune_run_id": pruned["prune_run_id"]})
+        for here, there in zip(chain, chain[1:], strict=False):
+            assert await following(client, here) == [there]
+        found = await client.call("memory.search", {"query": "walked to the market"})
+        assert found["results"][0]["memory"]["id"] == chain[2]
+
+
 async def test_rag_query_answers_from_memory_with_context_naming_the_entity(
     client: PersonaClient,
 ) -> None:

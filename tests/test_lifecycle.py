@@ -300,9 +300,11 @@ async def test_a_server_killed_during_a_prune_loses_no_acknowledged_memory(
 
     db = sqlite3.connect(data / "persona_memory.db")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    live = {r[0] for r in db.execute("SELECT id FROM memories")}
+    live = {r[0] for r in db.execute("SELECT memory_id FROM memory_scores")}
     archived = {r[0] for r in db.execute("SELECT id FROM memory_archive")}
+    rows = {r[0] for r in db.execute("SELECT id FROM memories")}  # archived in place
     db.close()
+    assert rows == live | archived
     assert archived, "the prune should have been cut short after archiving some memories"
     assert live | archived == set(acknowledged)
     assert not live & archived

@@ -433,20 +433,27 @@ async def test_export_and_import_on_the_command_line_round_trip_with_progress(
     assert "sections" in failed.stderr
 
 
-def as_version_1(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A state file as version 1 wrote it: each memory's scores and vector in its row, an
-    archived memory's vector in its archive row."""
-    split = ("memory_scores", "memory_vectors")
-    scores = {i["row"]["memory_id"]: i["row"] for i in items if i.get("section") == split[0]}
-    vectors = {i["row"]["memory_id"]: i["row"] for i in items if i.get("section") == split[1]}
-    head = {**items[0], "version": 1, "sections": [s for s in items[0]["sections"]
-                                                    if s not in split]}  # fmt: skip
+def as_version(items: list[dict[str, Any]], version: int) -> list[dict[str, Any]]:
+    """A state file as an older version wrote it. Version 2 (before m012): an archived
+    memory whole in its archive row, not in `memories`. Version 1 (before m011) also:
+    each memory's scores and vector in its row, an archived memory's vector in its
+    archive row."""
+    split = ("memory_scores", "memory_vectors") if version == 1 else ()
+    rows = {i["row"]["id"]: i["row"] for i in items if i.get("section") == "memories"}
+    archived = {i["row"]["id"] for i in items if i.get("section") == "memory_archive"}
+    scores = {i["row"]["memory_id"]: i["row"] for i in items if i.get("section") == "memory_scores"}
+    vectors = {i["row"]["memory_id"]: i["row"] for i in items
+               if i.get("section") == "memory_vectors"}  # fmt: skip
+    head = {**items[0], "version": version, "sections": [s for s in items[0]["sections"]
+                                                          if s not in split]}  # fmt: skip
     out = [head]
     for item in items[1:]:
         section = item.get("section")
-        if section in split:
+        if section in split or (section == "memories" and item["row"]["id"] in archived):
             continue
-        if section in ("memories", "memory_archive"):
+        if section == "memory_archive":
+            item = {"section": section, "row": {**rows[item["row"]["id"]], **item["row"]}}
+        if section in ("memories", "memory_archive") and version == 1:
             row = dict(item["row"])
             if section == "memories":
                 kept = scores[row["id"]]
@@ -459,13 +466,15 @@ def as_version_1(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             item = {"section": section, "row": row}
         if "end" in item:
             counts = {k: v for k, v in item["end"]["counts"].items() if k not in split}
+            counts["memories"] -= len(archived)
             item = {"end": {**item["end"], "counts": counts}}
         out.append(item)
     return out
 
 
-async def test_a_version_1_file_from_before_the_memory_split_loads_as_it_was(
-    tmp_path: Path, minilm: MiniLMEmbedder
+@pytest.mark.parametrize("version", [1, 2])
+async def test_a_file_of_an_earlier_version_loads_as_it_was(
+    tmp_path: Path, minilm: MiniLMEmbedder, version: int
 ) -> None:
     clock = ManualClock()
     first = make_settings(tmp_path / "first", embedding_provider="minilm")
@@ -475,9 +484,11 @@ async def test_a_version_1_file_from_before_the_memory_split_loads_as_it_was(
         before = await answers(client)
         saved = await client.call("state.save", {"path": "now.jsonl.gz"})
     original = lines(exports(first) / saved["path"])
-    old = as_version_1(original)
-    assert not any(i.get("section") == "memory_vectors" for i in old)
-    assert any(i.get("section") == "memories" and i["row"]["embedding"] for i in old)
+    old = as_version(original, version)
+    assert any(i.get("section") == "memory_archive" and "content" in i["row"] for i in old)
+    if version == 1:
+        assert not any(i.get("section") == "memory_vectors" for i in old)
+        assert any(i.get("section") == "memories" and i["row"]["embedding"] for i in old)
 
     second = make_settings(tmp_path / "second", embedding_provider="minilm")
     write_lines(exports(second) / "old.jsonl.gz", old)
@@ -499,5 +510,12 @@ async def test_a_version_1_file_from_before_the_memory_split_loads_as_it_was(
             out.append(item)
         return out
 
+    def by_id(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # An archived memory of the old file joins `memories` after the live ones.
+        memories = sorted((i for i in items if i.get("section") == "memories"),
+                          key=lambda i: i["row"]["id"])  # fmt: skip
+        rest = iter(memories)
+        return [next(rest) if i.get("section") == "memories" else i for i in items]
+
     again = lines(exports(second) / "again.jsonl.gz")
-    assert scores_without_accesses(again) == scores_without_accesses(original)
+    assert by_id(scores_without_accesses(again)) == by_id(scores_without_accesses(original))

@@ -122,6 +122,7 @@ class PruningService:
             lambda conn: repo.select(
                 conn, user_id, persona_id, strategy, now,
                 target_count=None, prune_below=config.prune_below, limit=limit,
+                content=True,
             )
         )  # fmt: skip
         return {
@@ -226,14 +227,13 @@ class PruningService:
         config: PruningConfig,
     ) -> list[Candidate]:
         """Archive one batch, re-checking the rules against the rows as they are now."""
-        still = repo.still_prunable(conn, [c.rid for c in batch])
         count = memory_repo.count(conn, user_id, persona_id)
         allowed = count - max(repo.MIN_KEEP, target_count or 0)
-        eligible = [c for c in batch if c.rid in still][: max(0, allowed)]
-        if eligible:
-            reasons = [_reason(c, strategy, target_count, config.prune_below) for c in eligible]
-            repo.archive_batch(conn, run_id, eligible, reasons, self._clock.now())
-        return eligible
+        reasons = [_reason(c, strategy, target_count, config.prune_below) for c in batch]
+        archived = repo.archive_batch(
+            conn, run_id, user_id, persona_id, batch, reasons, self._clock.now(), allowed
+        )
+        return [c for c in batch if c.id in archived]
 
     async def prune_all(
         self, user_id: str, persona_ids: list[str], *, strategy: str | None, dry_run: bool

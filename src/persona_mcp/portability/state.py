@@ -3,7 +3,7 @@
 
 The file is gzip-compressed JSON Lines (a plain, uncompressed file loads too):
 
-    {"format": "persona-mcp-state", "version": 2, "saved_at": ..., "user_id": ...,
+    {"format": "persona-mcp-state", "version": 3, "saved_at": ..., "user_id": ...,
      "server_version": ..., "embedding_model": ..., "sections": ["personas", ...]}
     {"section": "personas", "row": {"id": ..., "name": ..., ...}}
     ...
@@ -17,7 +17,10 @@ new embeddings, and only then writes, in one transaction.
 
 Version 1 (before the m011_memory_split migration) kept a memory's scores and vector in
 its `memories` row and an archived memory's vector in its `memory_archive` row; such a
-file is read as the `memory_scores` and `memory_vectors` rows they are today.
+file is read as the `memory_scores` and `memory_vectors` rows they are today. Versions 1
+and 2 (before m012_archive_in_place) kept an archived memory whole in its
+`memory_archive` row; such a row is read as the `memories` row and the narrow archive
+row it is today.
 """
 
 from __future__ import annotations
@@ -59,10 +62,12 @@ from persona_mcp.store.portable import Column
 log = logging.getLogger(__name__)
 
 FORMAT = "persona-mcp-state"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # What version 1 kept in a memory's row: its scores, and (archived ones too) its vector.
 _V1_SCORES = ("importance", "access_count", "last_accessed_at", "decayed_at", "pinned")
 _V1_DERIVED = ("memory_scores", "memory_vectors")
+# What an archive row keeps since version 3 (the rest of a version 1-2 row is the memory's).
+_ARCHIVE_OWN = ("prune_run_id", "archived_at", "prune_score", "reason", *_V1_SCORES)
 MAX_LINE_BYTES = 16 * 1024 * 1024
 MAX_PROBLEMS = 20
 EMBED_BATCH = 256
@@ -295,7 +300,7 @@ class StateService:
                     f"of {max_personas} (MAX_PERSONAS_PER_USER)",
                     {"limit": "MAX_PERSONAS_PER_USER", "max": max_personas},
                 )
-            memories = store.count(conn, store.BY_NAME["memories"], user_id)
+            memories = store.count(conn, store.BY_NAME["memory_scores"], user_id)  # live
             if memories > max_memories:
                 raise RateLimited(
                     f"The file would leave this user with {memories} memories, over the "
@@ -336,8 +341,7 @@ class StateService:
         jobs: list[tuple[dict[str, Any], str, str | None]] = []  # row, text, model column
         texts = {
             row["id"]: (row["content"], row.get("context") or "")
-            for name in ("memories", "memory_archive")
-            for row in state.rows.get(name, [])
+            for row in state.rows.get("memories", [])
         }
         for row in state.rows.get("memory_vectors", []):
             if row.get("model") != model and row.get("memory_id") in texts:
@@ -469,6 +473,8 @@ def read_state_file(path: Path, schema: dict[str, list[Column]]) -> StateFile:
                     trailer = item["end"] if isinstance(item["end"], dict) else {}
                     continue
                 items = _from_version_1(item) if state.header["version"] < 2 else [item]
+                if state.header["version"] < 3:
+                    items = [two for one in items for two in _from_version_2(one)]
                 for one in items:
                     _row(one, lineno, state, schema, problems)
                 if len(problems.items) >= MAX_PROBLEMS:
@@ -486,6 +492,9 @@ def read_state_file(path: Path, schema: dict[str, list[Column]]) -> StateFile:
         actual = state.counts()
         if isinstance(counts, dict) and state.header["version"] < 2:
             counts = {**counts, **{name: actual.get(name, 0) for name in _V1_DERIVED}}
+        if isinstance(counts, dict) and state.header["version"] < 3:
+            archived = counts.get("memory_archive", 0)
+            counts = {**counts, "memories": counts.get("memories", 0) + archived}
         if not isinstance(counts, dict):
             problems.add("end.counts", "is missing")
         else:
@@ -552,6 +561,19 @@ def _from_version_1(item: Any) -> list[Any]:
         vector = {"memory_id": row.get("id"), "model": model or "", "embedding": embedding}
         out.append({"section": "memory_vectors", "row": vector})
     return out
+
+
+def _from_version_2(item: Any) -> list[Any]:
+    """A line of a version 1-2 file (an archived memory whole in its archive row) as the
+    lines of today's sections: the memory's row and its narrow archive row."""
+    if not isinstance(item, dict) or set(item) != {"section", "row"}:
+        return [item]
+    row = item["row"]
+    if item["section"] != "memory_archive" or not isinstance(row, dict):
+        return [item]
+    memory = {k: v for k, v in row.items() if k not in _ARCHIVE_OWN}
+    archive = {k: v for k, v in row.items() if k in (*_ARCHIVE_OWN, "id", "persona_id")}
+    return [{"section": "memories", "row": memory}, {"section": "memory_archive", "row": archive}]
 
 
 _TYPES: dict[str, Callable[[Any], bool]] = {

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +31,15 @@ from persona_mcp.store.api import Conflict, Connection, Dialect, SQLiteConnectio
 from persona_mcp.store.migrations import apply_migrations
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# The write-ahead log is copied back into the database file (a checkpoint) on the writer
+# thread once writes have paused this long, rather than by whichever commit fills it:
+# a commit then writes only its own pages, and a big one (a prune, a batch) is not made
+# to wait for the copy. Under writes that never pause, a commit checkpoints after this
+# many seconds since the last, which bounds the log.
+CHECKPOINT_IDLE = 0.25
+CHECKPOINT_EVERY = 5.0
 
 # Primary SQLite result codes that mean "the storage cannot serve", and what to say.
 _STORAGE_FAULTS = {
@@ -93,6 +104,9 @@ class Database:
         self._reader_conns: list[SQLiteConnection] = []
         self._lock = threading.Lock()
         self._file_lock: Path | None = None
+        self._unchecked: float | None = None  # when the first commit since a checkpoint was
+        self._last_write = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     async def open(self) -> None:
         try:
@@ -104,12 +118,16 @@ class Database:
         loop = asyncio.get_running_loop()
         try:
             self._writer = await loop.run_in_executor(self._writer_pool, connect, self.path)
+            self._writer.execute("PRAGMA wal_autocheckpoint=0")  # see CHECKPOINT_IDLE
             await loop.run_in_executor(self._writer_pool, apply_migrations, self._writer)
         except (sqlite3.Error, OSError) as exc:
             await self.close()
             raise storage_fault(exc) or exc from exc
 
     async def close(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         for pool in (self._writer_pool, self._reader_pool):
             if pool is not None:
                 pool.shutdown(wait=True)
@@ -127,7 +145,36 @@ class Database:
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in one BEGIN IMMEDIATE transaction on the writer thread."""
         assert self._writer_pool is not None, "database is not open"
-        return await asyncio.get_running_loop().run_in_executor(self._writer_pool, self._tx, fn)
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._writer_pool, self._tx, fn)
+        finally:
+            self._last_write = time.monotonic()
+            if self._idle_timer is None:
+                self._idle_timer = loop.call_later(CHECKPOINT_IDLE, self._when_idle)
+
+    def _when_idle(self) -> None:
+        """Checkpoint on the writer thread once no write came for CHECKPOINT_IDLE."""
+        self._idle_timer = None
+        quiet = time.monotonic() - self._last_write
+        loop = asyncio.get_running_loop()
+        if quiet < CHECKPOINT_IDLE:
+            self._idle_timer = loop.call_later(CHECKPOINT_IDLE - quiet, self._when_idle)
+        elif self._unchecked is not None and self._writer_pool is not None:
+            try:
+                self._writer_pool.submit(self._checkpoint)
+            except RuntimeError:  # closing
+                pass
+
+    def _checkpoint(self) -> None:
+        conn = self._writer
+        if conn is None or self._unchecked is None:
+            return
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._unchecked = None
+        except sqlite3.Error as exc:  # the next one tries again; the log stays valid
+            log.warning("checkpoint failed: %s", exc)
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` on a reader connection (a consistent snapshot for its duration)."""
@@ -142,6 +189,8 @@ class Database:
             try:
                 result = fn(conn)
                 conn.execute("COMMIT")
+                if self._unchecked is None:
+                    self._unchecked = time.monotonic()
             except BaseException:
                 if conn.in_transaction:  # SQLite may already have rolled back (disk full)
                     conn.execute("ROLLBACK")
@@ -153,6 +202,8 @@ class Database:
             if fault is None:
                 raise
             raise fault from exc
+        if self._unchecked is not None and time.monotonic() - self._unchecked > CHECKPOINT_EVERY:
+            self._checkpoint()
         return result
 
     def _read(self, fn: Callable[[Connection], T]) -> T:

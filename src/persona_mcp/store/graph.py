@@ -4,8 +4,9 @@ a connection, called inside the transaction that writes the memories they come f
 A node is a memory (its id) or an entity (`ent_…`). An edge joins two nodes with one of
 the types below; edges hold their memories through foreign keys, so a deleted memory
 takes its edges along (see the m009_graph migration for the triggers that join up the
-`next` chain and forget unmentioned entities); a pruned memory's edges are archived by
-`archive_edges` first.
+`next` chain and forget unmentioned entities). A pruned memory stays in `memories`, so
+`detach` archives its edges, removes them and joins the chain up around it; only live
+memories (those with a scores row) have edges in `graph_edges`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from persona_mcp.store import memories
 from persona_mcp.store.api import Connection, Row, json_values
 
 EdgeType = Literal["next", "mentions", "relates_to", "supersedes", "part_of"]
@@ -318,15 +320,15 @@ def link_episode(
     """Put an episode into its persona's `next` chain at its place in time: between the
     episode just before it and the one just after (whose direct link it replaces)."""
     before = conn.execute(
-        """SELECT id FROM memories WHERE persona_id = ? AND memory_type = 'episode'
-               AND (occurred_at, rid) < (?, ?)
-           ORDER BY occurred_at DESC, rid DESC LIMIT 1""",
+        f"""SELECT m.id FROM {memories.ROWS} WHERE m.persona_id = ?
+               AND m.memory_type = 'episode' AND (m.occurred_at, m.rid) < (?, ?)
+           ORDER BY m.occurred_at DESC, m.rid DESC LIMIT 1""",
         (persona_id, occurred_at, rid),
     ).fetchone()
     after = conn.execute(
-        """SELECT id FROM memories WHERE persona_id = ? AND memory_type = 'episode'
-               AND (occurred_at, rid) > (?, ?)
-           ORDER BY occurred_at, rid LIMIT 1""",
+        f"""SELECT m.id FROM {memories.ROWS} WHERE m.persona_id = ?
+               AND m.memory_type = 'episode' AND (m.occurred_at, m.rid) > (?, ?)
+           ORDER BY m.occurred_at, m.rid LIMIT 1""",
         (persona_id, occurred_at, rid),
     ).fetchone()
     edges = []
@@ -334,11 +336,16 @@ def link_episode(
         edges.append(NewEdge("next", before[0], memory_id))
     if after is not None:
         edges.append(NewEdge("next", memory_id, after[0]))
-    if before is not None and after is not None:
+    # The episode before leads to this one now, and this one to the one after: whatever
+    # led on from the one before (its link to the one after, or a link over episodes
+    # restored with this one) goes.
+    if before is not None:
         conn.execute(
-            """DELETE FROM graph_edges WHERE edge_type = 'next' AND src_memory = ?
-                   AND dst_memory = ?""",
-            (before[0], after[0]),
+            "DELETE FROM graph_edges WHERE edge_type = 'next' AND src_memory = ?", (before[0],)
+        )
+    if after is not None:
+        conn.execute(
+            "DELETE FROM graph_edges WHERE edge_type = 'next' AND dst_memory = ?", (after[0],)
         )
     add_edges(conn, user_id, persona_id, edges, now)
 
@@ -394,42 +401,73 @@ def nearest_mentions(conn: Connection, entity_id: str, occurred_at: float, limit
 
 def owner_of(conn: Connection, node_id: str) -> tuple[str, str] | None:
     """(user id, persona id) of a memory or entity node, or None when there is none."""
-    table = "graph_entities" if node_id.startswith(ENTITY_PREFIX) else "memories"
-    row = conn.execute(
-        f"SELECT user_id, persona_id FROM {table} WHERE id = ?", (node_id,)
-    ).fetchone()
+    if node_id.startswith(ENTITY_PREFIX):
+        sql = "SELECT user_id, persona_id FROM graph_entities WHERE id = ?"
+    else:  # a live memory (an archived one is not in the graph)
+        sql = f"SELECT m.user_id, m.persona_id FROM {memories.ROWS} WHERE m.id = ?"
+    row = conn.execute(sql, (node_id,)).fetchone()
     return (row[0], row[1]) if row else None
 
 
-def archive_edges(conn: Connection, memory_ids: Sequence[str]) -> None:
-    """Keep the edges of memories about to be pruned (all but the `next` chain, which is
-    joined up around them) in the archive until `restore_edges` brings them back."""
+def detach(conn: Connection, memory_ids: Sequence[str]) -> None:
+    """Take memories about to be archived out of the graph: their edges (all but the
+    `next` chain) are kept in the edge archive until `restore_edges` brings them back,
+    every edge that touches them is removed, and the `next` chain is joined up around
+    their episodes (a run of archived episodes is bridged by one edge)."""
+    chosen = json_values(conn, "?")
+    edges = conn.execute(
+        f"""SELECT id, edge_type, user_id, persona_id, src_memory, dst_memory, created_at
+            FROM graph_edges WHERE id IN (
+                SELECT e.id FROM {chosen} JOIN graph_edges e ON e.src_memory = j.value
+                UNION SELECT e.id FROM {chosen} JOIN graph_edges e ON e.dst_memory = j.value
+                UNION SELECT e.id FROM {chosen} JOIN graph_edges e ON e.via_memory = j.value)
+            ORDER BY id""",
+        (json.dumps(list(memory_ids)),) * 3,
+    ).fetchall()
+    if not edges:
+        return
+    kept = [int(e[0]) for e in edges if e[1] != "next"]
     columns = """user_id, persona_id, edge_type, src_memory, src_entity, dst_memory,
                dst_entity, via_memory, label, weight, created_at"""
-    if conn.dialect == "postgresql":
-        ids = list(memory_ids)
+    if kept:
         conn.execute(
             f"""INSERT INTO graph_edge_archive ({columns})
-                SELECT {columns} FROM graph_edges WHERE edge_type <> 'next'
-                    AND (src_memory = ANY(?::text[]) OR dst_memory = ANY(?::text[])
-                         OR via_memory = ANY(?::text[]))
-                ORDER BY id""",
-            (ids, ids, ids),
+                SELECT {columns} FROM graph_edges WHERE id IN ({_ids(conn)}) ORDER BY id""",
+            (_id_list(conn, kept),),
         )
-        return
-    ids_json = json.dumps(list(memory_ids))
+    gone = set(memory_ids)
+    chain = [e for e in edges if e[1] == "next"]
+    following = {e[4]: e[5] for e in chain}
+    bridges = []
+    for _, _, user_id, persona_id, src, dst, created_at in chain:
+        if src in gone or dst not in gone:
+            continue  # only from a kept episode into a run of archived ones
+        seen = {dst}
+        while dst in gone and dst in following and following[dst] not in seen:
+            dst = following[dst]
+            seen.add(dst)
+        if dst not in gone:
+            bridges.append((user_id, persona_id, src, dst, created_at))
     conn.execute(
-        f"""INSERT INTO graph_edge_archive ({columns})
-           SELECT {columns}
-           FROM graph_edges WHERE edge_type <> 'next' AND id IN (
-               SELECT e.id FROM json_each(:ids) j JOIN graph_edges e ON e.src_memory = j.value
-               UNION SELECT e.id FROM json_each(:ids) j JOIN graph_edges e
-                   ON e.dst_memory = j.value
-               UNION SELECT e.id FROM json_each(:ids) j JOIN graph_edges e
-                   ON e.via_memory = j.value)
-           ORDER BY id""",
-        {"ids": ids_json},
+        f"DELETE FROM graph_edges WHERE id IN ({_ids(conn)})",
+        (_id_list(conn, [int(e[0]) for e in edges]),),
     )
+    conn.executemany(
+        """INSERT OR IGNORE INTO graph_edges (user_id, persona_id, edge_type, src_memory,
+               dst_memory, weight, created_at) VALUES (?, ?, 'next', ?, ?, 1.0, ?)""",
+        bridges,
+    )
+
+
+def _ids(conn: Connection) -> str:
+    """A subquery of the integer ids bound (by `_id_list`) to one parameter."""
+    if conn.dialect == "postgresql":
+        return "SELECT unnest(CAST(? AS bigint[]))"
+    return "SELECT value FROM json_each(?)"
+
+
+def _id_list(conn: Connection, ids: list[int]) -> Any:
+    return ids if conn.dialect == "postgresql" else json.dumps(ids)
 
 
 def restore_edges(conn: Connection, memory_ids: Sequence[str], now: float) -> None:
@@ -447,11 +485,11 @@ def restore_edges(conn: Connection, memory_ids: Sequence[str], now: float) -> No
                  UNION SELECT e.id FROM {chosen}
                      JOIN graph_edge_archive e ON e.via_memory = j.value)
              AND (a.src_memory IS NULL
-                  OR EXISTS (SELECT 1 FROM memories WHERE id = a.src_memory))
+                  OR {memories.live('a.src_memory')})
              AND (a.dst_memory IS NULL
-                  OR EXISTS (SELECT 1 FROM memories WHERE id = a.dst_memory))
+                  OR {memories.live('a.dst_memory')})
              AND (a.via_memory IS NULL
-                  OR EXISTS (SELECT 1 FROM memories WHERE id = a.via_memory))
+                  OR {memories.live('a.via_memory')})
              AND (a.src_entity IS NULL OR EXISTS
                   (SELECT 1 FROM graph_entities WHERE id = a.src_entity))
              AND (a.dst_entity IS NULL OR EXISTS

@@ -1,10 +1,12 @@
 """Decay, pruning, archive and restore in SQL. Plain functions over a connection.
 
-Decay is one UPDATE per pass over the narrow `memory_scores` rows. Pruning moves
-memories to `memory_archive` and deletes them in the same transaction, a bounded batch
-at a time, so a pass cut short leaves every memory either in place or archived (and
-restorable). The archive copies a memory's row and scores; its vector stays in
-`memory_vectors` under the same id, so neither prune nor restore moves it.
+Decay is one UPDATE per pass over the narrow `memory_scores` rows. Pruning archives
+memories in place, a bounded batch at a time in one transaction each, so a pass cut
+short leaves every memory either live or archived (and restorable): a memory's scores
+move from `memory_scores` to a narrow `memory_archive` row, and a memory without a
+scores row is not live (`store.memories.ROWS` joins the two). Its row, its full-text
+entry and its vector stay where they are, so neither prune nor restore copies them;
+its graph edges move to the edge archive and the `next` chain is joined up around it.
 """
 
 from __future__ import annotations
@@ -22,11 +24,7 @@ PROTECT_IMPORTANCE = 0.8
 PROTECT_ACCESS = 8
 MIN_KEEP = 10
 
-# The columns an archived memory keeps: its row's, then its scores'.
-_ROW = (
-    "persona_id, user_id, content, memory_type, base_importance, emotional_valence, "
-    "created_at, occurred_at, source, metadata, importance_breakdown, context, superseded_by"
-)
+# The scores an archived memory keeps in its archive row, to be restored with.
 _SCORES = "importance, access_count, last_accessed_at, decayed_at, pinned"
 
 
@@ -151,8 +149,10 @@ def select(
     target_count: int | None,
     prune_below: float,
     limit: int | None = None,
+    content: bool = False,
 ) -> Selection:
-    """What a prune would remove, lowest value first, within the protection rules."""
+    """What a prune would remove, lowest value first, within the protection rules (with
+    each memory's text when `content`; without, no memory row is read)."""
     total, protected = conn.execute(
         f"""SELECT count(*), coalesce(sum(CASE WHEN importance >= {PROTECT_IMPORTANCE}
                        OR access_count >= {PROTECT_ACCESS} OR pinned <> 0 THEN 1 ELSE 0 END), 0)
@@ -171,10 +171,11 @@ def select(
         wanted = min(wanted, limit)
     if wanted == 0:
         return Selection(total, protected, [])
-    # Scored on the persona's range of narrow rows (ties: the oldest first); only the
-    # chosen ones read their memory row.
+    # Scored on the persona's range of narrow rows (ties: the oldest first); the chosen
+    # ones' rowids come from the index on ids, their text (if wanted) from their rows.
+    text = "m.content" if content else "''"
     rows = conn.execute(
-        f"""SELECT m.rid, c.id, m.content, c.importance, c.access_count, c.created_at, c.score
+        f"""SELECT m.rid, c.id, {text}, c.importance, c.access_count, c.created_at, c.score
             FROM (SELECT * FROM (
                     SELECT memory_id AS id, importance, access_count, created_at,
                            {_score_expression(strategy)} AS score
@@ -184,30 +185,13 @@ def select(
                       AND access_count < {PROTECT_ACCESS} AND pinned = 0
                 ) AS scored WHERE 1 = 1 {threshold}
                 ORDER BY score, created_at, id LIMIT :wanted) AS c
-            JOIN memories m ON m.id = c.id
-            ORDER BY c.score, c.created_at, c.id""",
+            JOIN memories m ON m.id = c.id""",
         {"user": user_id, "persona": persona_id, "now": now, "below": prune_below,
          "wanted": wanted},
     ).fetchall()  # fmt: skip
-    return Selection(
-        total,
-        protected,
-        [Candidate(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows],
-    )
-
-
-def still_prunable(conn: Connection, rids: Sequence[int]) -> set[int]:
-    """Those of `rids` that the protection rules still allow to prune, as rows are now."""
-    marks = ",".join("?" * len(rids))
-    return {
-        r[0]
-        for r in conn.execute(
-            f"""SELECT m.rid FROM {memories.ROWS}
-                WHERE m.rid IN ({marks}) AND s.importance < {PROTECT_IMPORTANCE}
-                AND s.access_count < {PROTECT_ACCESS} AND s.pinned = 0""",
-            list(rids),
-        )
-    }
+    chosen = [Candidate(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+    chosen.sort(key=lambda c: (c.score, c.created_at, c.id))  # (a sort in SQL costs more)
+    return Selection(total, protected, chosen)
 
 
 def start_run(conn: Connection, run: dict[str, Any]) -> None:
@@ -223,35 +207,63 @@ def start_run(conn: Connection, run: dict[str, Any]) -> None:
 def archive_batch(
     conn: Connection,
     run_id: str,
+    user_id: str,
+    persona_id: str,
     batch: Sequence[Candidate],
     reasons: Sequence[str],
     now: float,
-) -> None:
-    """Move one batch into the archive: copy the rows and scores, archive their graph
-    edges, then delete (the scores go with their rows; the vectors stay), in the caller's
-    transaction. Set-based statements, whatever the batch size."""
-    rows = json.dumps([[c.rid, c.score, reason] for c, reason in zip(batch, reasons, strict=True)])
+    allowed: int,
+) -> set[str]:
+    """Archive the first `allowed` memories of a batch of a persona's that the protection
+    rules still let go, as the rows are now, in place, in the caller's transaction:
+    their scores move into the archive with the prune's score and reason, and their
+    graph edges go to the edge archive. Set-based statements, whatever the batch size.
+    Returns the ids archived."""
+    if allowed <= 0:
+        return set()
+    rows = json.dumps([[c.id, c.score, reason] for c, reason in zip(batch, reasons, strict=True)])
     if conn.dialect == "postgresql":
-        batch_rows = "jsonb_array_elements(?::jsonb) AS j(value)"
-        rid, score, why = "(j.value ->> 0)::bigint", "(j.value ->> 1)::float8", "j.value ->> 2"
-    else:
-        batch_rows = "json_each(?) AS j"
-        rid, score, why = "j.value ->> 0", "j.value ->> 1", "j.value ->> 2"
-    conn.execute(
+        batch_rows = "jsonb_array_elements(?::jsonb) WITH ORDINALITY AS j(value, key) JOIN"
+        score = "(j.value ->> 1)::float8"
+    else:  # CROSS JOIN: SQLite is to read the batch first, then each one's scores by key
+        batch_rows = "json_each(?) AS j CROSS JOIN"
+        score = "j.value ->> 1"
+    # Ordered and cut only when the persona may not lose the whole batch; which of them
+    # the rules kept back is asked only when some were.
+    cut = " ORDER BY j.key LIMIT ?" if allowed < len(batch) else " AND ? > 0"
+    inserted = conn.execute(
         f"""INSERT INTO memory_archive (id, prune_run_id, archived_at, prune_score, reason,
-                {_ROW}, {_SCORES})
-            SELECT m.id, ?, ?, {score}, {why}, {_prefixed("m.", _ROW)},
+                persona_id, user_id, {_SCORES})
+            SELECT s.memory_id, ?, ?, {score}, j.value ->> 2, s.persona_id, s.user_id,
                 {_prefixed("s.", _SCORES)}
-            FROM {batch_rows} JOIN memories m ON m.rid = {rid}
-            JOIN memory_scores s ON s.user_id = m.user_id AND s.persona_id = m.persona_id
-                AND s.memory_id = m.id""",
-        (run_id, now, rows),
-    )
-    graph.archive_edges(conn, [c.id for c in batch])
-    conn.execute(f"DELETE FROM memories WHERE rid IN (SELECT {rid} FROM {batch_rows})", (rows,))
+            FROM {batch_rows} memory_scores s ON s.user_id = ? AND s.persona_id = ?
+                AND s.memory_id = j.value ->> 0
+            WHERE s.importance < {PROTECT_IMPORTANCE} AND s.access_count < {PROTECT_ACCESS}
+                AND s.pinned = 0{cut}""",
+        (run_id, now, rows, user_id, persona_id, allowed),
+    ).rowcount
+    if inserted == 0:
+        return set()
+    ids = [c.id for c in batch]
+    if inserted < len(batch):
+        ids = [
+            r[0]
+            for r in conn.execute(
+                f"""SELECT id FROM memory_archive WHERE prune_run_id = ?
+                    AND id IN (SELECT value FROM {json_values(conn, "?")})""",
+                (run_id, json.dumps(ids)),
+            )
+        ]
+    graph.detach(conn, ids)
     conn.execute(
-        "UPDATE prune_runs SET pruned_count = pruned_count + ? WHERE id = ?", (len(batch), run_id)
+        f"""DELETE FROM memory_scores WHERE user_id = ? AND persona_id = ?
+            AND memory_id IN (SELECT value FROM {json_values(conn, "?")})""",
+        (user_id, persona_id, json.dumps(ids)),
     )
+    conn.execute(
+        "UPDATE prune_runs SET pruned_count = pruned_count + ? WHERE id = ?", (len(ids), run_id)
+    )
+    return set(ids)
 
 
 def _prefixed(alias: str, columns: str) -> str:
@@ -291,21 +303,18 @@ def archived_ids(
 
 
 def restore(conn: Connection, ids: Sequence[str]) -> list[tuple[int, str, str]]:
-    """Move archived memories back (same ids, new rowids in the order they were created)
-    with their scores; their vectors never left. Returns (rid, id, persona id) by rid."""
+    """Make archived memories live again: their scores go back to `memory_scores` (their
+    rows, rowids, full-text entries and vectors never left). Returns (rid, id, persona
+    id) by rid."""
     if not ids:
         return []
     keys = json.dumps(list(ids))
     chosen = f"SELECT value FROM {json_values(conn, ':ids')}"
     conn.execute(
-        f"""INSERT INTO memories (id, {_ROW}) SELECT id, {_ROW} FROM memory_archive
-            WHERE id IN ({chosen}) ORDER BY created_at, id""",
-        {"ids": keys},
-    )
-    conn.execute(
         f"""INSERT INTO memory_scores (memory_id, user_id, persona_id, created_at, {_SCORES})
-            SELECT id, user_id, persona_id, created_at, {_SCORES} FROM memory_archive
-            WHERE id IN ({chosen})""",
+            SELECT a.id, a.user_id, a.persona_id, m.created_at, {_prefixed("a.", _SCORES)}
+            FROM memory_archive a JOIN memories m ON m.id = a.id
+            WHERE a.id IN ({chosen})""",
         {"ids": keys},
     )
     conn.execute(

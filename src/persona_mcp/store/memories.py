@@ -5,6 +5,10 @@ A memory is three rows (see the m011_memory_split migration): the wide one in
 (importance, accesses, decay stamp, pin: what decay and pruning read and rewrite), and
 its vector in `memory_vectors` once embedded. They are written in one transaction; the
 full-text index follows `memories` through triggers.
+
+A memory is live while it has its scores row. A pruned (archived) one keeps its wide
+row, full-text entry and vector and has an archive row instead (see m012 and
+`store.lifecycle`), so every read of live memories goes through `ROWS` or `live()`.
 """
 
 from __future__ import annotations
@@ -27,11 +31,17 @@ COLUMNS = (
     "m.occurred_at, m.source, m.metadata, m.importance_breakdown, m.context, s.pinned, "
     "m.superseded_by"
 )
-# A memory with its scores; COLUMNS are read from here.
+# A live memory with its scores; COLUMNS are read from here.
 ROWS = (
     "memories m JOIN memory_scores s "
     "ON s.user_id = m.user_id AND s.persona_id = m.persona_id AND s.memory_id = m.id"
 )
+
+
+def live(memory_id: str) -> str:
+    """The condition that the memory `memory_id` (an SQL expression, not aliased `m` or
+    `s`) names is live: it exists and is not archived."""
+    return f"EXISTS (SELECT 1 FROM {ROWS} WHERE m.id = {memory_id})"
 
 
 def _scores_of(where: str) -> str:
@@ -190,8 +200,8 @@ def by_rids(conn: Connection, rids: Sequence[int]) -> dict[int, MemoryRow]:
 
 def latest_content(conn: Connection, user_id: str, persona_id: str) -> str | None:
     row = conn.execute(
-        """SELECT content FROM memories WHERE user_id = ? AND persona_id = ?
-           ORDER BY created_at DESC, rid DESC LIMIT 1""",
+        f"""SELECT m.content FROM {ROWS} WHERE m.user_id = ? AND m.persona_id = ?
+           ORDER BY m.created_at DESC, m.rid DESC LIMIT 1""",
         (user_id, persona_id),
     ).fetchone()
     return row[0] if row else None
@@ -431,7 +441,7 @@ def lexical(
     hits = _own(conn, filters, rows)
     if len(hits) < limit and len(rows) == fetch:
         token = f'owner:"{owner_token(filters.persona_id)}" AND ({match})'
-        hits = _own(conn, filters, conn.execute(sql, (context_weight, token, limit)).fetchall())
+        hits = _own(conn, filters, conn.execute(sql, (context_weight, token, fetch)).fetchall())
     return hits[:limit]
 
 
@@ -475,7 +485,7 @@ def _pg_lexical(
         "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'memories'::regclass"
     ).fetchone()[0])  # fmt: skip
     if total < EXACT_IDF_ROWS:  # small (or never analysed): count exactly, it is cheap
-        total = int(conn.execute("SELECT count(*) FROM memories").fetchone()[0])
+        total = int(conn.execute("SELECT count(*) FROM memory_scores").fetchone()[0])
         known = {}
     counts = [
         known[term] if term in known else int(conn.execute(
@@ -491,7 +501,7 @@ def _pg_lexical(
     rank_args = [a for w, t in zip(weights, terms, strict=True) for a in (w, context_weight, t)]
     where, args = filters.sql()
     rows = conn.execute(
-        f"""SELECT m.rid, {ranks} AS score FROM memories m
+        f"""SELECT m.rid, {ranks} AS score FROM {ROWS}
             WHERE m.fts @@ to_tsquery('english', ?) AND {where}
             ORDER BY score DESC, m.rid LIMIT ?""",
         (*rank_args, " | ".join(f"({t})" for t in terms), *args, limit),
@@ -506,21 +516,21 @@ def _own(conn: Connection, filters: Filters, rows: Sequence[Row]) -> list[tuple[
     rids = [int(r[0]) for r in rows]
     where, args = filters.sql(by_key=True)
     marks = ",".join("?" * len(rids))
-    sql = f"SELECT m.rid FROM memories m WHERE m.rid IN ({marks}) AND {where}"
+    sql = f"SELECT m.rid FROM {ROWS} WHERE m.rid IN ({marks}) AND {where}"
     mine = {int(r[0]) for r in conn.execute(sql, (*rids, *args))}
     return [(int(r[0]), float(r[1])) for r in rows if int(r[0]) in mine]
 
 
 def allowed_rids(conn: Connection, filters: Filters) -> set[int]:
     where, args = filters.sql()
-    return {int(r[0]) for r in conn.execute(f"SELECT m.rid FROM memories m WHERE {where}", args)}
+    return {int(r[0]) for r in conn.execute(f"SELECT m.rid FROM {ROWS} WHERE {where}", args)}
 
 
 def count_embedded(conn: Connection, user_id: str, persona_id: str, model: str) -> int:
     """How many of a persona's memories carry an embedding by `model`."""
     return int(
         conn.execute(
-            """SELECT count(*) FROM memories m JOIN memory_vectors v ON v.memory_id = m.id
+            f"""SELECT count(*) FROM {ROWS} JOIN memory_vectors v ON v.memory_id = m.id
                WHERE m.user_id = ? AND m.persona_id = ? AND v.model = ?""",
             (user_id, persona_id, model),
         ).fetchone()[0]
@@ -533,8 +543,8 @@ def embedding_chunks(
     """A persona's (rids, vectors, occurred_at) by rid, `size` rows at a time, so the
     vector index fills its arrays without holding every row's bytes at once."""
     cursor = conn.execute(
-        """SELECT m.rid, v.embedding, m.occurred_at
-           FROM memories m JOIN memory_vectors v ON v.memory_id = m.id
+        f"""SELECT m.rid, v.embedding, m.occurred_at
+           FROM {ROWS} JOIN memory_vectors v ON v.memory_id = m.id
            WHERE m.user_id = ? AND m.persona_id = ? AND v.model = ? ORDER BY m.rid""",
         (user_id, persona_id, model),
     )
@@ -553,7 +563,7 @@ def stored_embeddings(
             (int(r[0]), r[1], r[2], r[3], r[4])
             for r in conn.execute(
                 f"""SELECT m.rid, m.user_id, m.persona_id, v.embedding, m.occurred_at
-                    FROM memories m JOIN memory_vectors v ON v.memory_id = m.id
+                    FROM {ROWS} JOIN memory_vectors v ON v.memory_id = m.id
                     WHERE m.rid IN ({",".join("?" * len(chunk))}) AND v.model = ?""",
                 (*chunk, model),
             )
@@ -581,7 +591,7 @@ def pending_embeddings(
     )
     rows = conn.execute(
         f"""SELECT m.rid, m.user_id, m.persona_id, m.content, m.context, m.occurred_at
-            FROM memories m LEFT JOIN memory_vectors v ON v.memory_id = m.id
+            FROM {ROWS} LEFT JOIN memory_vectors v ON v.memory_id = m.id
             WHERE {condition} AND m.rid > ? ORDER BY m.rid LIMIT ?""",
         (model, after, limit),
     ).fetchall()
@@ -601,14 +611,16 @@ def set_embeddings(conn: Connection, rids: Sequence[int], vectors: Vectors, mode
 
 def count_for_user(conn: Connection, user_id: str) -> int:
     return int(
-        conn.execute("SELECT count(*) FROM memories WHERE user_id = ?", (user_id,)).fetchone()[0]
+        conn.execute(
+            "SELECT count(*) FROM memory_scores WHERE user_id = ?", (user_id,)
+        ).fetchone()[0]
     )
 
 
 def count(conn: Connection, user_id: str, persona_id: str) -> int:
     return int(
         conn.execute(
-            "SELECT count(*) FROM memories WHERE user_id = ? AND persona_id = ?",
+            "SELECT count(*) FROM memory_scores WHERE user_id = ? AND persona_id = ?",
             (user_id, persona_id),
         ).fetchone()[0]
     )
@@ -624,13 +636,13 @@ def stats(conn: Connection, user_id: str, persona_id: str, model: str) -> dict[s
             FROM memory_scores WHERE {where}""",
         args,
     ).fetchone()
+    mine = f"{ROWS} WHERE m.user_id = ? AND m.persona_id = ?"
     oldest, newest = conn.execute(
-        f"SELECT min(occurred_at), max(occurred_at) FROM memories WHERE {where}", args
+        f"SELECT min(m.occurred_at), max(m.occurred_at) FROM {mine}", args
     ).fetchone()
     by_type = dict(
         conn.execute(
-            f"SELECT memory_type, count(*) FROM memories WHERE {where} GROUP BY memory_type",
-            args,
+            f"SELECT m.memory_type, count(*) FROM {mine} GROUP BY m.memory_type", args
         ).fetchall()
     )
     buckets = {f"{i / 10:.1f}-{(i + 1) / 10:.1f}": 0 for i in range(10)}
@@ -666,7 +678,7 @@ def count_stale_embeddings(conn: Connection, model: str) -> int:
     """Memories with no embedding from `model` (what `reindex` will embed)."""
     return int(
         conn.execute(
-            """SELECT count(*) FROM memories m LEFT JOIN memory_vectors v ON v.memory_id = m.id
+            f"""SELECT count(*) FROM {ROWS} LEFT JOIN memory_vectors v ON v.memory_id = m.id
                WHERE v.model IS NULL OR v.model IS NOT ?""",
             (model,),
         ).fetchone()[0]
@@ -703,7 +715,7 @@ def nearest(
     conn.execute(f"SET LOCAL hnsw.ef_search = {max(HNSW_EF_SEARCH, int(limit))}")
     rows = conn.execute(
         f"""SELECT m.rid, 1 - (v.embedding::vector({dims}) <=> ?::vector({dims})) AS cosine
-            FROM memory_vectors v JOIN memories m ON m.id = v.memory_id
+            FROM memory_vectors v JOIN {ROWS} ON m.id = v.memory_id
             WHERE {where} AND v.model = ? AND vector_dims(v.embedding) = {dims}
             ORDER BY v.embedding::vector({dims}) <=> ?::vector({dims}) LIMIT ?""",
         (blob, *args, model, blob, limit),
@@ -720,7 +732,7 @@ def window(
     a row's predecessor is the row before it in any run that holds both."""
     if not core:
         return [], [], [], []
-    embedded = """memories m JOIN memory_vectors v ON v.memory_id = m.id
+    embedded = f"""{ROWS} JOIN memory_vectors v ON v.memory_id = m.id
                   WHERE m.user_id = ? AND m.persona_id = ? AND v.model = ?"""
     owner = (user_id, persona_id, model)
     runs = conn.execute(
@@ -758,7 +770,7 @@ def embedded_times(
 ) -> tuple[list[int], list[float]]:
     """(rids, occurred_at) of a persona's rows embedded by `model` (for date candidates)."""
     rows = conn.execute(
-        """SELECT m.rid, m.occurred_at FROM memories m JOIN memory_vectors v
+        f"""SELECT m.rid, m.occurred_at FROM {ROWS} JOIN memory_vectors v
                ON v.memory_id = m.id
            WHERE m.user_id = ? AND m.persona_id = ? AND v.model = ? ORDER BY m.rid""",
         (user_id, persona_id, model),

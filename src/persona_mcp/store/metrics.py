@@ -21,7 +21,7 @@ def figures(conn: Connection) -> Figures:
     for trigger, count in conn.execute("SELECT trigger, count(*) FROM prune_runs GROUP BY 1"):
         runs[("prune", trigger)] = int(count)
     return Figures(
-        memories=int(conn.execute("SELECT count(*) FROM memories").fetchone()[0]),
+        memories=int(conn.execute("SELECT count(*) FROM memory_scores").fetchone()[0]),
         users=int(conn.execute("SELECT count(*) FROM user_state").fetchone()[0]),
         job_runs=runs,
     )

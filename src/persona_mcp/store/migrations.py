@@ -742,3 +742,48 @@ def m011_memory_split(conn: sqlite3.Connection) -> None:
         END
         """,
     )
+
+
+@migration
+def m012_archive_in_place(conn: sqlite3.Connection) -> None:
+    """A pruned memory stays where it is: its row, its full-text entry and its vector are
+    kept, and it is archived by taking its scores out of `memory_scores` (a live memory
+    is one with a scores row) into a narrow `memory_archive` row, so a prune writes one
+    narrow row per memory instead of copying and deleting the wide row, its full-text
+    entry and its edges' references. Memories archived before go back into `memories`
+    (new rowids, in the order they were created) without a scores row. Deleting a
+    memory, live or archived, takes its versions, vector, archive row and archived edges."""
+    _script(
+        conn,
+        """
+        INSERT INTO memories (id, persona_id, user_id, content, memory_type, base_importance,
+                emotional_valence, created_at, occurred_at, source, metadata,
+                importance_breakdown, context, superseded_by)
+            SELECT id, persona_id, user_id, content, memory_type, base_importance,
+                emotional_valence, created_at, occurred_at, source, metadata,
+                importance_breakdown, context, superseded_by
+            FROM memory_archive ORDER BY created_at, id;
+        DROP TRIGGER memory_forget;
+        DROP TRIGGER memory_archive_forget;
+        ALTER TABLE memory_archive DROP COLUMN content;
+        ALTER TABLE memory_archive DROP COLUMN memory_type;
+        ALTER TABLE memory_archive DROP COLUMN base_importance;
+        ALTER TABLE memory_archive DROP COLUMN emotional_valence;
+        ALTER TABLE memory_archive DROP COLUMN created_at;
+        ALTER TABLE memory_archive DROP COLUMN occurred_at;
+        ALTER TABLE memory_archive DROP COLUMN source;
+        ALTER TABLE memory_archive DROP COLUMN metadata;
+        ALTER TABLE memory_archive DROP COLUMN importance_breakdown;
+        ALTER TABLE memory_archive DROP COLUMN context;
+        ALTER TABLE memory_archive DROP COLUMN superseded_by;
+        -- Read by run (restore) and counted by user without it.
+        DROP INDEX memory_archive_owner;
+        CREATE TRIGGER memory_forget AFTER DELETE ON memories BEGIN
+            DELETE FROM memory_versions WHERE memory_id = old.id;
+            DELETE FROM memory_vectors WHERE memory_id = old.id;
+            DELETE FROM memory_archive WHERE id = old.id;
+            DELETE FROM graph_edge_archive
+                WHERE src_memory = old.id OR dst_memory = old.id OR via_memory = old.id;
+        END
+        """,
+    )

@@ -227,7 +227,7 @@ def counts_for_user(conn: Connection, user_id: str) -> dict[str, int]:
     return {
         "personas": one("SELECT count(*) FROM personas WHERE user_id = ?"),
         "conversations": one("SELECT count(*) FROM conversations WHERE user_id = ?"),
-        "memories": one("SELECT count(*) FROM memories WHERE user_id = ?"),
+        "memories": one("SELECT count(*) FROM memory_scores WHERE user_id = ?"),
         "messages": one(
             """SELECT count(*) FROM messages JOIN conversations c
                ON c.id = messages.conversation_id WHERE c.user_id = ?"""

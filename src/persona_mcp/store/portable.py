@@ -64,6 +64,7 @@ SECTIONS: tuple[Section, ...] = (
         "conversation_id, seq", key=("conversation_id", "seq"), user_column=None,
         persona_column=None, omit=("id",), parents=(("conversation_id", "conversations"),),
     ),
+    # Live and archived memories (an archived one has an archive row, not a scores row).
     Section("memories", _USER, "rid", key=("id",), omit=("rid",), parents=_PERSONA,
             json_columns=("metadata", "importance_breakdown"), global_key=True),
     Section("memory_scores", _USER, "persona_id, memory_id", key=("memory_id",),
@@ -71,14 +72,12 @@ SECTIONS: tuple[Section, ...] = (
     Section("prune_runs", _USER, "started_at, id", key=("id",), global_key=True),
     Section(
         "memory_archive", _USER, "archived_at, id", key=("id",),
-        parents=(("prune_run_id", "prune_runs"), *_PERSONA),
-        json_columns=("metadata", "importance_breakdown"), global_key=True,
+        parents=(("prune_run_id", "prune_runs"), *_PERSONA, ("id", "memories")),
+        global_key=True,
     ),
-    # The vectors of live and archived memories (removed with them by triggers).
+    # The vectors of live and archived memories (removed with them by a trigger).
     Section(
-        "memory_vectors",
-        "memory_id IN (SELECT id FROM memories WHERE user_id = :user"
-        " UNION ALL SELECT id FROM memory_archive WHERE user_id = :user)",
+        "memory_vectors", "memory_id IN (SELECT id FROM memories WHERE user_id = :user)",
         "memory_id", key=("memory_id",), user_column=None, persona_column=None,
     ),
     Section("memory_versions", _USER, "memory_id, version", key=("memory_id", "version"),
@@ -113,9 +112,10 @@ SECTIONS: tuple[Section, ...] = (
             parents=(*_PERSONA, ("src_memory", "memories"), ("dst_memory", "memories"),
                      ("via_memory", "memories"), ("src_entity", "graph_entities"),
                      ("dst_entity", "graph_entities"))),
-    # The edges of archived memories (their memory ids name memory_archive rows).
+    # The edges of archived memories, until they are restored.
     Section("graph_edge_archive", _USER, "id", omit=("id",),
-            parents=(*_PERSONA, ("src_entity", "graph_entities"),
+            parents=(*_PERSONA, ("src_memory", "memories"), ("dst_memory", "memories"),
+                     ("via_memory", "memories"), ("src_entity", "graph_entities"),
                      ("dst_entity", "graph_entities"))),
     Section("visual_context", _USER, "persona_id", key=("persona_id",), parents=_PERSONA,
             json_columns=("tags",)),
@@ -238,13 +238,12 @@ def delete_personas(conn: Connection, user_id: str, persona_ids: Sequence[str]) 
             f"AND {section.persona_column} IN ({marks})",
             (user_id, *persona_ids),
         )
-    # The versions of memories that left with them (archived ones are not caught by the
-    # trigger on memories).
+    # The versions of memories that left with them (the trigger on memories takes them
+    # too; this catches a version whose memory was never there).
     conn.execute(
         """DELETE FROM memory_versions WHERE user_id = ?
-           AND memory_id NOT IN (SELECT id FROM memories WHERE user_id = ?)
-           AND memory_id NOT IN (SELECT id FROM memory_archive WHERE user_id = ?)""",
-        (user_id, user_id, user_id),
+           AND memory_id NOT IN (SELECT id FROM memories WHERE user_id = ?)""",
+        (user_id, user_id),
     )
 
 

@@ -602,3 +602,39 @@ def pg002_fleet(conn: psycopg.Connection[Any]) -> None:
         CREATE SEQUENCE fleet_seq;
         """
     )
+
+
+@migration
+def pg003_archive_in_place(conn: psycopg.Connection[Any]) -> None:
+    """SQLite's m012_archive_in_place: a pruned memory keeps its `memories` row (and its
+    full text and vector) and is archived by moving its scores into a narrow
+    `memory_archive` row; deleting a memory, live or archived, takes its versions,
+    vector, archive row and archived edges."""
+    conn.execute(
+        """
+        INSERT INTO memories (id, persona_id, user_id, content, memory_type, base_importance,
+                emotional_valence, created_at, occurred_at, source, metadata,
+                importance_breakdown, context, superseded_by)
+            SELECT id, persona_id, user_id, content, memory_type, base_importance,
+                emotional_valence, created_at, occurred_at, source, metadata,
+                importance_breakdown, context, superseded_by
+            FROM memory_archive ORDER BY created_at, id;
+        DROP TRIGGER memory_archive_forget ON memory_archive;
+        DROP FUNCTION memory_archive_forget();
+        ALTER TABLE memory_archive DROP COLUMN content, DROP COLUMN memory_type,
+            DROP COLUMN base_importance, DROP COLUMN emotional_valence,
+            DROP COLUMN created_at, DROP COLUMN occurred_at, DROP COLUMN source,
+            DROP COLUMN metadata, DROP COLUMN importance_breakdown, DROP COLUMN context,
+            DROP COLUMN superseded_by;
+        DROP INDEX memory_archive_owner;
+        CREATE OR REPLACE FUNCTION memory_forget() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            DELETE FROM memory_versions WHERE memory_id = OLD.id;
+            DELETE FROM memory_vectors WHERE memory_id = OLD.id;
+            DELETE FROM memory_archive WHERE id = OLD.id;
+            DELETE FROM graph_edge_archive
+                WHERE src_memory = OLD.id OR dst_memory = OLD.id OR via_memory = OLD.id;
+            RETURN NULL;
+        END $$;
+        """
+    )
