@@ -4,6 +4,7 @@ aliases, `rag.query` and `ask`, persisted and across restarts."""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -256,7 +257,7 @@ async def test_a_pruned_run_of_episodes_is_bridged_in_the_chain_and_restored_int
             },
         )  # fmt: skip
         chain = [m["id"] for m in stored["memories"]]
-        for here, there in zip(chain, chain[1:], strict=False):
+        for here, there in itertools.pairwise(chain):
             assert await following(client, here) == [there]
         pruned = await client.call(
             "memory.prune", {"strategy": "importance_only", "target_count": 14}
@@ -270,7 +271,7 @@ async def test_a_pruned_run_of_episodes_is_bridged_in_the_chain_and_restored_int
     async with serve(settings) as server, server.client() as client:
         assert await following(client, chain[0]) == [chain[4]]
         await client.call("memory.restore", {"prune_run_id": pruned["prune_run_id"]})
-        for here, there in zip(chain, chain[1:], strict=False):
+        for here, there in itertools.pairwise(chain):
             assert await following(client, here) == [there]
         found = await client.call("memory.search", {"query": "walked to the market"})
         assert found["results"][0]["memory"]["id"] == chain[2]

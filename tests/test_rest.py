@@ -61,7 +61,10 @@ async def test_a_new_user_over_rest_ingests_asks_and_is_deleted_whole(tmp_path: 
         settings = make_settings(
             tmp_path / "data", llm_provider="openai", openai_base_url=fake.openai_url
         )
-        async with serve(settings) as server, httpx.AsyncClient(base_url=server.http_url, timeout=60) as http:
+        async with (
+            serve(settings) as server,
+            httpx.AsyncClient(base_url=server.http_url, timeout=60) as http,
+        ):
             created = await http.post("/api/v1/users/alice")
             assert created.status_code == 201
             assert created.json()["created"] is True
@@ -185,7 +188,10 @@ async def test_errors_have_http_codes_and_the_same_messages_as_the_websocket_doo
 
 async def test_rate_limits_answer_429_with_retry_after(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data", rate_limit_per_minute=2)
-    async with serve(settings) as server, httpx.AsyncClient(base_url=server.http_url, timeout=60) as http:
+    async with (
+        serve(settings) as server,
+        httpx.AsyncClient(base_url=server.http_url, timeout=60) as http,
+    ):
         codes = [(await http.get("/api/v1/users/carol/personas")).status_code for _ in range(3)]
         assert codes == [200, 200, 429]
         limited = await http.get("/api/v1/users/carol/personas")
@@ -195,7 +201,10 @@ async def test_rate_limits_answer_429_with_retry_after(tmp_path: Path) -> None:
 
 async def test_a_user_may_address_only_their_own_user_id_and_an_admin_any(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data", auth_mode="required")
-    async with serve(settings) as server, httpx.AsyncClient(base_url=server.http_url, timeout=60) as http:
+    async with (
+        serve(settings) as server,
+        httpx.AsyncClient(base_url=server.http_url, timeout=60) as http,
+    ):
         _, alice = await server.app.tokens.create("alice")
         _, admin = await server.app.tokens.create("ops", admin=True)
         as_alice = {"Authorization": f"Bearer {alice}"}

@@ -27,9 +27,7 @@ from persona_mcp.memory.service import MemoryService
 from persona_mcp.store import config as config_store
 from persona_mcp.store import graph as graph_repo
 from persona_mcp.store import lifecycle as repo
-from persona_mcp.store import memories as memory_repo
 from persona_mcp.store.api import Connection, Database
-from persona_mcp.store.lifecycle import Candidate
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +136,7 @@ class PruningService:
                     "access_count": c.access_count,
                     "age_days": round((now - c.created_at) / 86400.0, 2),
                     "score": round(c.score, 4),
-                    "reason": _reason(c, strategy, None, config.prune_below),
+                    "reason": repo.reason(strategy, f"{c.score:.3f}", None, config.prune_below),
                 }
                 for c in selection.candidates
             ],
@@ -160,12 +158,21 @@ class PruningService:
         async with lock:
             started = time.perf_counter()
             now = self._clock.now()
-            selection = await self._db.read(
-                lambda conn: repo.select(
-                    conn, user_id, persona_id, strategy, now,
-                    target_count=target_count, prune_below=config.prune_below,
+            # A dry run lists what a prune would take. A prune chooses each batch as it
+            # archives it (the lowest scores as the rows are then), in the writer; down
+            # to a target it needs only the counts to know whether there is any.
+            if dry_run or target_count is None:
+                selection = await self._db.read(
+                    lambda conn: repo.select(
+                        conn, user_id, persona_id, strategy, now,
+                        target_count=target_count, prune_below=config.prune_below,
+                        limit=None if dry_run else 1,
+                    )
+                )  # fmt: skip
+            else:
+                selection = await self._db.read(
+                    lambda conn: repo.counts(conn, user_id, persona_id, strategy, target_count)
                 )
-            )  # fmt: skip
             chosen = selection.candidates
             result: dict[str, Any] = {
                 "persona_id": persona_id,
@@ -174,12 +181,12 @@ class PruningService:
                 "total_before": selection.total,
                 "protected": selection.protected,
             }
-            if dry_run or not chosen:
+            if dry_run or not selection.wanted:
                 return result | {
                     "pruned_count": len(chosen),
                     "pruned_ids": [c.id for c in chosen],
                     "prune_run_id": None,
-                    "remaining": selection.total - (0 if dry_run else len(chosen)),
+                    "remaining": selection.total,
                     "seconds": round(time.perf_counter() - started, 4),
                 }
             run_id = str(uuid.uuid4())
@@ -194,15 +201,19 @@ class PruningService:
             }
             await self._db.write(lambda conn: repo.start_run(conn, run))
             pruned: list[str] = []
-            for start in range(0, len(chosen), config.batch_size):
-                batch = chosen[start : start + config.batch_size]
+            while True:
+                at = self._clock.now()
                 done = await self._db.write(
-                    lambda conn, batch=batch: self._archive(  # type: ignore[misc]
-                        conn, user_id, persona_id, run_id, batch, strategy, target_count, config
+                    lambda conn, at=at: repo.archive_lowest(  # type: ignore[misc]
+                        conn, run_id, user_id, persona_id, strategy, at,
+                        target_count=target_count, prune_below=config.prune_below,
+                        limit=config.batch_size,
                     )
-                )
-                self._memory.vectors.remove((user_id, persona_id), [c.rid for c in done])
-                pruned.extend(c.id for c in done)
+                )  # fmt: skip
+                self._memory.vectors.remove((user_id, persona_id), [rid for rid, _ in done])
+                pruned.extend(memory_id for _, memory_id in done)
+                if len(done) < config.batch_size:
+                    break
             seconds = time.perf_counter() - started
             finished = self._clock.now()
             await self._db.write(lambda conn: repo.finish_run(conn, run_id, finished, seconds))
@@ -214,26 +225,6 @@ class PruningService:
                 "remaining": selection.total - len(pruned),
                 "seconds": round(seconds, 4),
             }
-
-    def _archive(
-        self,
-        conn: Connection,
-        user_id: str,
-        persona_id: str,
-        run_id: str,
-        batch: list[Candidate],
-        strategy: str,
-        target_count: int | None,
-        config: PruningConfig,
-    ) -> list[Candidate]:
-        """Archive one batch, re-checking the rules against the rows as they are now."""
-        count = memory_repo.count(conn, user_id, persona_id)
-        allowed = count - max(repo.MIN_KEEP, target_count or 0)
-        reasons = [_reason(c, strategy, target_count, config.prune_below) for c in batch]
-        archived = repo.archive_batch(
-            conn, run_id, user_id, persona_id, batch, reasons, self._clock.now(), allowed
-        )
-        return [c for c in batch if c.id in archived]
 
     async def prune_all(
         self, user_id: str, persona_ids: list[str], *, strategy: str | None, dry_run: bool
@@ -318,9 +309,3 @@ class PruningService:
     async def stats(self, user_id: str) -> dict[str, Any]:
         totals = await self._db.read(lambda conn: repo.prune_totals(conn, user_id))
         return {**totals, "config": asdict(await self.config(user_id))}
-
-
-def _reason(c: Candidate, strategy: str, target_count: int | None, below: float) -> str:
-    if target_count is not None:
-        return f"among the lowest {strategy} scores ({c.score:.3f}) above the target count"
-    return f"{strategy} score {c.score:.3f} is below {below}"

@@ -15,6 +15,7 @@ so nothing half-written stays and the next write succeeds once the cause is gone
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import sqlite3
@@ -161,10 +162,8 @@ class Database:
         if quiet < CHECKPOINT_IDLE:
             self._idle_timer = loop.call_later(CHECKPOINT_IDLE - quiet, self._when_idle)
         elif self._unchecked is not None and self._writer_pool is not None:
-            try:
+            with contextlib.suppress(RuntimeError):  # closing
                 self._writer_pool.submit(self._checkpoint)
-            except RuntimeError:  # closing
-                pass
 
     def _checkpoint(self) -> None:
         conn = self._writer

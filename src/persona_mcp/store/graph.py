@@ -470,12 +470,27 @@ def _id_list(conn: Connection, ids: list[int]) -> Any:
     return ids if conn.dialect == "postgresql" else json.dumps(ids)
 
 
+def entities_present(conn: Connection, entity_ids: Iterable[str | None]) -> set[str]:
+    """Those of these entity ids that exist."""
+    wanted = sorted(e for e in set(entity_ids) if e)
+    if not wanted:
+        return set()
+    return {
+        r[0]
+        for r in conn.execute(
+            f"""SELECT id FROM graph_entities
+                WHERE id IN (SELECT value FROM {json_values(conn, "?")})""",
+            (json.dumps(wanted),),
+        )
+    }
+
+
 def restore_edges(conn: Connection, memory_ids: Sequence[str], now: float) -> None:
     """Bring back the archived edges of restored memories whose other ends are present,
     and put restored episodes back into the `next` chain."""
     ids = json.dumps(list(memory_ids))
     chosen = json_values(conn, ":ids")
-    rows = conn.execute(
+    archived = conn.execute(
         f"""SELECT a.* FROM graph_edge_archive a
            WHERE a.id IN (
                  SELECT e.id FROM {chosen}
@@ -484,19 +499,20 @@ def restore_edges(conn: Connection, memory_ids: Sequence[str], now: float) -> No
                      JOIN graph_edge_archive e ON e.dst_memory = j.value
                  UNION SELECT e.id FROM {chosen}
                      JOIN graph_edge_archive e ON e.via_memory = j.value)
-             AND (a.src_memory IS NULL
-                  OR {memories.live('a.src_memory')})
-             AND (a.dst_memory IS NULL
-                  OR {memories.live('a.dst_memory')})
-             AND (a.via_memory IS NULL
-                  OR {memories.live('a.via_memory')})
-             AND (a.src_entity IS NULL OR EXISTS
-                  (SELECT 1 FROM graph_entities WHERE id = a.src_entity))
-             AND (a.dst_entity IS NULL OR EXISTS
-                  (SELECT 1 FROM graph_entities WHERE id = a.dst_entity))
            ORDER BY a.id""",
         {"ids": ids},
     ).fetchall()
+    live = memories.live_ids(
+        conn, {m for r in archived for m in (r["src_memory"], r["dst_memory"], r["via_memory"])}
+    )
+    entities = entities_present(
+        conn, {e for r in archived for e in (r["src_entity"], r["dst_entity"])}
+    )
+    rows = [
+        r for r in archived
+        if all(m is None or m in live for m in (r["src_memory"], r["dst_memory"], r["via_memory"]))
+        and all(e is None or e in entities for e in (r["src_entity"], r["dst_entity"]))
+    ]  # fmt: skip
     conn.executemany(
         """INSERT OR IGNORE INTO graph_edges (user_id, persona_id, edge_type, src_memory,
                src_entity, dst_memory, dst_entity, via_memory, label, weight, created_at)
@@ -508,7 +524,11 @@ def restore_edges(conn: Connection, memory_ids: Sequence[str], now: float) -> No
             for r in rows
         ],
     )  # fmt: skip
-    conn.executemany("DELETE FROM graph_edge_archive WHERE id = ?", [(r["id"],) for r in rows])
+    if rows:
+        conn.execute(
+            f"DELETE FROM graph_edge_archive WHERE id IN ({_ids(conn)})",
+            (_id_list(conn, [int(r["id"]) for r in rows]),),
+        )
     episodes = conn.execute(
         f"""SELECT user_id, persona_id, id, occurred_at, rid FROM memories
            WHERE id IN (SELECT value FROM {json_values(conn, "?")}) AND memory_type = 'episode'

@@ -137,6 +137,72 @@ class Selection:
     total: int
     protected: int
     candidates: list[Candidate]  # prune order: lowest score first
+    wanted: int  # how many a prune takes
+
+
+def reason(strategy: str, score: str, target_count: int | None, below: float) -> str:
+    """Why a prune chose a memory (`score` as printed, three decimals)."""
+    if target_count is not None:
+        return f"among the lowest {strategy} scores ({score}) above the target count"
+    return f"{strategy} score {score} is below {below}"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    total: int
+    protected: int
+    wanted: int  # how many to take, lowest scores first
+    scored: str  # SELECT of the persona's prunable rows with their `score`
+
+
+def _plan(
+    conn: Connection,
+    user_id: str,
+    persona_id: str,
+    strategy: str,
+    *,
+    target_count: int | None,
+    limit: int | None,
+) -> _Plan:
+    """How many of a persona's memories a prune takes as the rows are now, and the query
+    that scores the ones the protection rules let go (:user, :persona, :now, :below)."""
+    total, protected = conn.execute(
+        f"""SELECT count(*), coalesce(sum(CASE WHEN importance >= {PROTECT_IMPORTANCE}
+                       OR access_count >= {PROTECT_ACCESS} OR pinned <> 0 THEN 1 ELSE 0 END), 0)
+            FROM memory_scores WHERE user_id = ? AND persona_id = ?""",
+        (user_id, persona_id),
+    ).fetchone()
+    keep = max(MIN_KEEP, target_count if target_count is not None else 0)
+    removable = max(0, min(total - keep, total - protected))
+    if target_count is None:
+        wanted = removable
+        threshold = " AND score < :below"
+    else:
+        wanted = min(removable, max(0, total - target_count))
+        threshold = ""
+    if limit is not None:
+        wanted = min(wanted, limit)
+    # The persona's range of narrow rows (ties: the oldest first).
+    scored = f"""SELECT * FROM (
+            SELECT memory_id AS id, user_id, persona_id, importance, access_count,
+                   last_accessed_at, decayed_at, pinned, created_at,
+                   {_score_expression(strategy)} AS score
+            FROM memory_scores
+            WHERE user_id = :user AND persona_id = :persona
+              AND importance < {PROTECT_IMPORTANCE}
+              AND access_count < {PROTECT_ACCESS} AND pinned = 0
+        ) AS scored WHERE 1 = 1 {threshold}
+        ORDER BY score, created_at, id LIMIT :wanted"""
+    return _Plan(int(total), int(protected), wanted, scored)
+
+
+def counts(
+    conn: Connection, user_id: str, persona_id: str, strategy: str, target_count: int
+) -> Selection:
+    """What a prune down to `target_count` would find, without choosing: the persona's
+    memories, the protected ones, and (as `wanted`) how many it takes."""
+    plan = _plan(conn, user_id, persona_id, strategy, target_count=target_count, limit=None)
+    return Selection(plan.total, plan.protected, [], plan.wanted)
 
 
 def select(
@@ -153,45 +219,73 @@ def select(
 ) -> Selection:
     """What a prune would remove, lowest value first, within the protection rules (with
     each memory's text when `content`; without, no memory row is read)."""
-    total, protected = conn.execute(
-        f"""SELECT count(*), coalesce(sum(CASE WHEN importance >= {PROTECT_IMPORTANCE}
-                       OR access_count >= {PROTECT_ACCESS} OR pinned <> 0 THEN 1 ELSE 0 END), 0)
-            FROM memory_scores WHERE user_id = ? AND persona_id = ?""",
-        (user_id, persona_id),
-    ).fetchone()
-    keep = max(MIN_KEEP, target_count if target_count is not None else 0)
-    removable = max(0, total - keep)
-    if target_count is None:
-        wanted = removable
-        threshold = " AND score < :below"
-    else:
-        wanted = min(removable, max(0, total - target_count))
-        threshold = ""
-    if limit is not None:
-        wanted = min(wanted, limit)
-    if wanted == 0:
-        return Selection(total, protected, [])
-    # Scored on the persona's range of narrow rows (ties: the oldest first); the chosen
-    # ones' rowids come from the index on ids, their text (if wanted) from their rows.
+    plan = _plan(conn, user_id, persona_id, strategy, target_count=target_count, limit=limit)
+    if plan.wanted == 0:
+        return Selection(plan.total, plan.protected, [], 0)
+    # The chosen ones' rowids come from the index on ids, their text (if wanted) from
+    # their rows.
     text = "m.content" if content else "''"
     rows = conn.execute(
         f"""SELECT m.rid, c.id, {text}, c.importance, c.access_count, c.created_at, c.score
-            FROM (SELECT * FROM (
-                    SELECT memory_id AS id, importance, access_count, created_at,
-                           {_score_expression(strategy)} AS score
-                    FROM memory_scores
-                    WHERE user_id = :user AND persona_id = :persona
-                      AND importance < {PROTECT_IMPORTANCE}
-                      AND access_count < {PROTECT_ACCESS} AND pinned = 0
-                ) AS scored WHERE 1 = 1 {threshold}
-                ORDER BY score, created_at, id LIMIT :wanted) AS c
-            JOIN memories m ON m.id = c.id""",
+            FROM ({plan.scored}) AS c JOIN memories m ON m.id = c.id""",
         {"user": user_id, "persona": persona_id, "now": now, "below": prune_below,
-         "wanted": wanted},
+         "wanted": plan.wanted},
     ).fetchall()  # fmt: skip
     chosen = [Candidate(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
     chosen.sort(key=lambda c: (c.score, c.created_at, c.id))  # (a sort in SQL costs more)
-    return Selection(total, protected, chosen)
+    return Selection(plan.total, plan.protected, chosen, len(chosen))
+
+
+def archive_lowest(
+    conn: Connection,
+    run_id: str,
+    user_id: str,
+    persona_id: str,
+    strategy: str,
+    now: float,
+    *,
+    target_count: int | None,
+    prune_below: float,
+    limit: int,
+) -> list[tuple[int, str]]:
+    """Archive up to `limit` of a persona's memories with the lowest scores that a prune
+    takes as the rows are now (the protection rules, the target, the floor), in place,
+    in the caller's transaction: their scores move into the archive with the prune's
+    score and reason, and their graph edges go to the edge archive. Chosen and archived
+    by set-based statements. Returns (rid, id) of those archived, lowest score first."""
+    plan = _plan(conn, user_id, persona_id, strategy, target_count=target_count, limit=limit)
+    if plan.wanted == 0:
+        return []
+    prefix, _, suffix = reason(strategy, "\0", target_count, prune_below).partition("\0")
+    if conn.dialect == "postgresql":
+        printed = "to_char(c.score, 'FM990.000')"
+    else:
+        printed = "printf('%.3f', c.score)"
+    archived = conn.execute(
+        f"""INSERT INTO memory_archive (id, prune_run_id, archived_at, prune_score, reason,
+                persona_id, user_id, {_SCORES})
+            SELECT c.id, :run, :at, c.score, :prefix || {printed} || :suffix, c.persona_id,
+                c.user_id, {_prefixed("c.", _SCORES)}
+            FROM ({plan.scored}) AS c
+            RETURNING id, prune_score""",
+        {"user": user_id, "persona": persona_id, "now": now, "below": prune_below,
+         "wanted": plan.wanted, "run": run_id, "at": now, "prefix": prefix, "suffix": suffix},
+    ).fetchall()  # fmt: skip
+    ids = [r[0] for r in sorted(archived, key=lambda r: (r[1], r[0]))]
+    if not ids:
+        return []
+    chosen = json.dumps(ids)
+    graph.detach(conn, ids)
+    conn.execute(
+        f"""DELETE FROM memory_scores WHERE user_id = ? AND persona_id = ?
+            AND memory_id IN (SELECT value FROM {json_values(conn, "?")})""",
+        (user_id, persona_id, chosen),
+    )
+    conn.execute(
+        "UPDATE prune_runs SET pruned_count = pruned_count + ? WHERE id = ?", (len(ids), run_id)
+    )
+    rids = {memory_id: rid for rid, memory_id in memories.rids_of(conn, ids)}
+    return [(rids[i], i) for i in ids]
 
 
 def start_run(conn: Connection, run: dict[str, Any]) -> None:
@@ -202,68 +296,6 @@ def start_run(conn: Connection, run: dict[str, Any]) -> None:
                :started_at)""",
         run,
     )
-
-
-def archive_batch(
-    conn: Connection,
-    run_id: str,
-    user_id: str,
-    persona_id: str,
-    batch: Sequence[Candidate],
-    reasons: Sequence[str],
-    now: float,
-    allowed: int,
-) -> set[str]:
-    """Archive the first `allowed` memories of a batch of a persona's that the protection
-    rules still let go, as the rows are now, in place, in the caller's transaction:
-    their scores move into the archive with the prune's score and reason, and their
-    graph edges go to the edge archive. Set-based statements, whatever the batch size.
-    Returns the ids archived."""
-    if allowed <= 0:
-        return set()
-    rows = json.dumps([[c.id, c.score, reason] for c, reason in zip(batch, reasons, strict=True)])
-    if conn.dialect == "postgresql":
-        batch_rows = "jsonb_array_elements(?::jsonb) WITH ORDINALITY AS j(value, key) JOIN"
-        score = "(j.value ->> 1)::float8"
-    else:  # CROSS JOIN: SQLite is to read the batch first, then each one's scores by key
-        batch_rows = "json_each(?) AS j CROSS JOIN"
-        score = "j.value ->> 1"
-    # Ordered and cut only when the persona may not lose the whole batch; which of them
-    # the rules kept back is asked only when some were.
-    cut = " ORDER BY j.key LIMIT ?" if allowed < len(batch) else " AND ? > 0"
-    inserted = conn.execute(
-        f"""INSERT INTO memory_archive (id, prune_run_id, archived_at, prune_score, reason,
-                persona_id, user_id, {_SCORES})
-            SELECT s.memory_id, ?, ?, {score}, j.value ->> 2, s.persona_id, s.user_id,
-                {_prefixed("s.", _SCORES)}
-            FROM {batch_rows} memory_scores s ON s.user_id = ? AND s.persona_id = ?
-                AND s.memory_id = j.value ->> 0
-            WHERE s.importance < {PROTECT_IMPORTANCE} AND s.access_count < {PROTECT_ACCESS}
-                AND s.pinned = 0{cut}""",
-        (run_id, now, rows, user_id, persona_id, allowed),
-    ).rowcount
-    if inserted == 0:
-        return set()
-    ids = [c.id for c in batch]
-    if inserted < len(batch):
-        ids = [
-            r[0]
-            for r in conn.execute(
-                f"""SELECT id FROM memory_archive WHERE prune_run_id = ?
-                    AND id IN (SELECT value FROM {json_values(conn, "?")})""",
-                (run_id, json.dumps(ids)),
-            )
-        ]
-    graph.detach(conn, ids)
-    conn.execute(
-        f"""DELETE FROM memory_scores WHERE user_id = ? AND persona_id = ?
-            AND memory_id IN (SELECT value FROM {json_values(conn, "?")})""",
-        (user_id, persona_id, json.dumps(ids)),
-    )
-    conn.execute(
-        "UPDATE prune_runs SET pruned_count = pruned_count + ? WHERE id = ?", (len(ids), run_id)
-    )
-    return set(ids)
 
 
 def _prefixed(alias: str, columns: str) -> str:

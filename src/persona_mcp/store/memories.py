@@ -8,7 +8,7 @@ full-text index follows `memories` through triggers.
 
 A memory is live while it has its scores row. A pruned (archived) one keeps its wide
 row, full-text entry and vector and has an archive row instead (see m012 and
-`store.lifecycle`), so every read of live memories goes through `ROWS` or `live()`.
+`store.lifecycle`), so every read of live memories goes through `ROWS` (or `live_ids`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from persona_mcp.embeddings.base import Vectors
-from persona_mcp.store.api import Connection, Row
+from persona_mcp.store.api import Connection, Row, json_values
 
 COLUMNS = (
     "m.rid, m.id, m.persona_id, m.user_id, m.content, m.memory_type, s.importance, "
@@ -38,10 +38,39 @@ ROWS = (
 )
 
 
-def live(memory_id: str) -> str:
-    """The condition that the memory `memory_id` (an SQL expression, not aliased `m` or
-    `s`) names is live: it exists and is not archived."""
-    return f"EXISTS (SELECT 1 FROM {ROWS} WHERE m.id = {memory_id})"
+def _ids_first(conn: Connection) -> str:
+    """The join after a list of ids (`json_values`): SQLite is told to read the list first
+    and each one's rows by key (its planner may otherwise scan the table per id)."""
+    return "JOIN" if conn.dialect == "postgresql" else "CROSS JOIN"
+
+
+def rids_of(conn: Connection, memory_ids: Sequence[str]) -> list[tuple[int, str]]:
+    """(rid, id) of these memories, live or archived (from the index on ids)."""
+    join = _ids_first(conn)
+    return [
+        (int(r[0]), str(r[1]))
+        for r in conn.execute(
+            f"SELECT m.rid, m.id FROM {json_values(conn, '?')} {join} memories m ON m.id = j.value",
+            (json.dumps(list(memory_ids)),),
+        )
+    ]
+
+
+def live_ids(conn: Connection, memory_ids: Iterable[str | None]) -> set[str]:
+    """Those of these memory ids that name live memories."""
+    wanted = sorted(m for m in set(memory_ids) if m)
+    if not wanted:
+        return set()
+    join = _ids_first(conn)
+    return {
+        r[0]
+        for r in conn.execute(
+            f"""SELECT m.id FROM {json_values(conn, "?")} {join} memories m ON m.id = j.value
+                JOIN memory_scores s ON s.user_id = m.user_id AND s.persona_id = m.persona_id
+                    AND s.memory_id = m.id""",
+            (json.dumps(wanted),),
+        )
+    }
 
 
 def _scores_of(where: str) -> str:
@@ -611,9 +640,9 @@ def set_embeddings(conn: Connection, rids: Sequence[int], vectors: Vectors, mode
 
 def count_for_user(conn: Connection, user_id: str) -> int:
     return int(
-        conn.execute(
-            "SELECT count(*) FROM memory_scores WHERE user_id = ?", (user_id,)
-        ).fetchone()[0]
+        conn.execute("SELECT count(*) FROM memory_scores WHERE user_id = ?", (user_id,)).fetchone()[
+            0
+        ]
     )
 
 
