@@ -56,6 +56,7 @@ BOTH_BACKENDS = frozenset(
         "test_auth",
         "test_cheap_calls",
         "test_pg_store",
+        "test_copies",
     }
 )
 

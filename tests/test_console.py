@@ -499,6 +499,72 @@ async def test_a_persona_is_created_and_edited_from_the_page(console: Console) -
     assert persona["backstory"] == "Grew up on a hillside farm by the sea."
 
 
+class HeldAnswers:
+    """The page's WebSocket, routed through Playwright: the server's answers to the
+    page's calls of one method are held back until `release()`; all else passes."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self._ids: set[Any] = set()
+        self._held: list[str | bytes] = []
+        self._page_side: Any = None
+        self.holding = True
+
+    def route(self, ws: Any) -> None:
+        server = ws.connect_to_server()
+        self._page_side = ws
+
+        def from_page(message: str | bytes) -> None:
+            call = json.loads(message)
+            if isinstance(call, dict) and call.get("method") == self.method:
+                self._ids.add(call.get("id"))
+            server.send(message)
+
+        def from_server(message: str | bytes) -> None:
+            answer = json.loads(message)
+            if self.holding and isinstance(answer, dict) and answer.get("id") in self._ids:
+                self._held.append(message)
+            else:
+                ws.send(message)
+
+        ws.on_message(from_page)
+        server.on_message(from_server)
+
+    def release(self) -> None:
+        self.holding = False
+        for message in self._held:
+            self._page_side.send(message)
+        self._held.clear()
+
+
+@needs_browser
+async def test_a_create_answered_late_leaves_the_edit_form_opened_meanwhile_open(
+    console: Console,
+) -> None:
+    # The create's persona.state event refreshes the list before its answer arrives: the
+    # new persona's Edit can be used first, and the late answer must not close that form.
+    page = console.page
+    answers = HeldAnswers("persona.create")
+    await page.route_web_socket("**/mcp", answers.route)
+    await console.open()
+    await page.get_by_role("button", name="New persona").click()
+    form = page.locator(".persona-form")
+    await form.get_by_label("Name").fill("Juno")
+    await form.get_by_role("button", name="Create persona").click()
+    card = page.locator(".persona-card", has=page.locator("h3", has_text="Juno"))
+    await card.get_by_role("button", name="Edit").click()
+    await console.expect(form.locator("h3")).to_have_text("Edit Juno")
+    answers.release()
+    await console.expect(page.locator("#announcer")).to_have_text("Created Juno.")
+    await console.expect(form.locator("h3")).to_have_text("Edit Juno")
+    await form.get_by_label("Backstory").fill("Keeps bees on a hillside.")
+    await form.get_by_role("button", name="Save changes").click()
+    await console.expect(page.locator("#announcer")).to_have_text("Saved Juno.")
+    await console.expect(form).to_have_count(0)
+    status = await console.client.call("persona.status", {"persona_id": "Juno"})
+    assert status["persona"]["backstory"] == "Keeps bees on a hillside."
+
+
 @needs_browser
 async def test_a_chatroom_plays_live_and_the_graph_shows_who_feels_what(
     console: Console,

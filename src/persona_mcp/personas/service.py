@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from persona_mcp.clock import Clock, to_datetime
 from persona_mcp.errors import Conflict, InvalidParams, NotFound, RateLimited
@@ -26,6 +26,8 @@ from persona_mcp.store import personas as repo
 from persona_mcp.store.api import Conflict as StoreConflict
 from persona_mcp.store.api import Connection, Database, Row
 from persona_mcp.store.personas import PersonaRow, StateRow
+
+T = TypeVar("T")
 
 CARD_HIDDEN = {"character_book", "extensions", "name", "description"}
 
@@ -56,6 +58,18 @@ class SocialView(Protocol):
         ...
 
 
+async def read_settled(db: Database, fn: Callable[[Connection], T], gen: Callable[[], int]) -> T:
+    """Read rows that are to replace part of a write-through copy. `gen()` moves with every
+    change the copy takes; one taken while reading (a persona created on another
+    connection, say) may have committed after the read's snapshot and be in the copy
+    already, and the rows read would drop it: then read again."""
+    while True:
+        before = gen()
+        rows = await db.read(fn)
+        if gen() == before:
+            return rows
+
+
 # Far enough ahead that every recovery has run its course (see personas/state.py).
 _SETTLED_AT = 1e12
 
@@ -84,7 +98,7 @@ class PersonaService:
         self.social: SocialView | None = None  # set by the App once the social service exists
         self._db = db
         self._fleet = fleet or Solo()
-        self._gen = 0  # moves with every change made here (see `reload_user`)
+        self._gen = 0  # moves with every change made here (see `read_settled`)
         self._clock = clock
         self._max_per_user = max_per_user
         self._events = events or EventBus()
@@ -95,13 +109,16 @@ class PersonaService:
         self._shown: dict[tuple[str, str], _Shown] = {}
 
     async def load(self) -> None:
+        """Read every user's personas, states and user state into the copy (at start, after
+        `state.load`, after changes from other instances may have been missed)."""
+
         def read(
             conn: Connection,
         ) -> tuple[list[PersonaRow], list[StateRow], list[Row]]:
             users = repo.user_states(conn)
             return repo.load_personas(conn), repo.load_states(conn), users
 
-        personas, states, users = await self._db.read(read)
+        personas, states, users = await read_settled(self._db, read, lambda: self._gen)
         self._by_id = {p.id: p for p in personas}
         self._states = {(s.persona_id, s.user_id): s for s in states}
         self._seeded = {u["user_id"] for u in users if u["seeded_at"] is not None}
@@ -109,8 +126,7 @@ class PersonaService:
 
     async def reload_user(self, user_id: str) -> None:
         """Read one user's personas, states and user state again (another instance
-        changed them). A change made here while reading means the rows read may be
-        older than the copy: read again."""
+        changed them, or another task seeded them)."""
 
         def read(
             conn: Connection,
@@ -121,11 +137,7 @@ class PersonaService:
                 repo.user_state(conn, user_id),
             )
 
-        while True:
-            gen = self._gen
-            personas, states, user = await self._db.read(read)
-            if gen == self._gen:
-                break
+        personas, states, user = await read_settled(self._db, read, lambda: self._gen)
         for pid in [p.id for p in self._by_id.values() if p.user_id == user_id]:
             del self._by_id[pid]
         self._by_id.update({p.id: p for p in personas})

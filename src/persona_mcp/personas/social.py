@@ -20,7 +20,7 @@ from persona_mcp.personas import relationships as rel_rules
 from persona_mcp.personas.interest import topic_interest
 from persona_mcp.personas.mood import MoodValues
 from persona_mcp.personas.relationships import USER, RelationshipValues
-from persona_mcp.personas.service import PersonaService
+from persona_mcp.personas.service import PersonaService, read_settled
 from persona_mcp.store import social as repo
 from persona_mcp.store.api import Connection, Database
 from persona_mcp.store.personas import PersonaRow
@@ -50,31 +50,31 @@ class SocialService:
     ) -> None:
         self._db = db
         self._fleet = fleet or Solo()
-        self._gen = 0  # moves with every change made here (see `reload_user`)
+        self._gen = 0  # moves with every change made here (see `read_settled`)
         self._clock = clock
         self._personas = personas
         self._rels: dict[Pair, RelationshipValues] = {}
         self._moods: dict[tuple[str, str], MoodValues] = {}
 
     async def load(self) -> None:
-        rels, moods = await self._db.read(
-            lambda conn: (repo.load_relationships(conn), repo.load_moods(conn))
+        rels, moods = await read_settled(
+            self._db,
+            lambda conn: (repo.load_relationships(conn), repo.load_moods(conn)),
+            lambda: self._gen,
         )
         self._rels, self._moods = self._copies(rels, moods)
 
     async def reload_user(self, user_id: str) -> None:
         """Read one user's relationships and moods again (another instance changed them);
         again while a change made here lands meanwhile."""
-        while True:
-            gen = self._gen
-            rels, moods = await self._db.read(
-                lambda conn: (
-                    repo.load_relationships(conn, user_id),
-                    repo.load_moods(conn, user_id),
-                )
-            )
-            if gen == self._gen:
-                break
+        rels, moods = await read_settled(
+            self._db,
+            lambda conn: (
+                repo.load_relationships(conn, user_id),
+                repo.load_moods(conn, user_id),
+            ),
+            lambda: self._gen,
+        )
         new_rels, new_moods = self._copies(rels, moods)
         self._rels = {k: v for k, v in self._rels.items() if k[0] != user_id} | new_rels
         self._moods = {k: v for k, v in self._moods.items() if k[0] != user_id} | new_moods

@@ -215,17 +215,24 @@ export function createPanel(ctx) {
   const formSlot = h("div", { class: "form-slot" });
   const newButton = h("button", { type: "button", class: "primary" }, "New persona");
 
-  const closeForm = (saved) => {
-    clear(formSlot);
-    newButton.hidden = false;
+  // A form's answer closes that form only: while a create was on its way, the list may
+  // already show the new persona (a persona.state event refreshes it) and its Edit may
+  // have put another form in the slot, which the late answer must leave open.
+  const closeForm = (form, saved) => {
+    const shown = form.isConnected;
+    if (shown) {
+      clear(formSlot);
+      newButton.hidden = false;
+    }
     if (saved) {
-      ctx.selectPersona(saved.id);
+      if (shown) ctx.selectPersona(saved.id);
       refresh();
     }
   };
   const openForm = (persona) => {
     newButton.hidden = true;
-    clear(formSlot, personaForm(ctx, persona, closeForm));
+    const form = personaForm(ctx, persona, (saved) => closeForm(form, saved));
+    clear(formSlot, form);
   };
   newButton.addEventListener("click", () => openForm(null));
 
