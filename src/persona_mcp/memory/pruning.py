@@ -39,9 +39,10 @@ class PruningConfig:
     strategy: str = "importance_access_age"
     prune_below: float = 0.5  # without a target count, prune what scores below this
     # Memories archived per transaction. Large: the rows a prune picks are spread over
-    # all of the persona's pages, so each batch rewrites most of them again (at 100k, a
-    # 15k prune wrote 66k pages in batches of 2000 and 29k in batches of 10,000).
-    batch_size: int = 10_000
+    # all of the persona's pages, so each batch rewrites most of them again, and each
+    # batch scores and sorts what is left of the persona again. A batch of 20,000 holds
+    # the writer about as long as one of 4000 did when a prune copied and deleted rows.
+    batch_size: int = 20_000
     auto_prune: bool = True
     max_memories_per_persona: int = 1000
     pruning_threshold: int = 900

@@ -274,7 +274,7 @@ async def memory_prune_stats(ctx: CallContext, params: PruneStatsParams) -> Prun
 class PruningConfigParams(Params):
     strategy: Strategy | None = None
     prune_below: float | None = Field(None, ge=0, le=1)
-    batch_size: int | None = Field(None, ge=1, le=10_000)
+    batch_size: int | None = Field(None, ge=1, le=100_000)
     auto_prune: bool | None = None
     max_memories_per_persona: int | None = Field(None, ge=20)
     pruning_threshold: int | None = Field(None, ge=10)
