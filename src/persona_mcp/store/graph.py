@@ -513,26 +513,20 @@ def restore_edges(conn: Connection, memory_ids: Sequence[str], now: float) -> No
         if all(m is None or m in live for m in (r["src_memory"], r["dst_memory"], r["via_memory"]))
         and all(e is None or e in entities for e in (r["src_entity"], r["dst_entity"]))
     ]  # fmt: skip
-    conn.executemany(
-        """INSERT OR IGNORE INTO graph_edges (user_id, persona_id, edge_type, src_memory,
-               src_entity, dst_memory, dst_entity, via_memory, label, weight, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        [
-            (r["user_id"], r["persona_id"], r["edge_type"], r["src_memory"], r["src_entity"],
-             r["dst_memory"], r["dst_entity"], r["via_memory"], r["label"], r["weight"],
-             r["created_at"])
-            for r in rows
-        ],
-    )  # fmt: skip
     if rows:
+        back = _id_list(conn, [int(r["id"]) for r in rows])
+        columns = """user_id, persona_id, edge_type, src_memory, src_entity, dst_memory,
+                   dst_entity, via_memory, label, weight, created_at"""
         conn.execute(
-            f"DELETE FROM graph_edge_archive WHERE id IN ({_ids(conn)})",
-            (_id_list(conn, [int(r["id"]) for r in rows]),),
+            f"""INSERT OR IGNORE INTO graph_edges ({columns})
+                SELECT {columns} FROM graph_edge_archive WHERE id IN ({_ids(conn)}) ORDER BY id""",
+            (back,),
         )
+        conn.execute(f"DELETE FROM graph_edge_archive WHERE id IN ({_ids(conn)})", (back,))
     episodes = conn.execute(
-        f"""SELECT user_id, persona_id, id, occurred_at, rid FROM memories
-           WHERE id IN (SELECT value FROM {json_values(conn, "?")}) AND memory_type = 'episode'
-           ORDER BY rid""",
+        f"""SELECT m.user_id, m.persona_id, m.id, m.occurred_at, m.rid
+           FROM {json_values(conn, "?")} {memories.ids_first(conn)} memories m ON m.id = j.value
+           WHERE m.memory_type = 'episode' ORDER BY m.rid""",
         (ids,),
     ).fetchall()
     for user_id, persona_id, memory_id, occurred_at, rid in episodes:

@@ -342,11 +342,11 @@ def restore(conn: Connection, ids: Sequence[str]) -> list[tuple[int, str, str]]:
         return []
     keys = json.dumps(list(ids))
     chosen = f"SELECT value FROM {json_values(conn, ':ids')}"
+    each = f"{json_values(conn, ':ids')} {memories.ids_first(conn)}"
     conn.execute(
         f"""INSERT INTO memory_scores (memory_id, user_id, persona_id, created_at, {_SCORES})
             SELECT a.id, a.user_id, a.persona_id, m.created_at, {_prefixed("a.", _SCORES)}
-            FROM memory_archive a JOIN memories m ON m.id = a.id
-            WHERE a.id IN ({chosen})""",
+            FROM {each} memory_archive a ON a.id = j.value JOIN memories m ON m.id = a.id""",
         {"ids": keys},
     )
     conn.execute(
@@ -358,7 +358,8 @@ def restore(conn: Connection, ids: Sequence[str]) -> list[tuple[int, str, str]]:
     )
     conn.execute(f"DELETE FROM memory_archive WHERE id IN ({chosen})", {"ids": keys})
     rows = conn.execute(
-        f"SELECT rid, id, persona_id FROM memories WHERE id IN ({chosen}) ORDER BY rid",
+        f"""SELECT m.rid, m.id, m.persona_id FROM {each} memories m ON m.id = j.value
+            ORDER BY m.rid""",
         {"ids": keys},
     ).fetchall()
     return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]

@@ -38,7 +38,7 @@ ROWS = (
 )
 
 
-def _ids_first(conn: Connection) -> str:
+def ids_first(conn: Connection) -> str:
     """The join after a list of ids (`json_values`): SQLite is told to read the list first
     and each one's rows by key (its planner may otherwise scan the table per id)."""
     return "JOIN" if conn.dialect == "postgresql" else "CROSS JOIN"
@@ -46,7 +46,7 @@ def _ids_first(conn: Connection) -> str:
 
 def rids_of(conn: Connection, memory_ids: Sequence[str]) -> list[tuple[int, str]]:
     """(rid, id) of these memories, live or archived (from the index on ids)."""
-    join = _ids_first(conn)
+    join = ids_first(conn)
     return [
         (int(r[0]), str(r[1]))
         for r in conn.execute(
@@ -61,7 +61,7 @@ def live_ids(conn: Connection, memory_ids: Iterable[str | None]) -> set[str]:
     wanted = sorted(m for m in set(memory_ids) if m)
     if not wanted:
         return set()
-    join = _ids_first(conn)
+    join = ids_first(conn)
     return {
         r[0]
         for r in conn.execute(
