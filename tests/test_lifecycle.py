@@ -201,6 +201,40 @@ async def test_a_prune_keeps_protected_memories_and_restore_brings_all_back_exac
     assert stats["archived"] == 0
 
 
+async def test_a_live_memory_is_found_by_its_words_among_many_archived_ones_like_it(
+    client: PersonaClient,
+) -> None:
+    await client.call("memory.set_pruning_config", {"auto_prune": False})
+    persona = await fresh_persona(client, "Tidewatcher")
+    await store_many(client, persona, 12, importance=0.9)
+    old = []
+    for start in (0, 1000):  # more than a search reads from the index at first
+        old += (
+            await client.call(
+                "memory.store_batch",
+                {"persona_id": persona, "memories": [
+                    {"content": f"the tide table for day {i}", "importance": 0.1}
+                    for i in range(start, start + 1000)
+                ]},
+            )
+        )["memories"]  # fmt: skip
+    kept = await client.call(
+        "memory.store",
+        {"persona_id": persona, "content": "I keep the tide table by the door",
+         "importance": 0.9},
+    )  # fmt: skip
+    pruned = await client.call(
+        "memory.prune", {"persona_id": persona, "strategy": "importance_only", "target_count": 13}
+    )
+    assert set(pruned["pruned_ids"]) == {m["id"] for m in old}
+    found = await client.call(
+        "memory.search", {"persona_id": persona, "query": "tide table", "limit": 5}
+    )
+    assert [r["memory"]["id"] for r in found["results"]][:1] == [kept["memory"]["id"]]
+    stats = await client.call("memory.stats", {"persona_id": persona})
+    assert stats["total"] == 13
+
+
 async def test_restore_needs_exactly_one_selector_and_unknown_runs_are_not_found(
     client: PersonaClient,
 ) -> None:

@@ -430,6 +430,7 @@ def owner_token(persona_id: str) -> str:
 
 
 LEXICAL_OVERFETCH = 4
+LEXICAL_FETCH_CAP = 5000  # index rows one lexical search reads at most
 
 
 def matches(conn: Connection, phrase: str) -> int:
@@ -457,8 +458,10 @@ def lexical(
     First without the persona's owner token: its posting list is the whole persona, read
     in full by every query that names it, which is most of the cost once one persona
     holds most memories. When that persona's rows are too few among the best matches of
-    all, the query is asked again with the token. Either way the persona's rows come out
-    in the same order with the same scores (the owner column weighs 0).
+    all, the query is asked again with the token, for more rows while the persona's
+    archived memories (which keep their index entries) and the filters leave too few.
+    Either way the persona's rows come out in the same order with the same scores (the
+    owner column weighs 0).
 
     On PostgreSQL see `_pg_lexical`."""
     if conn.dialect == "postgresql":
@@ -468,9 +471,15 @@ def lexical(
     fetch = limit * LEXICAL_OVERFETCH
     rows = conn.execute(sql, (context_weight, match, fetch)).fetchall()
     hits = _own(conn, filters, rows)
-    if len(hits) < limit and len(rows) == fetch:
-        token = f'owner:"{owner_token(filters.persona_id)}" AND ({match})'
-        hits = _own(conn, filters, conn.execute(sql, (context_weight, token, fetch)).fetchall())
+    token = f'owner:"{owner_token(filters.persona_id)}" AND ({match})'
+    asked = fetch  # rows the last query asked for
+    while len(hits) < limit and len(rows) == asked:
+        rows = conn.execute(sql, (context_weight, token, fetch)).fetchall()
+        hits = _own(conn, filters, rows)
+        asked = fetch
+        if fetch >= LEXICAL_FETCH_CAP:
+            break
+        fetch = min(fetch * LEXICAL_OVERFETCH, LEXICAL_FETCH_CAP)
     return hits[:limit]
 
 
