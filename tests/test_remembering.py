@@ -49,6 +49,14 @@ def test_corrections_are_told_from_additions() -> None:
         "Sorry, I got that wrong: Tom studies geology in Boulder, not Denver.",
         "My brother Tom studies geology in Denver.",
     )
+    assert formation.contradicts(
+        "Actually, it's the Manchester half marathon, not York.",
+        "I'm training for the York half marathon in April.",
+    )
+    assert not formation.contradicts("I like cats, not dogs.", "I have two dogs.")
+    assert not formation.contradicts(
+        "I'm not sure about the York race.", "I'm training for the York half marathon."
+    )
     assert not formation.contradicts("Tom studies geology", "Tom works at the museum")
     assert not formation.contradicts("I love jazz", "I love hiking")
     assert not formation.contradicts("My sister works at a bank", "My sister lives in Lisbon")
@@ -113,6 +121,17 @@ async def test_a_correction_supersedes_and_the_reply_uses_the_new_fact(
         "memory.search", {"query": "Where does Mara live?", "persona_id": "Kira"}
     )
     assert found["results"][0]["memory"]["id"] == new["id"]
+
+
+async def test_a_correction_naming_the_wrong_value_supersedes_it(mclient: PersonaClient) -> None:
+    await chat(mclient, "I'm training for the York half marathon in April.")
+    await chat(mclient, "Actually, it's the Manchester half marathon, not York.")
+    memories = await all_memories(mclient)
+    old = next(m for m in memories if m["content"].startswith("I'm training"))
+    new = next(m for m in memories if "Manchester" in m["content"])
+    assert old["superseded_by"] == new["id"]
+    reply = await chat(mclient, "Which half marathon am I training for?")
+    assert "Manchester" in reply["response"]
 
 
 async def test_small_talk_gets_a_friendly_answer_not_a_refusal(mclient: PersonaClient) -> None:

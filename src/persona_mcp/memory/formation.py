@@ -124,9 +124,26 @@ def same_subject(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     return a == b or bool((set(a) & set(b)) - _OWNER)
 
 
+# "…, not York": the value a correction says was wrong (an article or preposition between).
+_NOT_THIS = re.compile(r"\bnot\s+(?:(?:the|a|an|in|at|on|to|from)\s+)?([^\W_]+)", re.IGNORECASE)
+
+
+def names_the_mistake(new: str, old: str) -> bool:
+    """Whether `new` says a value of `old` was wrong and gives another in its place, about
+    the same thing ("Actually, it's the Manchester half marathon, not York" corrects "I'm
+    training for the York half marathon"): the named value is one of `old`'s words, the
+    two share other content words, and `new` brings one of its own."""
+    a, b = _normal_words(new), _normal_words(old)
+    wrong = {w.lower() for w in _NOT_THIS.findall(new.replace("’", "'"))} & b
+    return bool(wrong) and bool((a & b) - wrong) and bool(a - b - wrong - _CHANGE_WORDS)
+
+
 def contradicts(new: str, old: str, cosine: float | None = None) -> bool:
-    """Whether `new` corrects `old`: same subject, same kind of attribute, other value.
-    A bare "is" ("I am a nurse" / "I am allergic") also needs close meaning (cosine)."""
+    """Whether `new` corrects `old`: same subject, same kind of attribute, other value,
+    or it names one of `old`'s values as wrong (`names_the_mistake`). A bare "is" ("I am
+    a nurse" / "I am allergic") also needs close meaning (cosine)."""
+    if names_the_mistake(new, old):
+        return True
     a, b = claim(new), claim(old)
     if a is None or b is None or not same_subject(a.subject, b.subject):
         return False

@@ -940,7 +940,7 @@ class MemoryService:
             user_id, [h.memory.superseded_by for h in relevant if h.memory.superseded_by]
         )
         recalled: list[RecalledMemory] = []
-        seen: set[str] = set()
+        seen: dict[str, RecalledMemory] = {}
         for hit in relevant:
             row, why = hit.memory, hit.why
             if row.superseded_by:
@@ -954,19 +954,20 @@ class MemoryService:
                     "found_by": hit.memory.content,
                 }
             if row.id in seen:
+                # Found for itself too: it still answers for what it corrected.
+                if "found_by" in why:
+                    seen[row.id].why.setdefault("found_by", why["found_by"])
                 continue
-            seen.add(row.id)
-            recalled.append(
-                RecalledMemory(
-                    id=row.id,
-                    content=row.content,
-                    memory_type=row.memory_type,
-                    occurred_at=row.occurred_at,
-                    score=hit.score,
-                    speaker=speaker_of(row),
-                    why={**why, "source": source_of(row)},
-                )
+            seen[row.id] = RecalledMemory(
+                id=row.id,
+                content=row.content,
+                memory_type=row.memory_type,
+                occurred_at=row.occurred_at,
+                score=hit.score,
+                speaker=speaker_of(row),
+                why={**why, "source": source_of(row)},
             )
+            recalled.append(seen[row.id])
         return recalled[:RECALL_LIMIT]
 
     async def _current_versions(self, user_id: str, ids: list[str]) -> dict[str, MemoryRow]:
