@@ -27,6 +27,7 @@ from persona_mcp.memory.service import MemoryService
 from persona_mcp.store import config as config_store
 from persona_mcp.store import graph as graph_repo
 from persona_mcp.store import lifecycle as repo
+from persona_mcp.store import memories as memory_repo
 from persona_mcp.store.api import Connection, Database
 
 log = logging.getLogger(__name__)
@@ -160,8 +161,9 @@ class PruningService:
             started = time.perf_counter()
             now = self._clock.now()
             # A dry run lists what a prune would take. A prune chooses each batch as it
-            # archives it (the lowest scores as the rows are then), in the writer; down
-            # to a target it needs only the counts to know whether there is any.
+            # archives it (the lowest scores as the rows are then), in the writer; the
+            # first batch records the run, if it finds any.
+            selection = None
             if dry_run or target_count is None:
                 selection = await self._db.read(
                     lambda conn: repo.select(
@@ -170,20 +172,16 @@ class PruningService:
                         limit=None if dry_run else 1,
                     )
                 )  # fmt: skip
-            else:
-                selection = await self._db.read(
-                    lambda conn: repo.counts(conn, user_id, persona_id, strategy, target_count)
-                )
-            chosen = selection.candidates
             result: dict[str, Any] = {
                 "persona_id": persona_id,
                 "strategy": strategy,
                 "dry_run": dry_run,
-                "total_before": selection.total,
-                "protected": selection.protected,
             }
-            if dry_run or not selection.wanted:
+            if selection is not None and (dry_run or not selection.wanted):
+                chosen = selection.candidates
                 return result | {
+                    "total_before": selection.total,
+                    "protected": selection.protected,
                     "pruned_count": len(chosen),
                     "pruned_ids": [c.id for c in chosen],
                     "prune_run_id": None,
@@ -200,21 +198,31 @@ class PruningService:
                 "target_count": target_count,
                 "started_at": now,
             }
-            await self._db.write(lambda conn: repo.start_run(conn, run))
             pruned: list[str] = []
+            before: repo.Archived | None = None
             while True:
                 at = self._clock.now()
-                done = await self._db.write(
-                    lambda conn, at=at: repo.archive_lowest(  # type: ignore[misc]
-                        conn, run_id, user_id, persona_id, strategy, at,
-                        target_count=target_count, prune_below=config.prune_below,
-                        limit=config.batch_size,
+                batch = await self._db.write(
+                    lambda conn, at=at, first=before is None: repo.archive_lowest(  # type: ignore[misc]
+                        conn, run, strategy, at, target_count=target_count,
+                        prune_below=config.prune_below, limit=config.batch_size, first=first,
                     )
                 )  # fmt: skip
-                self._memory.vectors.remove((user_id, persona_id), [rid for rid, _ in done])
-                pruned.extend(memory_id for _, memory_id in done)
+                before = before or batch
+                done = batch.ids
+                await self._forget_vectors(user_id, persona_id, done)
+                pruned.extend(done)
                 if len(done) < config.batch_size:
                     break
+            result |= {"total_before": before.total, "protected": before.protected}
+            if not pruned:
+                return result | {
+                    "pruned_count": 0,
+                    "pruned_ids": [],
+                    "prune_run_id": None,
+                    "remaining": before.total,
+                    "seconds": round(time.perf_counter() - started, 4),
+                }
             seconds = time.perf_counter() - started
             finished = self._clock.now()
             await self._db.write(lambda conn: repo.finish_run(conn, run_id, finished, seconds))
@@ -223,9 +231,17 @@ class PruningService:
                 "pruned_count": len(pruned),
                 "pruned_ids": pruned,
                 "prune_run_id": run_id,
-                "remaining": selection.total - len(pruned),
+                "remaining": before.total - len(pruned),
                 "seconds": round(seconds, 4),
             }
+
+    async def _forget_vectors(self, user_id: str, persona_id: str, ids: list[str]) -> None:
+        """Take archived memories out of the persona's vectors in memory, if loaded (a
+        search never shows them meanwhile: it reads live rows only)."""
+        key = (user_id, persona_id)
+        if ids and self._memory.vectors.has(key):
+            found = await self._db.read(lambda conn: memory_repo.rids_of(conn, ids))
+            self._memory.vectors.remove(key, [rid for rid, _ in found])
 
     async def prune_all(
         self, user_id: str, persona_ids: list[str], *, strategy: str | None, dry_run: bool

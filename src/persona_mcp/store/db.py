@@ -34,11 +34,12 @@ from persona_mcp.store.migrations import apply_migrations
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-# The write-ahead log is copied back into the database file (a checkpoint) on the writer
-# thread once writes have paused this long, rather than by whichever commit fills it:
-# a commit then writes only its own pages, and a big one (a prune, a batch) is not made
-# to wait for the copy. Under writes that never pause, a commit checkpoints after this
-# many seconds since the last, which bounds the log.
+# The write-ahead log is copied back into the database file (a checkpoint) by a thread and
+# connection of its own once writes have paused this long, rather than by whichever
+# commit fills it: a commit then writes only its own pages, and neither a big one (a
+# prune, a batch) nor the next waits for the copy (a passive checkpoint runs alongside
+# the writer and the readers). Under writes that never pause, one starts this many
+# seconds after the first commit it has not copied, which bounds the log.
 CHECKPOINT_IDLE = 0.25
 CHECKPOINT_EVERY = 5.0
 
@@ -100,6 +101,8 @@ class Database:
         self._readers = readers
         self._writer_pool: ThreadPoolExecutor | None = None
         self._reader_pool: ThreadPoolExecutor | None = None
+        self._checkpoint_pool: ThreadPoolExecutor | None = None
+        self._checkpointer: SQLiteConnection | None = None
         self._writer: SQLiteConnection | None = None
         self._local = threading.local()
         self._reader_conns: list[SQLiteConnection] = []
@@ -115,6 +118,7 @@ class Database:
         except OSError as exc:
             raise storage_fault(exc) or exc from exc
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._checkpoint_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
         self._reader_pool = ThreadPoolExecutor(self._readers, thread_name_prefix="sqlite-reader")
         loop = asyncio.get_running_loop()
         try:
@@ -129,9 +133,12 @@ class Database:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
-        for pool in (self._writer_pool, self._reader_pool):
+        for pool in (self._writer_pool, self._reader_pool, self._checkpoint_pool):
             if pool is not None:
                 pool.shutdown(wait=True)
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         with self._lock:
             for conn in self._reader_conns:
                 conn.close()
@@ -155,23 +162,26 @@ class Database:
                 self._idle_timer = loop.call_later(CHECKPOINT_IDLE, self._when_idle)
 
     def _when_idle(self) -> None:
-        """Checkpoint on the writer thread once no write came for CHECKPOINT_IDLE."""
+        """Checkpoint once no write came for CHECKPOINT_IDLE."""
         self._idle_timer = None
         quiet = time.monotonic() - self._last_write
-        loop = asyncio.get_running_loop()
         if quiet < CHECKPOINT_IDLE:
+            loop = asyncio.get_running_loop()
             self._idle_timer = loop.call_later(CHECKPOINT_IDLE - quiet, self._when_idle)
-        elif self._unchecked is not None and self._writer_pool is not None:
+        else:
+            self._start_checkpoint()
+
+    def _start_checkpoint(self) -> None:
+        if self._unchecked is not None and self._checkpoint_pool is not None:
+            self._unchecked = None  # commits from now on are the next one's
             with contextlib.suppress(RuntimeError):  # closing
-                self._writer_pool.submit(self._checkpoint)
+                self._checkpoint_pool.submit(self._checkpoint)
 
     def _checkpoint(self) -> None:
-        conn = self._writer
-        if conn is None or self._unchecked is None:
-            return
         try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            self._unchecked = None
+            if self._checkpointer is None:
+                self._checkpointer = connect(self.path)
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error as exc:  # the next one tries again; the log stays valid
             log.warning("checkpoint failed: %s", exc)
 
@@ -202,7 +212,7 @@ class Database:
                 raise
             raise fault from exc
         if self._unchecked is not None and time.monotonic() - self._unchecked > CHECKPOINT_EVERY:
-            self._checkpoint()
+            self._start_checkpoint()
         return result
 
     def _read(self, fn: Callable[[Connection], T]) -> T:

@@ -184,8 +184,8 @@ def _plan(
         wanted = min(wanted, limit)
     # The persona's range of narrow rows (ties: the oldest first).
     scored = f"""SELECT * FROM (
-            SELECT memory_id AS id, user_id, persona_id, importance, access_count,
-                   last_accessed_at, decayed_at, pinned, created_at,
+            SELECT memory_id AS id, importance, access_count, last_accessed_at, decayed_at,
+                   pinned, created_at,
                    {_score_expression(strategy)} AS score
             FROM memory_scores
             WHERE user_id = :user AND persona_id = :persona
@@ -194,15 +194,6 @@ def _plan(
         ) AS scored WHERE 1 = 1 {threshold}
         ORDER BY score, created_at, id LIMIT :wanted"""
     return _Plan(int(total), int(protected), wanted, scored)
-
-
-def counts(
-    conn: Connection, user_id: str, persona_id: str, strategy: str, target_count: int
-) -> Selection:
-    """What a prune down to `target_count` would find, without choosing: the persona's
-    memories, the protected ones, and (as `wanted`) how many it takes."""
-    plan = _plan(conn, user_id, persona_id, strategy, target_count=target_count, limit=None)
-    return Selection(plan.total, plan.protected, [], plan.wanted)
 
 
 def select(
@@ -236,26 +227,36 @@ def select(
     return Selection(plan.total, plan.protected, chosen, len(chosen))
 
 
+@dataclass(frozen=True)
+class Archived:
+    total: int  # the persona's memories before this batch
+    protected: int
+    ids: list[str]  # archived, lowest score first
+
+
 def archive_lowest(
     conn: Connection,
-    run_id: str,
-    user_id: str,
-    persona_id: str,
+    run: dict[str, Any],
     strategy: str,
     now: float,
     *,
     target_count: int | None,
     prune_below: float,
     limit: int,
-) -> list[tuple[int, str]]:
+    first: bool,
+) -> Archived:
     """Archive up to `limit` of a persona's memories with the lowest scores that a prune
     takes as the rows are now (the protection rules, the target, the floor), in place,
     in the caller's transaction: their scores move into the archive with the prune's
     score and reason, and their graph edges go to the edge archive. Chosen and archived
-    by set-based statements. Returns (rid, id) of those archived, lowest score first."""
+    by set-based statements. The `first` batch records the run (`start_run`), unless it
+    finds nothing to take."""
+    user_id, persona_id, run_id = run["user_id"], run["persona_id"], run["id"]
     plan = _plan(conn, user_id, persona_id, strategy, target_count=target_count, limit=limit)
     if plan.wanted == 0:
-        return []
+        return Archived(plan.total, plan.protected, [])
+    if first:
+        start_run(conn, run)
     prefix, _, suffix = reason(strategy, "\0", target_count, prune_below).partition("\0")
     if conn.dialect == "postgresql":
         printed = "to_char(c.score, 'FM990.000')"
@@ -264,8 +265,8 @@ def archive_lowest(
     archived = conn.execute(
         f"""INSERT INTO memory_archive (id, prune_run_id, archived_at, prune_score, reason,
                 persona_id, user_id, {_SCORES})
-            SELECT c.id, :run, :at, c.score, :prefix || {printed} || :suffix, c.persona_id,
-                c.user_id, {_prefixed("c.", _SCORES)}
+            SELECT c.id, :run, :at, c.score, :prefix || {printed} || :suffix, :persona, :user,
+                {_prefixed("c.", _SCORES)}
             FROM ({plan.scored}) AS c
             RETURNING id, prune_score""",
         {"user": user_id, "persona": persona_id, "now": now, "below": prune_below,
@@ -273,7 +274,9 @@ def archive_lowest(
     ).fetchall()  # fmt: skip
     ids = [r[0] for r in sorted(archived, key=lambda r: (r[1], r[0]))]
     if not ids:
-        return []
+        if first:
+            conn.execute("DELETE FROM prune_runs WHERE id = ?", (run_id,))
+        return Archived(plan.total, plan.protected, [])
     chosen = json.dumps(ids)
     graph.detach(conn, ids)
     conn.execute(
@@ -284,8 +287,7 @@ def archive_lowest(
     conn.execute(
         "UPDATE prune_runs SET pruned_count = pruned_count + ? WHERE id = ?", (len(ids), run_id)
     )
-    rids = {memory_id: rid for rid, memory_id in memories.rids_of(conn, ids)}
-    return [(rids[i], i) for i in ids]
+    return Archived(plan.total, plan.protected, ids)
 
 
 def start_run(conn: Connection, run: dict[str, Any]) -> None:

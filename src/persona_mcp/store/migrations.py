@@ -765,19 +765,29 @@ def m012_archive_in_place(conn: sqlite3.Connection) -> None:
             FROM memory_archive ORDER BY created_at, id;
         DROP TRIGGER memory_forget;
         DROP TRIGGER memory_archive_forget;
-        ALTER TABLE memory_archive DROP COLUMN content;
-        ALTER TABLE memory_archive DROP COLUMN memory_type;
-        ALTER TABLE memory_archive DROP COLUMN base_importance;
-        ALTER TABLE memory_archive DROP COLUMN emotional_valence;
-        ALTER TABLE memory_archive DROP COLUMN created_at;
-        ALTER TABLE memory_archive DROP COLUMN occurred_at;
-        ALTER TABLE memory_archive DROP COLUMN source;
-        ALTER TABLE memory_archive DROP COLUMN metadata;
-        ALTER TABLE memory_archive DROP COLUMN importance_breakdown;
-        ALTER TABLE memory_archive DROP COLUMN context;
-        ALTER TABLE memory_archive DROP COLUMN superseded_by;
-        -- Read by run (restore) and counted by user without it.
-        DROP INDEX memory_archive_owner;
+        -- Narrow; its persona's rows go with the memory rows (memory_forget below), so
+        -- no foreign key of its own. (A rowid table: a prune appends its rows in order.)
+        CREATE TABLE memory_archive_v3 (
+            id TEXT PRIMARY KEY,              -- memories.id
+            prune_run_id TEXT NOT NULL REFERENCES prune_runs(id),
+            archived_at REAL NOT NULL,
+            prune_score REAL NOT NULL,
+            reason TEXT NOT NULL,
+            persona_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            importance REAL NOT NULL,         -- the scores it had, to be restored with
+            access_count INTEGER NOT NULL,
+            last_accessed_at REAL,
+            decayed_at REAL,
+            pinned INTEGER NOT NULL DEFAULT 0
+        );
+        INSERT INTO memory_archive_v3 SELECT id, prune_run_id, archived_at, prune_score,
+                reason, persona_id, user_id, importance, access_count, last_accessed_at,
+                decayed_at, pinned
+            FROM memory_archive;
+        DROP TABLE memory_archive;
+        ALTER TABLE memory_archive_v3 RENAME TO memory_archive;
+        CREATE INDEX memory_archive_run ON memory_archive (prune_run_id);
         CREATE TRIGGER memory_forget AFTER DELETE ON memories BEGIN
             DELETE FROM memory_versions WHERE memory_id = old.id;
             DELETE FROM memory_vectors WHERE memory_id = old.id;
