@@ -193,7 +193,12 @@ async def test_an_exported_card_reimports_with_its_state_mood_and_memories(
     assert copy["backstory"] == status["persona"]["backstory"]
     assert copy["topic_preferences"] == status["persona"]["topic_preferences"]
     copied = await client.call("persona.status", {"persona_id": "Aria copy"})
-    assert copied["interaction_state"] == status["interaction_state"]
+    # The same state (what recovers with time may have moved on by a hundredth since).
+    for field, value in status["interaction_state"].items():
+        if isinstance(value, float):
+            assert copied["interaction_state"][field] == pytest.approx(value, abs=0.05), field
+        else:
+            assert copied["interaction_state"][field] == value, field
     assert copied["mood_state"]["valence"] == status["mood_state"]["valence"]
     assert copied["mood_state"]["arousal"] == status["mood_state"]["arousal"]
 
