@@ -8,7 +8,8 @@ full-text index follows `memories` through triggers.
 
 A memory is live while it has its scores row. A pruned (archived) one keeps its wide
 row, full-text entry and vector and has an archive row instead (see m012 and
-`store.lifecycle`), so every read of live memories goes through `ROWS` (or `live_ids`).
+`store.lifecycle`), so every read of live memories goes through `ROWS`, `live_ids` or
+(where a row is looked up already) the absence of an archive row.
 """
 
 from __future__ import annotations
@@ -554,7 +555,9 @@ def _own(conn: Connection, filters: Filters, rows: Sequence[Row]) -> list[tuple[
     rids = [int(r[0]) for r in rows]
     where, args = filters.sql(by_key=True)
     marks = ",".join("?" * len(rids))
-    sql = f"SELECT m.rid FROM {ROWS} WHERE m.rid IN ({marks}) AND {where}"
+    # Live: not archived (a probe of the small archive, cheaper than one of the scores).
+    sql = f"""SELECT m.rid FROM memories m WHERE m.rid IN ({marks}) AND {where}
+              AND NOT EXISTS (SELECT 1 FROM memory_archive a WHERE a.id = m.id)"""
     mine = {int(r[0]) for r in conn.execute(sql, (*rids, *args))}
     return [(int(r[0]), float(r[1])) for r in rows if int(r[0]) in mine]
 
