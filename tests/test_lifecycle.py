@@ -350,3 +350,39 @@ async def test_a_server_killed_during_a_prune_loses_no_acknowledged_memory(
         restored = await c.call("memory.restore", {"prune_run_id": stats["last_run"]["id"]})
         assert set(restored["restored_ids"]) == archived
         assert (await c.call("memory.stats", {"persona_id": "doomed"}))["total"] == 2000
+
+
+@pytest.mark.parametrize("estimate", ["sampled", "too low"])
+async def test_a_large_prune_takes_exactly_the_lowest_scores_however_the_cut_is_estimated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, estimate: str
+) -> None:
+    # Enough prunable memories that the cut's score is estimated from a sample; with the
+    # estimate too low the rest are found after it. Many ties: 60 distinct importances.
+    from persona_mcp.store import lifecycle
+
+    if estimate == "too low":
+        monkeypatch.setattr(lifecycle, "_cap_rank", lambda expected: 1)
+    settings = make_settings(tmp_path, max_memories_per_persona=10_000, pruning_threshold=9_000)
+    async with serve(settings) as server, server.client() as client:
+        await _prune_many(client)
+
+
+async def _prune_many(client: PersonaClient) -> None:
+    persona = await fresh_persona(client, "many")
+    stored = []
+    for start in range(0, 6000, 1000):
+        items = [
+            {"content": f"entry {i} on the ledger", "importance": 0.1 + (i * 7919 % 60) / 100}
+            for i in range(start, start + 1000)
+        ]
+        result = await client.call("memory.store_batch", {"persona_id": persona, "memories": items})
+        stored.extend(result["memories"])
+    prunable = [m for m in stored if m["importance"] < 0.8]
+    order = sorted(prunable, key=lambda m: (m["importance"], m["created_at"], m["id"]))
+    want = len(stored) - 4800
+    params = {"persona_id": persona, "target_count": 4800, "strategy": "importance_only"}
+    preview = await client.call("memory.prune", params | {"dry_run": True})
+    assert preview["pruned_ids"] == [m["id"] for m in order[:want]]
+    pruned = await client.call("memory.prune", params)
+    assert set(pruned["pruned_ids"]) == {m["id"] for m in order[:want]}
+    assert pruned["remaining"] == 4800
