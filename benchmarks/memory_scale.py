@@ -441,6 +441,31 @@ async def run_growth(args: argparse.Namespace, pid: int, url: str) -> dict[str, 
             "load": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
 
 
+async def model_alone(args: argparse.Namespace, n: int = 3000) -> dict[str, float]:
+    """The bundled model by itself, in this process, with the server's settings: how
+    fast it encodes the benchmark's texts in batches of --batch (the most any ingest
+    can reach here) and one query (part of every search). Measured after the server
+    has stopped, on the same machine."""
+    from persona_mcp.embeddings.minilm import MiniLMEmbedder
+
+    embedder = MiniLMEmbedder()
+    await embedder.wait_ready()
+    items = synth_memories(random.Random(args.seed), n, time.time())
+    texts = [m["content"] for m in items]
+    await embedder.embed(texts[: args.batch])
+    t0 = time.perf_counter()
+    for start in range(0, n, args.batch):
+        await embedder.embed(texts[start : start + args.batch])
+    rate = n / (time.perf_counter() - t0)
+    ms = []
+    for query in synth_queries(random.Random(args.seed + 1), 100):
+        t0 = time.perf_counter()
+        await embedder.embed([query])
+        ms.append((time.perf_counter() - t0) * 1000)
+    await embedder.aclose()
+    return {"encode_per_second": round(rate, 1), "query_ms": ms_summary(ms)["p50"]}
+
+
 def report_growth(figures: dict[str, Any]) -> None:
     steps = figures["steps"]
     first, last = steps[0], steps[-1]
@@ -458,6 +483,13 @@ def report_growth(figures: dict[str, Any]) -> None:
         ("store_batch, slowest step", ">= 500 /s", f"{ingest} /s", ingest >= 500),
     ]  # fmt: skip
     print(f"\nembedder {figures['embedder']}, load average at the end {figures['load']}")
+    alone = figures.get("model_alone")
+    if alone:
+        print(
+            f"the model alone on this machine: {alone['encode_per_second']} texts/s in "
+            f"batches (the ceiling of ingest), one query {alone['query_ms']} ms (part of "
+            "every search)"
+        )
     print(f"{'target':34} {'goal':>10} {'measured':>12}  result")
     for name, goal, got, ok in rows:
         print(f"{name:34} {goal:>10} {got:>12}  {'PASS' if ok else 'MISS'}")
@@ -736,6 +768,7 @@ def measure(args: argparse.Namespace) -> int:
             figures = asyncio.run(run_growth(args, server.pid, server.url))
         finally:
             stop_server(server)
+        figures["model_alone"] = asyncio.run(model_alone(args))
         report_growth(figures)
         if args.json:
             print(json.dumps(figures))
