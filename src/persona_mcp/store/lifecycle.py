@@ -205,7 +205,7 @@ def _plan(
     prunable = (
         f"importance < {PROTECT_IMPORTANCE} AND access_count < {PROTECT_ACCESS} AND pinned = 0"
     )
-    sampled = "'[]'"
+    sampled = "NULL"  # PostgreSQL sorts top-N with a heap: no cap
     if conn.dialect == "sqlite" and target_count is not None:
         sampled = (
             f"json_group_array({score}) FILTER (WHERE {prunable} AND random() % {_SAMPLE} = 0)"
@@ -227,7 +227,7 @@ def _plan(
     if limit is not None:
         wanted = min(wanted, limit)
     cap = None
-    if wanted and total - protected >= _SAMPLED_FROM:
+    if wanted and sample is not None and total - protected >= _SAMPLED_FROM:
         scores = sorted(json.loads(sample))
         rank = _cap_rank(wanted * len(scores) / (total - protected))
         cap = scores[rank - 1] if rank <= len(scores) else None
