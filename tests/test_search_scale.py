@@ -58,6 +58,28 @@ def test_a_large_shelf_ranks_its_best_memories_as_a_full_scan_would() -> None:
     assert overlap / (10 * queries) >= 0.9
 
 
+def test_nearest_rows_found_ahead_rank_as_those_found_in_place_even_after_a_removal() -> None:
+    n = 2 * EXACT_ROWS
+    vectors = clustered_vectors(n, seed=4)
+    shelf = Shelf(DIM)
+    shelf.add(list(range(n)), vectors, [i * 3600.0 for i in range(n)])
+    query = vectors[321]
+    lexical = {321: 1.0, 4000: 0.4}
+    nearest = retrieval.nearest_rids(shelf, query)
+    assert nearest is not None and 321 in nearest
+    ahead = retrieval.rank_shelf(shelf, lexical, query, [], None, 10, nearest=nearest)
+    assert ahead == retrieval.rank_shelf(shelf, lexical, query, [], None, 10)
+    # Rows archived between the two steps (positions shift) are simply left out.
+    gone = [int(r) for r in nearest[:5] if r != 321]
+    shelf.remove(gone)
+    ranked, _ = retrieval.rank_shelf(shelf, lexical, query, [], None, 10, nearest=nearest)
+    assert 321 in ranked and not set(gone) & set(ranked)
+    # A small shelf scores every row: nothing is found ahead.
+    small = Shelf(DIM)
+    small.add([1, 2], vectors[:2], [0.0, 0.0])
+    assert retrieval.nearest_rids(small, query) is None
+
+
 def test_a_narrow_filter_on_a_large_shelf_still_finds_its_rows() -> None:
     n = 2 * EXACT_ROWS
     vectors = clustered_vectors(n, seed=2)

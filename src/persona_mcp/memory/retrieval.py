@@ -192,6 +192,17 @@ def _around(core: npt.NDArray[np.int64], reach: int, size: int) -> npt.NDArray[n
     return np.flatnonzero(marked).astype(np.int64)
 
 
+def nearest_rids(
+    shelf: Shelf, query_vector: npt.NDArray[np.float32]
+) -> npt.NDArray[np.int64] | None:
+    """The rids of the rows nearest the query in meaning, as `rank_shelf` takes them
+    (found ahead, while the full-text stage runs); None on a shelf small enough for every
+    row to be scored."""
+    if shelf.size <= EXACT_ROWS:
+        return None
+    return shelf.rids[shelf.nearest(query_vector, SEMANTIC_CANDIDATES)[0]]
+
+
 def rank_shelf(
     shelf: Shelf,
     lexical: dict[int, float],
@@ -200,13 +211,16 @@ def rank_shelf(
     allowed: set[int] | None,
     k: int,
     params: RankingParams = DEFAULT_RANKING,
+    nearest: npt.NDArray[np.int64] | None = None,
 ) -> tuple[Ranked, set[int]]:
     """The top `k` memories of a shelf, and which lexical hits the shelf holds.
 
     Only rows that can rank are scored: the nearest in meaning, the lexical hits, those
     nearest a named date (and, under a filter, the allowed rows), with their neighbours
     within reach of the neighbour bonus; the neighbours' neighbours are read too, so
-    every scored row gets exactly the score a pass over the whole shelf would give."""
+    every scored row gets exactly the score a pass over the whole shelf would give.
+    `nearest`: the rids `nearest_rids` found for this query, if it ran already (those
+    no longer on the shelf are left out)."""
     n = shelf.size
     on_shelf: set[int] = set()
     lex_pos: list[int] = []
@@ -230,6 +244,9 @@ def rank_shelf(
         core = [np.asarray(lex_pos, dtype=np.int64)]
         if allowed_pos is not None and len(allowed_pos) <= candidate_count(n):
             core.append(allowed_pos)  # a narrow filter: every allowed row is a candidate
+        elif nearest is not None:
+            pos, found = shelf.positions(nearest)
+            core.append(pos[found])
         else:
             core.append(shelf.nearest(query_vector, SEMANTIC_CANDIDATES)[0])
         if dates:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from persona_mcp import nlp
 from persona_mcp.clock import Clock
@@ -727,16 +728,27 @@ class MemoryService:
             allowed = repo.allowed_rids(conn, filters) if filters.narrowed else None
             return bm25, allowed
 
-        query_vector = None
+        async def meaning() -> tuple[Vectors, npt.NDArray[np.int64] | None]:
+            vector = (await self.embed([query]))[0]
+            if self.in_database:
+                await self._vector_index(vector)
+                return vector, None
+            if filters.narrowed:  # a narrow filter may make its rows the candidates
+                return vector, None
+            nearest = await asyncio.to_thread(
+                self.vectors.use, key, lambda shelf: retrieval.nearest_rids(shelf, vector)
+            )
+            return vector, nearest
+
+        query_vector: Vectors | None = None
+        nearest = None
         if self.semantic and self.embedder.ready:
             await self._shelf(key)
-            # The query embedding (model thread) and the full-text read (reader thread) overlap.
-            vectors, (bm25, allowed) = await asyncio.gather(
-                self.embed([query]), self._db.read(read_words)
+            # The query's embedding and nearest rows in meaning (model thread, then a
+            # worker) overlap the full-text read (reader thread).
+            (query_vector, nearest), (bm25, allowed) = await asyncio.gather(
+                meaning(), self._db.read(read_words)
             )
-            query_vector = vectors[0]
-            if self.in_database:
-                await self._vector_index(query_vector)
         else:
             bm25, allowed = await self._db.read(read_words)
         lexical = retrieval.lexical_scores(bm25)
@@ -752,9 +764,10 @@ class MemoryService:
                 found = self.vectors.use(
                     key,
                     lambda shelf: retrieval.rank_shelf(
-                        shelf, lexical, query_vector, named_dates, allowed, pool_size, params
+                        shelf, lexical, query_vector, named_dates, allowed, pool_size, params,
+                        nearest,
                     ),
-                )
+                )  # fmt: skip
                 if found is not None:
                     ranked, on_shelf = found
             # Lexical hits with no vector yet (or no embeddings at all) rank by words alone.

@@ -155,7 +155,7 @@ class Shelf:
         if int(keep.sum()) != self.size:
             self._reorder(np.flatnonzero(keep))
 
-    def positions(self, rids: Sequence[int]) -> tuple[Positions, npt.NDArray[np.bool_]]:
+    def positions(self, rids: Sequence[int] | Positions) -> tuple[Positions, npt.NDArray[np.bool_]]:
         """Row positions of `rids`, and which of them are on the shelf."""
         wanted = np.asarray(rids, dtype=np.int64)
         if self.size == 0:
