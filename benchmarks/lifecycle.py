@@ -21,8 +21,9 @@ of 14 memories in 0.001 s):
 
 1. decay: `memory.decay_force` on the persona (exponential, as if 24 h passed);
 2. dry selection: `memory.prune` with `target_count` = N - 15% and `dry_run`;
-3. prune: the same for real (the 15% archived, their edges archived, the chain bridged);
-4. restore: `memory.restore` of that prune run (rows, scores, edges come back);
+3. prune: the same for real (the 15% archived, their edges hidden, the chain bridged);
+4. restore: `memory.restore` of that prune run (rows, scores, edges come back), and the
+   graph's edge counts by type (`memory.stats`) must be those from before the prune;
 5. the seed's comparison: a dry-run `memory.prune` of a 14-memory persona, median;
 6. `PRAGMA integrity_check` on the server's SQLite file, opened read-only, and counts.
 
@@ -149,6 +150,7 @@ async def run(
         await client.call("memory.set_pruning_config", {"auto_prune": False})
         stats = await client.call("memory.stats", {"persona_id": persona_id})
         figures["memories"] = stats["total"]
+        graph_before = stats["graph"]["edges"]
 
         decay, seconds = await timed(
             client, "memory.decay_force", {"persona_id": persona_id, "hours": 24.0}
@@ -181,6 +183,10 @@ async def run(
             "restored": restored["restored_count"],
             "round_trip_seconds": round(seconds, 4),
         }
+        # The graph as it was: every edge of the restored memories shown again, and the
+        # `next` chain back to one link per pair of consecutive episodes.
+        graph_after = (await client.call("memory.stats", {"persona_id": persona_id}))["graph"]
+        figures["graph_edges"] = {"before": graph_before, "after_restore": graph_after["edges"]}
 
         small = (await client.call("persona.create", {"name": "Fourteen"}))["persona"]["id"]
         items = synth_memories(random.Random(args.seed + 2), 14, time.time())
@@ -219,7 +225,9 @@ async def run(
         "memories": live,
         "archived": archived,
         "fts_rows": fts,
-        "consistent": archived == 0 and fts == rows == live == figures["memories"] + 14,
+        "consistent": archived == 0
+        and fts == rows == live == figures["memories"] + 14
+        and figures["graph_edges"]["before"] == figures["graph_edges"]["after_restore"],
     }
     figures["load_after"] = [round(x, 2) for x in os.getloadavg()]
     return figures
@@ -253,6 +261,9 @@ def report(figures: dict[str, Any]) -> None:
         f"memories, {ic['archived']} archived, full-text rows {ic['fts_rows']}; "
         f"{'consistent' if ic['consistent'] else 'INCONSISTENT'}"
     )
+    edges = figures["graph_edges"]
+    print(f"  graph edges before the prune {edges['before']}, after the restore "
+          f"{edges['after_restore']}")  # fmt: skip
     print(f"  server RSS {figures['rss_mib']} MiB")
     print(f"  load average before {figures['load_before']}, after {figures['load_after']}")
     scale = f"{n // 1000}k"
@@ -290,6 +301,10 @@ def main() -> int:
         args.memories = 10_000 if args.quick else 100_000
     data_dir = Path(tempfile.mkdtemp(prefix="persona-bench-"))
     persona_id, build_seconds = build(data_dir, args.memories, args.seed)
+    # The fresh file is still being written back to disk (hundreds of MB at 100k), and the
+    # server's first checkpoint would wait for all of it: flushed here, outside every
+    # measured step, each step meets a database as it is once it has been on disk a while.
+    os.sync()
     # Room for the 14-memory persona beside the big one.
     limit = str(args.memories + 1000)
     env = {"EMBEDDING_PROVIDER": "none", "MAX_MEMORIES_PER_USER": limit}

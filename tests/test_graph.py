@@ -277,6 +277,106 @@ async def test_a_pruned_run_of_episodes_is_bridged_in_the_chain_and_restored_int
         assert found["results"][0]["memory"]["id"] == chain[2]
 
 
+async def test_successive_prunes_in_small_batches_hide_edges_and_restores_rejoin_the_chain(
+    tmp_path: Path,
+) -> None:
+    """Pruned memories' edges stay hidden in place: a later prune (taking its memories in
+    batches of one) bridges over episodes archived before, the graph's readers never show
+    an archived end, and each restore shows its memories' edges again."""
+    settings = make_settings(tmp_path / "data")
+
+    async def following(client: PersonaClient, node: str) -> list[str]:
+        out = await client.call("graph.neighbors", {"node_id": node, "edge_types": ["next"]})
+        return [n["node"]["id"] for n in out["neighbors"] if n["direction"] == "out"]
+
+    async def chain_from(client: PersonaClient, node: str) -> list[str]:
+        out = [node]
+        while nxt := await following(client, out[-1]):
+            assert len(nxt) == 1
+            out.append(nxt[0])
+        return out
+
+    async with serve(settings) as server, server.client() as client:
+        await client.call("memory.set_pruning_config", {"auto_prune": False, "batch_size": 1})
+        await client.call(
+            "memory.store_batch",
+            {"memories": [{"content": f"Kept note {i}", "importance": 0.9} for i in range(10)]},
+        )
+        e = []
+        places = ["river", "harbour", "old mill", "lighthouse", "market", "castle"]
+        for day, importance in enumerate([0.9, 0.6, 0.2, 0.3, 0.4, 0.9]):
+            ingested = await client.call(
+                "memory.ingest",
+                {"content": f"I walked the dog with Marta to the {places[day]}.",
+                 "occurred_at": f"2026-05-0{day + 1}T10:00:00Z"},
+            )  # fmt: skip
+            [memory] = ingested["memories"]
+            assert memory["memory_type"] == "episode"
+            await client.call(
+                "memory.update", {"memory_id": memory["id"], "importance": importance}
+            )
+            e.append(memory["id"])
+        assert await chain_from(client, e[0]) == e
+        mentions = (await client.call("graph.entity", {"name": "Marta"}))["entity"]["mentions"]
+        first = await client.call(
+            "memory.prune", {"strategy": "importance_only", "target_count": 15}
+        )
+        assert first["pruned_ids"] == [e[2]]
+        second = await client.call(
+            "memory.prune", {"strategy": "importance_only", "target_count": 13}
+        )
+        assert set(second["pruned_ids"]) == {e[3], e[4]}
+        assert await chain_from(client, e[0]) == [e[0], e[1], e[5]]
+        marta = await client.call("graph.entity", {"name": "Marta"})
+        assert marta["entity"]["mentions"] == mentions - 3
+        assert {m["id"] for m in marta["memories"]} == {e[0], e[1], e[5]}
+        stats = await client.call("memory.stats", {})
+        assert stats["graph"]["edges"]["next"] == 2  # e0 -> e1 -> e5
+        assert stats["graph"]["edges"]["mentions"] == 3
+    async with serve(settings) as server, server.client() as client:
+        assert await chain_from(client, e[0]) == [e[0], e[1], e[5]]
+        await client.call("memory.restore", {"prune_run_id": first["prune_run_id"]})
+        assert await chain_from(client, e[0]) == [e[0], e[1], e[2], e[5]]
+        await client.call("memory.restore", {"prune_run_id": second["prune_run_id"]})
+        assert await chain_from(client, e[0]) == e
+        marta = await client.call("graph.entity", {"name": "Marta"})
+        assert marta["entity"]["mentions"] == mentions
+        assert [m["id"] for m in marta["memories"]][-6:] == e
+
+
+async def test_an_episode_restored_after_a_new_one_took_its_place_leads_only_to_that_one(
+    client: PersonaClient,
+) -> None:
+    async def following(node: str) -> list[str]:
+        out = await client.call("graph.neighbors", {"node_id": node, "edge_types": ["next"]})
+        return [n["node"]["id"] for n in out["neighbors"] if n["direction"] == "out"]
+
+    def episode(place: str, day: int, importance: float) -> dict[str, Any]:
+        return {"content": f"We walked to the {place} today.", "memory_type": "episode",
+                "importance": importance, "occurred_at": f"2026-05-0{day}T10:00:00Z"}  # fmt: skip
+
+    await client.call("memory.set_pruning_config", {"auto_prune": False})
+    await client.call(
+        "memory.store_batch",
+        {"memories": [{"content": f"Kept note {i}", "importance": 0.9} for i in range(10)]},
+    )
+    stored = await client.call(
+        "memory.store_batch",
+        {"memories": [episode("bay", 1, 0.9), episode("mill", 3, 0.1), episode("dam", 5, 0.9)]},
+    )
+    a, m, n = (x["id"] for x in stored["memories"])
+    pruned = await client.call("memory.prune", {"strategy": "importance_only", "target_count": 12})
+    assert pruned["pruned_ids"] == [m]
+    assert await following(a) == [n]
+    x = (await client.call("memory.store_batch", {"memories": [episode("fort", 4, 0.9)]}))[
+        "memories"
+    ][0]["id"]
+    assert (await following(a), await following(x)) == ([x], [n])
+    await client.call("memory.restore", {"prune_run_id": pruned["prune_run_id"]})
+    # m's own link from before its prune (to n) is gone: the chain is a, m, x, n.
+    assert [await following(node) for node in (a, m, x)] == [[m], [x], [n]]
+
+
 async def test_rag_query_answers_from_memory_with_context_naming_the_entity(
     client: PersonaClient,
 ) -> None:

@@ -241,7 +241,8 @@ class PruningService:
         key = (user_id, persona_id)
         if ids and self._memory.vectors.has(key):
             found = await self._db.read(lambda conn: memory_repo.rids_of(conn, ids))
-            self._memory.vectors.remove(key, [rid for rid, _ in found])
+            # A copy of the shelf's arrays: off the event loop.
+            await asyncio.to_thread(self._memory.vectors.remove, key, [rid for rid, _ in found])
 
     async def prune_all(
         self, user_id: str, persona_ids: list[str], *, strategy: str | None, dry_run: bool
@@ -306,7 +307,7 @@ class PruningService:
             ids = repo.archived_ids(conn, user_id, run_id=run_id, ids=memory_ids)
             restored = repo.restore(conn, ids)
             # Their graph edges come back too, and episodes rejoin the `next` chain.
-            graph_repo.restore_edges(conn, [memory_id for _, memory_id, _ in restored], now)
+            graph_repo.restore_edges(conn, user_id, _by_persona(restored), now)
             return restored
 
         restored = await self._db.write(write)
@@ -316,13 +317,18 @@ class PruningService:
         if memory_ids is not None and len(restored) < len(memory_ids):
             log.info("restore: %d of %d ids were archived", len(restored), len(memory_ids))
         await self._memory.reindex_rows([rid for rid, _, _ in restored])
-        by_persona: dict[str, list[str]] = {}
-        for _, memory_id, persona_id in restored:
-            by_persona.setdefault(persona_id, []).append(memory_id)
-        for persona_id, ids in by_persona.items():
+        for persona_id, ids in _by_persona(restored).items():
             self._events.memory_changed(user_id, persona_id, ids, "restored")
         return [memory_id for _, memory_id, _ in restored]
 
     async def stats(self, user_id: str) -> dict[str, Any]:
         totals = await self._db.read(lambda conn: repo.prune_totals(conn, user_id))
         return {**totals, "config": asdict(await self.config(user_id))}
+
+
+def _by_persona(restored: list[tuple[int, str, str]]) -> dict[str, list[str]]:
+    """(rid, id, persona id) rows -> persona id -> memory ids."""
+    out: dict[str, list[str]] = {}
+    for _, memory_id, persona_id in restored:
+        out.setdefault(persona_id, []).append(memory_id)
+    return out

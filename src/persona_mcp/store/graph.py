@@ -4,9 +4,12 @@ a connection, called inside the transaction that writes the memories they come f
 A node is a memory (its id) or an entity (`ent_…`). An edge joins two nodes with one of
 the types below; edges hold their memories through foreign keys, so a deleted memory
 takes its edges along (see the m009_graph migration for the triggers that join up the
-`next` chain and forget unmentioned entities). A pruned memory stays in `memories`, so
-`detach` archives its edges, removes them and joins the chain up around it; only live
-memories (those with a scores row) have edges in `graph_edges`.
+`next` chain and forget unmentioned entities). A pruned memory stays in `memories` with
+its text and vector, and its edges stay in `graph_edges`: every reader here leaves out
+an edge with an archived end (`_LIVE`), so they are hidden until a restore, and `detach`
+only joins the `next` chain up around the pruned episodes. `graph_edge_archive` holds
+the edges that earlier versions moved out at a prune; `restore_edges` still brings them
+back.
 """
 
 from __future__ import annotations
@@ -28,6 +31,14 @@ ENTITY_PREFIX = "ent_"
 _EDGE_COLUMNS = (
     "id, edge_type, src_memory, src_entity, dst_memory, dst_entity, via_memory, label, "
     "weight, created_at"
+)
+
+
+# An edge none of whose memories is archived (for a table aliased `g`): a probe of the
+# archive by key per end (an anti-join on PostgreSQL).
+_LIVE = " AND ".join(
+    f"NOT EXISTS (SELECT 1 FROM memory_archive a WHERE a.id = g.{end})"
+    for end in ("src_memory", "dst_memory", "via_memory")
 )
 
 
@@ -202,7 +213,8 @@ def entities(conn: Connection, user_id: str, ids: Sequence[str]) -> list[EntityR
         marks = ",".join("?" * len(chunk))
         rows = conn.execute(
             f"""SELECT e.*, (SELECT count(*) FROM graph_edges g
-                    WHERE g.dst_entity = e.id AND g.edge_type = 'mentions') AS mentions
+                    WHERE g.dst_entity = e.id AND g.edge_type = 'mentions' AND {_LIVE})
+                    AS mentions
                 FROM graph_entities e WHERE e.user_id = ? AND e.id IN ({marks})""",
             (user_id, *chunk),
         ).fetchall()
@@ -260,8 +272,9 @@ def mentioned_in(conn: Connection, memory_ids: Sequence[str]) -> dict[str, list[
         chunk = list(memory_ids[start : start + 500])
         marks = ",".join("?" * len(chunk))
         for memory_id, entity_id in conn.execute(
-            f"""SELECT src_memory, dst_entity FROM graph_edges
-                WHERE edge_type = 'mentions' AND src_memory IN ({marks}) ORDER BY id""",
+            f"""SELECT g.src_memory, g.dst_entity FROM graph_edges g
+                WHERE g.edge_type = 'mentions' AND g.src_memory IN ({marks}) AND {_LIVE}
+                ORDER BY g.id""",
             chunk,
         ):
             out.setdefault(memory_id, []).append(entity_id)
@@ -273,8 +286,8 @@ def memories_mentioning(conn: Connection, entity_id: str, limit: int) -> list[st
     return [
         r[0]
         for r in conn.execute(
-            """SELECT m.id FROM graph_edges g JOIN memories m ON m.id = g.src_memory
-               WHERE g.dst_entity = ? AND g.edge_type = 'mentions'
+            f"""SELECT m.id FROM graph_edges g JOIN memories m ON m.id = g.src_memory
+               WHERE g.dst_entity = ? AND g.edge_type = 'mentions' AND {_LIVE}
                ORDER BY m.occurred_at, m.rid LIMIT ?""",
             (entity_id, limit),
         )
@@ -364,8 +377,8 @@ def edges_of(
         marks = ",".join("?" * len(chunk))
         for column in ("src", "dst"):
             for r in conn.execute(
-                f"""SELECT {_EDGE_COLUMNS} FROM graph_edges
-                    WHERE {column} IN ({marks}) AND edge_type IN ({type_marks})""",
+                f"""SELECT {_EDGE_COLUMNS} FROM graph_edges g
+                    WHERE {column} IN ({marks}) AND edge_type IN ({type_marks}) AND {_LIVE}""",
                 (*chunk, *types),
             ):
                 out[int(r["id"])] = _edge(r)
@@ -378,8 +391,9 @@ def mention_counts(conn: Connection, entity_ids: Sequence[str]) -> dict[str, int
         chunk = list(entity_ids[start : start + 500])
         marks = ",".join("?" * len(chunk))
         for entity_id, n in conn.execute(
-            f"""SELECT dst_entity, count(*) FROM graph_edges
-                WHERE edge_type = 'mentions' AND dst_entity IN ({marks}) GROUP BY dst_entity""",
+            f"""SELECT g.dst_entity, count(*) FROM graph_edges g
+                WHERE g.edge_type = 'mentions' AND g.dst_entity IN ({marks}) AND {_LIVE}
+                GROUP BY g.dst_entity""",
             chunk,
         ):
             out[entity_id] = int(n)
@@ -391,8 +405,8 @@ def nearest_mentions(conn: Connection, entity_id: str, occurred_at: float, limit
     return [
         r[0]
         for r in conn.execute(
-            """SELECT m.id FROM graph_edges g JOIN memories m ON m.id = g.src_memory
-               WHERE g.dst_entity = ? AND g.edge_type = 'mentions'
+            f"""SELECT m.id FROM graph_edges g JOIN memories m ON m.id = g.src_memory
+               WHERE g.dst_entity = ? AND g.edge_type = 'mentions' AND {_LIVE}
                ORDER BY abs(m.occurred_at - ?), m.rid DESC LIMIT ?""",
             (entity_id, occurred_at, limit),
         )
@@ -410,36 +424,30 @@ def owner_of(conn: Connection, node_id: str) -> tuple[str, str] | None:
 
 
 def detach(conn: Connection, memory_ids: Sequence[str]) -> None:
-    """Take memories about to be archived out of the graph: their edges (all but the
-    `next` chain) are kept in the edge archive until `restore_edges` brings them back,
-    every edge that touches them is removed, and the `next` chain is joined up around
-    their episodes (a run of archived episodes is bridged by one edge)."""
+    """Join the `next` chain up around memories being archived (their archive rows are
+    written already): a run of archived episodes is bridged by one edge, from the live
+    episode before it to the live one after. Their own edges stay where they are, hidden
+    while they are archived (`_LIVE`), and shown again by a restore."""
     chosen = json_values(conn, "?")
-    edges = conn.execute(
-        f"""SELECT id, edge_type, user_id, persona_id, src_memory, dst_memory, created_at
-            FROM graph_edges WHERE id IN (
+    chain = conn.execute(
+        f"""SELECT e.src_memory, e.dst_memory, e.user_id, e.persona_id, e.created_at
+            FROM graph_edges e WHERE e.edge_type = 'next' AND e.id IN (
                 SELECT e.id FROM {chosen} JOIN graph_edges e ON e.src_memory = j.value
-                UNION SELECT e.id FROM {chosen} JOIN graph_edges e ON e.dst_memory = j.value
-                UNION SELECT e.id FROM {chosen} JOIN graph_edges e ON e.via_memory = j.value)
-            ORDER BY id""",
-        (json.dumps(list(memory_ids)),) * 3,
+                UNION SELECT e.id FROM {chosen} JOIN graph_edges e ON e.dst_memory = j.value)
+            ORDER BY e.id""",
+        (json.dumps(list(memory_ids)),) * 2,
     ).fetchall()
-    if not edges:
+    if not chain:
         return
-    kept = [int(e[0]) for e in edges if e[1] != "next"]
-    columns = """user_id, persona_id, edge_type, src_memory, src_entity, dst_memory,
-               dst_entity, via_memory, label, weight, created_at"""
-    if kept:
-        conn.execute(
-            f"""INSERT INTO graph_edge_archive ({columns})
-                SELECT {columns} FROM graph_edges WHERE id IN ({_ids(conn)}) ORDER BY id""",
-            (_id_list(conn, kept),),
-        )
     gone = set(memory_ids)
-    chain = [e for e in edges if e[1] == "next"]
-    following = {e[4]: e[5] for e in chain}
+    # An edge from or to an episode archived before (by an earlier prune, or an earlier
+    # batch of this one) is hidden already: not part of the chain.
+    ends = {m for e in chain for m in (e[0], e[1]) if m not in gone}
+    kept = memories.live_ids(conn, ends)
+    live = [e for e in chain if all(m in gone or m in kept for m in (e[0], e[1]))]
+    following = {e[0]: e[1] for e in live}
     bridges = []
-    for _, _, user_id, persona_id, src, dst, created_at in chain:
+    for src, dst, user_id, persona_id, created_at in live:
         if src in gone or dst not in gone:
             continue  # only from a kept episode into a run of archived ones
         seen = {dst}
@@ -448,10 +456,6 @@ def detach(conn: Connection, memory_ids: Sequence[str]) -> None:
             seen.add(dst)
         if dst not in gone:
             bridges.append((user_id, persona_id, src, dst, created_at))
-    conn.execute(
-        f"DELETE FROM graph_edges WHERE id IN ({_ids(conn)})",
-        (_id_list(conn, [int(e[0]) for e in edges]),),
-    )
     conn.executemany(
         """INSERT OR IGNORE INTO graph_edges (user_id, persona_id, edge_type, src_memory,
                dst_memory, weight, created_at) VALUES (?, ?, 'next', ?, ?, 1.0, ?)""",
@@ -485,10 +489,14 @@ def entities_present(conn: Connection, entity_ids: Iterable[str | None]) -> set[
     }
 
 
-def restore_edges(conn: Connection, memory_ids: Sequence[str], now: float) -> None:
-    """Bring back the archived edges of restored memories whose other ends are present,
-    and put restored episodes back into the `next` chain."""
-    ids = json.dumps(list(memory_ids))
+def restore_edges(
+    conn: Connection, user_id: str, restored: dict[str, list[str]], now: float
+) -> None:
+    """After a restore (persona id -> the ids of its memories restored): their edges show
+    again by themselves; those an earlier version archived come back where their other
+    ends are present; restored episodes rejoin the `next` chain."""
+    memory_ids = [m for ids_of in restored.values() for m in ids_of]
+    ids = json.dumps(memory_ids)
     chosen = json_values(conn, ":ids")
     archived = conn.execute(
         f"""SELECT a.* FROM graph_edge_archive a
@@ -523,14 +531,40 @@ def restore_edges(conn: Connection, memory_ids: Sequence[str], now: float) -> No
             (back,),
         )
         conn.execute(f"DELETE FROM graph_edge_archive WHERE id IN ({_ids(conn)})", (back,))
-    episodes = conn.execute(
-        f"""SELECT m.user_id, m.persona_id, m.id, m.occurred_at, m.rid
-           FROM {json_values(conn, "?")} {memories.ids_first(conn)} memories m ON m.id = j.value
-           WHERE m.memory_type = 'episode' ORDER BY m.rid""",
-        (ids,),
+    for persona_id, ids_of in sorted(restored.items()):
+        _rejoin_chain(conn, user_id, persona_id, json.dumps(ids_of), now)
+
+
+def _rejoin_chain(conn: Connection, user_id: str, persona_id: str, ids: str, now: float) -> None:
+    """Put restored episodes (among the JSON list `ids`) back into their persona's `next`
+    chain at once: each between the live episodes just before and just after it. The
+    links those neighbours had in their place (the bridges over the run), and whatever
+    the restored episodes led to or came from when they were archived, go first. (Live:
+    not archived, a probe of the small archive, as in `memories._own`.)"""
+    chosen = f"SELECT value FROM {json_values(conn, ':ids')}"
+    placed = conn.execute(
+        f"""SELECT c.id, c.before, c.after FROM (
+                SELECT m.id, lag(m.id) OVER w AS before, lead(m.id) OVER w AS after
+                FROM memories m WHERE m.user_id = :user AND m.persona_id = :persona
+                    AND m.memory_type = 'episode'
+                    AND NOT EXISTS (SELECT 1 FROM memory_archive a WHERE a.id = m.id)
+                WINDOW w AS (ORDER BY m.occurred_at, m.rid)) c
+            WHERE c.id IN ({chosen})""",
+        {"user": user_id, "persona": persona_id, "ids": ids},
     ).fetchall()
-    for user_id, persona_id, memory_id, occurred_at, rid in episodes:
-        link_episode(conn, user_id, persona_id, memory_id, occurred_at, rid, now)
+    if not placed:
+        return
+    restored = {r[0] for r in placed}
+    sources = sorted(restored | {r[1] for r in placed if r[1]})
+    targets = sorted(restored | {r[2] for r in placed if r[2]})
+    for column, nodes in (("src_memory", sources), ("dst_memory", targets)):
+        conn.execute(
+            f"""DELETE FROM graph_edges WHERE edge_type = 'next' AND {column} IN (
+                    SELECT value FROM {json_values(conn, ":ids")})""",
+            {"ids": json.dumps(nodes)},
+        )
+    links = {(r[1], r[0]) for r in placed if r[1]} | {(r[0], r[2]) for r in placed if r[2]}
+    add_edges(conn, user_id, persona_id, [NewEdge("next", a, b) for a, b in sorted(links)], now)
 
 
 def counts(conn: Connection, user_id: str, persona_id: str) -> dict[str, Any]:
@@ -541,8 +575,8 @@ def counts(conn: Connection, user_id: str, persona_id: str) -> dict[str, Any]:
     ).fetchone()[0]
     by_type = dict(
         conn.execute(
-            """SELECT edge_type, count(*) FROM graph_edges WHERE user_id = ? AND persona_id = ?
-               GROUP BY edge_type""",
+            f"""SELECT g.edge_type, count(*) FROM graph_edges g
+               WHERE g.user_id = ? AND g.persona_id = ? AND {_LIVE} GROUP BY g.edge_type""",
             (user_id, persona_id),
         ).fetchall()
     )

@@ -6,7 +6,8 @@ short leaves every memory either live or archived (and restorable): a memory's s
 move from `memory_scores` to a narrow `memory_archive` row, and a memory without a
 scores row is not live (`store.memories.ROWS` joins the two). Its row, its full-text
 entry and its vector stay where they are, so neither prune nor restore copies them;
-its graph edges move to the edge archive and the `next` chain is joined up around it.
+so do its graph edges (hidden while it is archived), and the `next` chain is joined up
+around it.
 """
 
 from __future__ import annotations
@@ -295,7 +296,8 @@ def archive_lowest(
     """Archive up to `limit` of a persona's memories with the lowest scores that a prune
     takes as the rows are now (the protection rules, the target, the floor), in place,
     in the caller's transaction: their scores move into the archive with the prune's
-    score and reason, and their graph edges go to the edge archive. Chosen and archived
+    score and reason; their graph edges stay, hidden while they are archived, and the
+    `next` chain is bridged around them (`graph.detach`). Chosen and archived
     by set-based statements. The `first` batch records the run (`start_run`), unless it
     finds nothing to take."""
     user_id, persona_id, run_id = run["user_id"], run["persona_id"], run["id"]

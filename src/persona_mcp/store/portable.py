@@ -112,7 +112,8 @@ SECTIONS: tuple[Section, ...] = (
             parents=(*_PERSONA, ("src_memory", "memories"), ("dst_memory", "memories"),
                      ("via_memory", "memories"), ("src_entity", "graph_entities"),
                      ("dst_entity", "graph_entities"))),
-    # The edges of archived memories, until they are restored.
+    # Edges an earlier version moved out of graph_edges at a prune, until restored (an
+    # archived memory's edges now stay in graph_edges, hidden).
     Section("graph_edge_archive", _USER, "id", omit=("id",),
             parents=(*_PERSONA, ("src_memory", "memories"), ("dst_memory", "memories"),
                      ("via_memory", "memories"), ("src_entity", "graph_entities"),
