@@ -528,10 +528,15 @@ class MemoryService:
         row = await self._db.write(write)
         key = (row.user_id, row.persona_id)
         if content is not None and content != current.content:
-            self.vectors.remove(key, [row.rid])
-            if vector is not None:
-                self.vectors.add(key, [row.rid], vector.reshape(1, -1), [row.occurred_at])
-            elif self.semantic:
+
+            def replace_vector() -> None:
+                self.vectors.remove(key, [row.rid])
+                if vector is not None:
+                    self.vectors.add(key, [row.rid], vector.reshape(1, -1), [row.occurred_at])
+
+            # Taking a row out of a shelf moves every row after it: off the event loop.
+            await asyncio.to_thread(replace_vector)
+            if vector is None and self.semantic:
                 self.schedule_backfill()
         return row
 
@@ -582,7 +587,7 @@ class MemoryService:
         if not rows:
             raise NotFound(f"No memory {memory_id!r}", {"memory_id": memory_id})
         row = rows[0]
-        self.vectors.remove((row.user_id, row.persona_id), [row.rid])
+        await asyncio.to_thread(self.vectors.remove, (row.user_id, row.persona_id), [row.rid])
         return row
 
     async def count(self, user_id: str, persona_id: str) -> int:
@@ -910,8 +915,12 @@ class MemoryService:
             entry[0].append(rid)
             entry[1].append(blob)
             entry[2].append(occurred)
-        for key, (key_rids, blobs, occurred_at) in by_key.items():
-            self.vectors.add(key, key_rids, repo.from_blobs(blobs), occurred_at)
+
+        def shelve() -> None:  # rows back in rowid order: a re-sort of the shelf
+            for key, (key_rids, blobs, occurred_at) in by_key.items():
+                self.vectors.add(key, key_rids, repo.from_blobs(blobs), occurred_at)
+
+        await asyncio.to_thread(shelve)
         if len(rows) < len(rids):
             self.schedule_backfill()
 
