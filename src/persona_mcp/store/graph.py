@@ -331,7 +331,8 @@ def link_episode(
     now: float,
 ) -> None:
     """Put an episode into its persona's `next` chain at its place in time: between the
-    episode just before it and the one just after (whose direct link it replaces)."""
+    episode just before it and the one just after (whose direct link it replaces), found
+    by two lookups of the episodes index."""
     before = conn.execute(
         f"""SELECT m.id FROM {memories.ROWS} WHERE m.persona_id = ?
                AND m.memory_type = 'episode' AND (m.occurred_at, m.rid) < (?, ?)
@@ -344,23 +345,36 @@ def link_episode(
            ORDER BY m.occurred_at, m.rid LIMIT 1""",
         (persona_id, occurred_at, rid),
     ).fetchone()
-    edges = []
-    if before is not None:
-        edges.append(NewEdge("next", before[0], memory_id))
-    if after is not None:
-        edges.append(NewEdge("next", memory_id, after[0]))
-    # The episode before leads to this one now, and this one to the one after: whatever
-    # led on from the one before (its link to the one after, or a link over episodes
-    # restored with this one) goes.
-    if before is not None:
+    place_episodes(
+        conn, user_id, persona_id,
+        [(memory_id, before[0] if before else None, after[0] if after else None)], now,
+    )  # fmt: skip
+
+
+def place_episodes(
+    conn: Connection,
+    user_id: str,
+    persona_id: str,
+    placed: Sequence[tuple[str, str | None, str | None]],
+    now: float,
+) -> None:
+    """Write episodes into the `next` chain, each (id, the live episode just before it,
+    the one just after): the links the neighbours had in their place (the direct link
+    over, a bridge over archived ones) go, and so does whatever an episode itself led to
+    or came from before (a restored one's links from when it was archived)."""
+    if not placed:
+        return
+    episodes = {p[0] for p in placed}
+    sources = sorted(episodes | {p[1] for p in placed if p[1]})
+    targets = sorted(episodes | {p[2] for p in placed if p[2]})
+    for column, nodes in (("src_memory", sources), ("dst_memory", targets)):
         conn.execute(
-            "DELETE FROM graph_edges WHERE edge_type = 'next' AND src_memory = ?", (before[0],)
+            f"""DELETE FROM graph_edges WHERE edge_type = 'next' AND {column} IN (
+                    SELECT value FROM {json_values(conn, "?")})""",
+            (json.dumps(nodes),),
         )
-    if after is not None:
-        conn.execute(
-            "DELETE FROM graph_edges WHERE edge_type = 'next' AND dst_memory = ?", (after[0],)
-        )
-    add_edges(conn, user_id, persona_id, edges, now)
+    links = {(p[1], p[0]) for p in placed if p[1]} | {(p[0], p[2]) for p in placed if p[2]}
+    add_edges(conn, user_id, persona_id, [NewEdge("next", a, b) for a, b in sorted(links)], now)
 
 
 def edges_of(
@@ -537,10 +551,9 @@ def restore_edges(
 
 def _rejoin_chain(conn: Connection, user_id: str, persona_id: str, ids: str, now: float) -> None:
     """Put restored episodes (among the JSON list `ids`) back into their persona's `next`
-    chain at once: each between the live episodes just before and just after it. The
-    links those neighbours had in their place (the bridges over the run), and whatever
-    the restored episodes led to or came from when they were archived, go first. (Live:
-    not archived, a probe of the small archive, as in `memories._own`.)"""
+    chain at once (`place_episodes`), their neighbours found by one window over the
+    persona's live episodes (live: not archived, a probe of the small archive, as in
+    `memories._own`)."""
     chosen = f"SELECT value FROM {json_values(conn, ':ids')}"
     placed = conn.execute(
         f"""SELECT c.id, c.before, c.after FROM (
@@ -552,19 +565,7 @@ def _rejoin_chain(conn: Connection, user_id: str, persona_id: str, ids: str, now
             WHERE c.id IN ({chosen})""",
         {"user": user_id, "persona": persona_id, "ids": ids},
     ).fetchall()
-    if not placed:
-        return
-    restored = {r[0] for r in placed}
-    sources = sorted(restored | {r[1] for r in placed if r[1]})
-    targets = sorted(restored | {r[2] for r in placed if r[2]})
-    for column, nodes in (("src_memory", sources), ("dst_memory", targets)):
-        conn.execute(
-            f"""DELETE FROM graph_edges WHERE edge_type = 'next' AND {column} IN (
-                    SELECT value FROM {json_values(conn, ":ids")})""",
-            {"ids": json.dumps(nodes)},
-        )
-    links = {(r[1], r[0]) for r in placed if r[1]} | {(r[0], r[2]) for r in placed if r[2]}
-    add_edges(conn, user_id, persona_id, [NewEdge("next", a, b) for a, b in sorted(links)], now)
+    place_episodes(conn, user_id, persona_id, [(r[0], r[1], r[2]) for r in placed], now)
 
 
 def counts(conn: Connection, user_id: str, persona_id: str) -> dict[str, Any]:
