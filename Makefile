@@ -15,7 +15,7 @@ SMOLLM2 := 0.1.2
 # The embedding model is exported to ONNX once here (onnx_export), so the server runs it
 # without torch. torch goes first and pinned exactly: 2.13.0 is the local CPU wheel; anything else
 # would pull gigabytes of CUDA packages in with sentence-transformers.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml src/persona_mcp/embeddings/onnx_export.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0

@@ -143,3 +143,32 @@ np.save(sys.argv[1], np.stack([full, small]))
     expected = reference.encode(texts, normalize_embeddings=True)
     assert np.all((full * expected).sum(axis=1) > 0.9999)
     assert np.all((small * expected).sum(axis=1) > 0.97)  # int8: close, not equal
+
+
+def test_the_installed_export_runs_residual_adds_unfused(tmp_path: Path) -> None:
+    """The export keeps each residual addition an Add before a LayerNormalization, and
+    the session the server opens does not fuse them into ONNX Runtime's much slower
+    SkipLayerNormalization; `make install` re-exports a file written by another recipe."""
+    import onnx
+
+    from persona_mcp.embeddings import onnx_export
+    from persona_mcp.embeddings.minilm import model_file, open_session
+
+    assert onnx_export.current()
+    for int8 in (False, True):
+        ops = [node.op_type for node in onnx.load(str(model_file(int8))).graph.node]
+        assert "SkipLayerNormalization" not in ops
+        assert ops.count("LayerNormalization") == 12  # two per layer, six layers
+        optimized = tmp_path / f"run-{int8}.onnx"
+        open_session(model_file(int8), optimized_to=optimized)
+        ran = [node.op_type for node in onnx.load(str(optimized)).graph.node]
+        assert "SkipLayerNormalization" not in ran
+        assert ran.count("LayerNormalization") == 12
+    # Another recipe's files are not current.
+    for int8 in (False, True):
+        (tmp_path / model_file(int8).name).write_bytes(b"")
+    assert not onnx_export.current(tmp_path)
+    onnx_export.recipe_file(tmp_path).write_text("1\n")
+    assert not onnx_export.current(tmp_path)
+    onnx_export.recipe_file(tmp_path).write_text(onnx_export.RECIPE + "\n")
+    assert onnx_export.current(tmp_path)
