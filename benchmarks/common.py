@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: a server subprocess on loopback, and percentiles."""
+"""What the benchmark scripts share: a server subprocess on loopback, percentiles, and the
+bundled model measured by itself."""
 
 from __future__ import annotations
 
@@ -159,3 +160,33 @@ def start_postgres() -> Postgres:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE DATABASE bench")
     return Postgres(url.replace("/postgres?", "/bench?", 1), handle, folder)
+
+
+async def model_alone(
+    texts: Sequence[str], batch: int, queries: Sequence[str] = ()
+) -> dict[str, float | None]:
+    """The bundled model by itself, in this process, with the server's settings: how fast
+    it encodes `texts` in batches of `batch` (the most any ingest of them can reach on
+    this machine) and the p50 of one query (part of every search). Run it after the
+    server has stopped, so the two do not share the cores."""
+    from persona_mcp.embeddings.minilm import MiniLMEmbedder
+
+    embedder = MiniLMEmbedder()
+    await embedder.wait_ready()
+    try:
+        await embedder.embed(list(texts[:batch]))  # warm
+        t0 = time.perf_counter()
+        for start in range(0, len(texts), batch):
+            await embedder.embed(list(texts[start : start + batch]))
+        rate = len(texts) / (time.perf_counter() - t0)
+        ms = []
+        for query in queries:
+            t0 = time.perf_counter()
+            await embedder.embed([query])
+            ms.append((time.perf_counter() - t0) * 1000)
+    finally:
+        await embedder.aclose()
+    return {
+        "encode_per_second": round(rate, 1),
+        "query_ms": round(percentile(ms, 50), 2) if ms else None,
+    }

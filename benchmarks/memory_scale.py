@@ -56,6 +56,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
+    model_alone,
     percentile,
     rss_mib,
     start_postgres,
@@ -441,29 +442,11 @@ async def run_growth(args: argparse.Namespace, pid: int, url: str) -> dict[str, 
             "load": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
 
 
-async def model_alone(args: argparse.Namespace, n: int = 3000) -> dict[str, float]:
-    """The bundled model by itself, in this process, with the server's settings: how
-    fast it encodes the benchmark's texts in batches of --batch (the most any ingest
-    can reach here) and one query (part of every search). Measured after the server
-    has stopped, on the same machine."""
-    from persona_mcp.embeddings.minilm import MiniLMEmbedder
-
-    embedder = MiniLMEmbedder()
-    await embedder.wait_ready()
+async def synth_model_alone(args: argparse.Namespace, n: int = 3000) -> dict[str, Any]:
+    """The model alone on the benchmark's own texts, in batches of --batch."""
     items = synth_memories(random.Random(args.seed), n, time.time())
-    texts = [m["content"] for m in items]
-    await embedder.embed(texts[: args.batch])
-    t0 = time.perf_counter()
-    for start in range(0, n, args.batch):
-        await embedder.embed(texts[start : start + args.batch])
-    rate = n / (time.perf_counter() - t0)
-    ms = []
-    for query in synth_queries(random.Random(args.seed + 1), 100):
-        t0 = time.perf_counter()
-        await embedder.embed([query])
-        ms.append((time.perf_counter() - t0) * 1000)
-    await embedder.aclose()
-    return {"encode_per_second": round(rate, 1), "query_ms": ms_summary(ms)["p50"]}
+    queries = synth_queries(random.Random(args.seed + 1), 100)
+    return await model_alone([m["content"] for m in items], args.batch, queries)
 
 
 def report_growth(figures: dict[str, Any]) -> None:
@@ -768,7 +751,7 @@ def measure(args: argparse.Namespace) -> int:
             figures = asyncio.run(run_growth(args, server.pid, server.url))
         finally:
             stop_server(server)
-        figures["model_alone"] = asyncio.run(model_alone(args))
+        figures["model_alone"] = asyncio.run(synth_model_alone(args))
         report_growth(figures)
         if args.json:
             print(json.dumps(figures))
