@@ -113,7 +113,7 @@ async def run(url: str, data: list[dict[str, Any]], limit_conversations: int | N
     per_question: list[dict[str, Any]] = []
     latencies: list[float] = []
     ingest_seconds = 0.0
-    stored: list[str] = []
+    ingested = 0
     async with PersonaClient(url, timeout=600) as client:
         for _ in range(600):  # the embedding model loads in the background: bounded wait
             status = await client.call("system.status")
@@ -132,7 +132,7 @@ async def run(url: str, data: list[dict[str, Any]], limit_conversations: int | N
                     {"persona_id": persona["id"], "memories": items[start : start + BATCH]},
                 )
             ingest_seconds += time.perf_counter() - started
-            stored.extend(i["content"] for i in items)
+            ingested += len(items)
             known = {i["metadata"]["dia_id"] for i in items}
             for qa in conv["qa"]:
                 category = qa.get("category")
@@ -178,10 +178,9 @@ async def run(url: str, data: list[dict[str, Any]], limit_conversations: int | N
             "p95": round(percentile(latencies, 95), 2),
         },
         "ingest": {
-            "memories": len(stored),
-            "per_second": round(len(stored) / ingest_seconds, 1) if ingest_seconds else None,
+            "memories": ingested,
+            "per_second": round(ingested / ingest_seconds, 1) if ingest_seconds else None,
         },
-        "texts": stored,
     }
 
 
@@ -232,8 +231,12 @@ def main() -> int:
     finally:
         if server is not None:
             stop_server(server)
-    texts = figures.pop("texts")
     if server is not None:  # the server has stopped: the model gets the cores to itself
+        texts = [
+            turn["content"]
+            for conv in data[: args.conversations]
+            for turn in turns_of(conv["conversation"])
+        ]
         figures["model_alone"] = asyncio.run(model_alone(texts, BATCH))
     report(figures)
     r10 = figures["pooled"]["r@10"]

@@ -164,7 +164,7 @@ def test_the_installed_export_runs_residual_adds_unfused(tmp_path: Path) -> None
         ran = [node.op_type for node in onnx.load(str(optimized)).graph.node]
         assert "SkipLayerNormalization" not in ran
         assert ran.count("LayerNormalization") == 12
-    # Another recipe's files are not current.
+    # Files without a recipe, or written by another one, are not current.
     for int8 in (False, True):
         (tmp_path / model_file(int8).name).write_bytes(b"")
     assert not onnx_export.current(tmp_path)
